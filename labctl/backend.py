@@ -1,0 +1,343 @@
+"""The one backend interface.
+
+Calibration routines, protocols and inference are written once against :class:`Backend`.
+It is assembled from small capability protocols (bluesky / ophyd-async style), so a routine
+can ask for just what it uses. Three things implement it: ``sim_backend.SimBackend``
+(in-process simulated macro), ``drivers.InstrumentBackend`` on real instruments, and the same
+``InstrumentBackend`` on the virtual instruments served on loopback.
+
+:class:`BackendBase` holds what every implementation must do identically — bounds checks,
+the safety envelope, per-cell parameter broadcasting, and ending every failure in
+``safe_state()`` — so an implementation only writes the ``_pulse`` / ``_read`` / ``_mvm``
+primitives and cannot forget a check.
+
+Units are SI throughout: volts, amperes, siemens, seconds, joules.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from labctl.cells import BoolArray, Cells, FloatArray, broadcast_param
+from labctl.clock import Clock
+from labctl.envelope import SafetyEnvelope
+from labctl.errors import AddressError, ConfigError, RequestRejected
+from labctl.ledger import Ledger
+
+__all__ = [
+    "Backend", "BackendBase", "Capabilities", "ChipInfo", "PulseKind", "Cells",
+    "FloatArray", "BoolArray",
+]
+
+
+class PulseKind(str, enum.Enum):
+    """What a programming pulse does, and so which terminal it drives."""
+
+    SET = "SET"
+    """Bit line pulsed, gate at a limited voltage: the transistor caps the current."""
+    RESET = "RESET"
+    """Source line pulsed with the gate fully on."""
+    FORM = "FORM"
+    """First SET of a pristine cell: bit line pulsed while the gate ramps gently."""
+
+    @property
+    def terminal(self) -> str:
+        return "SL" if self is PulseKind.RESET else "BL"
+
+
+@dataclass(frozen=True)
+class ChipInfo:
+    """What a chip is: geometry, conductance window, terminals and read defaults."""
+
+    chip_id: str
+    n_tiles: int
+    n_rows: int
+    n_cols: int
+    g_min_S: float
+    """Bottom of the programmable window, siemens."""
+    g_max_S: float
+    """Top of the programmable window, siemens."""
+    read_V: float = 0.2
+    """Default verify-read voltage across the cell (NeuRRAM: 0.1–0.2 V)."""
+    read_gate_V: float = 2.5
+    """Default gate voltage during reads (Stanford NI-RRAM-Python: 2.5 V)."""
+    mvm_input_max_V: float = 0.2
+    """Full-scale DAC output on a row during an MVM, volts."""
+    dac_bits: int = 8
+    adc_bits: int = 9
+    adc_range_A: float = 100e-6
+    """Default full-scale ADC input current (±), amperes; calibration may set another."""
+    preset: str = ""
+    terminals: Mapping[str, str] = field(default_factory=lambda: {
+        "BL": "bit line: SET, FORM and read voltage (top electrode)",
+        "SL": "source line: RESET voltage",
+        "WL": "word line: access-transistor gate (compliance)",
+    })
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["terminals"] = dict(self.terminals)
+        return d
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do natively, so routines can choose the fast path."""
+
+    batched_pulse: bool = True
+    """One call pulses many cells with per-cell parameters in one round trip."""
+    batched_read: bool = True
+    mvm: bool = True
+    device_side_verify: bool = False
+    """A verify-write program runs on the device (one round trip per batch)."""
+    virtual_clock: bool = False
+    energy_model: bool = False
+    """The ledger's energies are estimates from a stated model (simulator)."""
+    round_trips_per_batch: int = 0
+    """Host round trips a batched pulse or read costs (0: in-process)."""
+    notes: str = ""
+
+
+@runtime_checkable
+class DescribesChip(Protocol):
+    @property
+    def chip(self) -> ChipInfo: ...
+    @property
+    def envelope(self) -> SafetyEnvelope: ...
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+
+@runtime_checkable
+class Pulses(Protocol):
+    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
+              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
+              compliance_A: npt.ArrayLike | None = None) -> None:
+        """Apply one pulse of ``kind`` to every cell of the batch, per-cell parameters."""
+        ...
+
+
+@runtime_checkable
+class Reads(Protocol):
+    def read(self, cells: Cells, read_V: float | None = None, gate_V: float | None = None,
+             n_average: int = 1) -> FloatArray:
+        """Conductance of every cell of the batch, siemens (mean of ``n_average`` reads)."""
+        ...
+
+
+@runtime_checkable
+class MultipliesVectors(Protocol):
+    def mvm(self, tile: int, inputs_V: npt.ArrayLike, *, rows: slice = slice(None),
+            cols: slice = slice(None), differential: bool = False,
+            adc_range_A: float | None = None) -> npt.NDArray[np.floating[Any]]:
+        """Analog matrix-vector products through DAC → array → ADC.
+
+        ``inputs_V`` has shape (batch, n_rows_selected): row voltages. Returns column
+        currents in amperes, shape (batch, n_cols_selected), or (batch, n_cols_selected/2)
+        with ``differential``, where each pair of neighbouring columns (2k, 2k+1) is read as
+        I(2k) − I(2k+1): G+ on the even column, G− on the odd one.
+        """
+        ...
+
+
+@runtime_checkable
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
+
+@runtime_checkable
+class SafeStates(Protocol):
+    def safe_state(self) -> None:
+        """All terminals to 0 V and outputs off. Idempotent; safe to call at any time."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(DescribesChip, Pulses, Reads, MultipliesVectors, HasClock, SafeStates, Protocol):
+    """The whole interface a routine may rely on."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+
+class BackendBase(abc.ABC):
+    """Shared behaviour of every backend: checks first, then the primitive, and on any
+    failure the safe state. Subclasses implement ``_pulse``, ``_read``, ``_mvm``,
+    ``_safe_state`` and ``_close``."""
+
+    def __init__(self, chip: ChipInfo, envelope: SafetyEnvelope, clock: Clock,
+                 capabilities: Capabilities) -> None:
+        if not isinstance(envelope, SafetyEnvelope):
+            raise ConfigError("backend", "envelope",
+                              "a backend cannot be built without a SafetyEnvelope")
+        if chip.mvm_input_max_V > envelope.max_read_V:
+            raise ConfigError("backend", "mvm_input_max_V",
+                              f"DAC full scale {chip.mvm_input_max_V} V exceeds the envelope's "
+                              f"max_read_V {envelope.max_read_V} V")
+        self._chip = chip
+        self._envelope = envelope
+        self._clock = clock
+        self._capabilities = capabilities
+        self._ledger = Ledger()
+        self._closed = False
+
+    # ---- description ----
+    @property
+    def chip(self) -> ChipInfo:
+        return self._chip
+
+    @property
+    def envelope(self) -> SafetyEnvelope:
+        return self._envelope
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    # ---- operations ----
+    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
+              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
+              compliance_A: npt.ArrayLike | None = None) -> None:
+        self._check_open()
+        try:
+            kind = PulseKind(kind)
+        except ValueError:
+            raise RequestRejected(f"unknown pulse kind {kind!r}; use SET, RESET or FORM") from None
+        n = len(cells)
+        self._check_cells(cells)
+        amp = broadcast_param(amplitude_V, n, "amplitude_V")
+        gate = broadcast_param(gate_V, n, "gate_V")
+        width = broadcast_param(width_s, n, "width_s")
+        comp = None if compliance_A is None else broadcast_param(compliance_A, n, "compliance_A")
+        self._envelope.check_pulse(kind.terminal, amp, gate, width, comp)
+        if n == 0:
+            return
+        with self._guard():
+            self._pulse(cells, kind, amp, gate, width, comp)
+
+    def read(self, cells: Cells, read_V: float | None = None, gate_V: float | None = None,
+             n_average: int = 1) -> FloatArray:
+        self._check_open()
+        v = self._chip.read_V if read_V is None else float(read_V)
+        g = self._chip.read_gate_V if gate_V is None else float(gate_V)
+        if not isinstance(n_average, int | np.integer) or n_average < 1:
+            raise RequestRejected(f"n_average must be a positive integer, got {n_average!r}")
+        if v == 0.0:
+            raise RequestRejected("read voltage must be non-zero to measure a conductance")
+        self._check_cells(cells)
+        self._envelope.check_read(v, g)
+        if len(cells) == 0:
+            return np.zeros(0)
+        with self._guard():
+            return self._read(cells, v, g, int(n_average))
+
+    def mvm(self, tile: int, inputs_V: npt.ArrayLike, *, rows: slice = slice(None),
+            cols: slice = slice(None), differential: bool = False,
+            adc_range_A: float | None = None) -> npt.NDArray[np.floating[Any]]:
+        self._check_open()
+        if not 0 <= tile < self._chip.n_tiles:
+            raise AddressError(f"tile {tile} outside 0..{self._chip.n_tiles - 1}")
+        r = range(*rows.indices(self._chip.n_rows))
+        c = range(*cols.indices(self._chip.n_cols))
+        if r.step != 1 or c.step != 1 or len(r) == 0 or len(c) == 0:
+            raise AddressError("mvm rows and cols must be non-empty contiguous slices")
+        if differential and len(c) % 2:
+            raise AddressError(f"differential mvm needs an even number of columns, got {len(c)}")
+        x = np.asarray(inputs_V)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != len(r):
+            raise AddressError(f"inputs_V must have shape (batch, {len(r)}), got {x.shape}")
+        self._envelope.check_voltage("MVM input", x, self._chip.mvm_input_max_V,
+                                     allow_negative=True)
+        adc = self._chip.adc_range_A if adc_range_A is None else float(adc_range_A)
+        if not adc > 0 or not np.isfinite(adc):
+            raise RequestRejected(f"adc_range_A must be a positive current, got {adc_range_A!r}")
+        with self._guard():
+            return self._mvm(tile, x, slice(r.start, r.stop), slice(c.start, c.stop),
+                             differential, adc)
+
+    def safe_state(self) -> None:
+        self._safe_state()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._safe_state()
+        finally:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> BackendBase:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ---- helpers ----
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RequestRejected("this backend is closed; open a new one")
+
+    def _check_cells(self, cells: Cells) -> None:
+        if not isinstance(cells, Cells):
+            raise RequestRejected(f"cells must be a labctl.Cells, got {type(cells).__name__}")
+        cells.check_bounds(self._chip.n_tiles, self._chip.n_rows, self._chip.n_cols)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Any exception (including Ctrl+C) during a hardware operation ends in safe_state."""
+        try:
+            yield
+        except BaseException as exc:
+            reached = True
+            try:
+                self._safe_state()
+            except Exception:
+                reached = False
+            if hasattr(exc, "safe_state_reached"):
+                with contextlib.suppress(AttributeError):
+                    exc.safe_state_reached = reached
+            raise
+
+    # ---- primitives ----
+    @abc.abstractmethod
+    def _pulse(self, cells: Cells, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,
+               width_s: FloatArray, compliance_A: FloatArray | None) -> None: ...
+
+    @abc.abstractmethod
+    def _read(self, cells: Cells, read_V: float, gate_V: float, n_average: int) -> FloatArray: ...
+
+    @abc.abstractmethod
+    def _mvm(self, tile: int, inputs_V: npt.NDArray[np.floating[Any]], rows: slice, cols: slice,
+             differential: bool, adc_range_A: float) -> npt.NDArray[np.floating[Any]]: ...
+
+    @abc.abstractmethod
+    def _safe_state(self) -> None: ...
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources after the safe state (override when there are any)."""

@@ -1,0 +1,59 @@
+"""``labctl bench``: performance and quality figures as ratios against a floor measured in
+the same run. Each section is a module with ``run(quick: bool) -> dict[str, float]``;
+sections are imported only when run. Results are a flat JSON object, metadata under "meta".
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+SECTIONS: dict[str, str] = {
+    "sim": "labctl.bench.sim",
+}
+
+
+def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, Any]:
+    names = list(SECTIONS) if not only else only
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    from labctl import __version__
+
+    result: dict[str, Any] = {}
+    meta: dict[str, Any] = {
+        "labctl_version": __version__, "python": platform.python_version(),
+        "machine": platform.machine(), "cpus": os.cpu_count(), "quick": quick,
+        "sections": names, "section_seconds": {},
+    }
+    for name in names:
+        mod = importlib.import_module(SECTIONS[name])
+        t0 = time.perf_counter()
+        figures: dict[str, float] = mod.run(quick=quick)
+        meta["section_seconds"][name] = round(time.perf_counter() - t0, 2)
+        result.update(figures)
+    result["meta"] = meta
+    return result
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def median_time_s(fn: Any, *, repeats: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    import numpy as np
+
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))

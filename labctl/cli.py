@@ -1,0 +1,58 @@
+"""The ``labctl`` command line. Each subcommand is a module in ``labctl.commands`` with
+``NAME``, ``HELP``, ``add_arguments(parser)`` and ``main(args) -> int``; imported only when
+needed, so ``labctl --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from labctl.errors import LabctlError
+
+COMMANDS: dict[str, str] = {
+    "info": "labctl.commands.info",
+    "bench": "labctl.commands.bench",
+    "demo": "labctl.commands.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from labctl import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="labctl",
+        description="Form, program, read and calibrate memristor crossbar chips — on real "
+        "instruments or on the simulated 180 nm 1T1R macro (the default).",
+    )
+    parser.add_argument("--version", action="version", version=f"labctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        mod = importlib.import_module(modname)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_handler=mod.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        code: int = args._handler(args)
+        return code
+    except LabctlError as e:
+        print(f"labctl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"labctl {args.command}: interrupted; hardware left in its safe state",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

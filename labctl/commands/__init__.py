@@ -1,0 +1,1 @@
+"""Subcommands of the ``labctl`` CLI, one module each."""

@@ -1,0 +1,34 @@
+"""``labctl bench``: measure the hot paths as ratios against a floor in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NAME = "bench"
+HELP = "run the benchmarks and write a flat JSON of metric → number"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from labctl.bench import SECTIONS
+
+    p.add_argument("--json", dest="json_path", metavar="PATH", help="write results here")
+    p.add_argument("--only", action="append", choices=sorted(SECTIONS), metavar="SECTION",
+                   help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from labctl.bench import run_bench, write_json
+
+    result = run_bench(args.only, quick=args.quick)
+    for k, v in result.items():
+        if k != "meta":
+            print(f"{k:<40} {v:.6g}" if isinstance(v, float) else f"{k:<40} {v}")
+    if args.json_path:
+        write_json(result, args.json_path)
+        print(f"wrote {args.json_path}", file=sys.stderr)
+    else:
+        print(json.dumps(result["meta"]), file=sys.stderr)
+    return 0

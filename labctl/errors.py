@@ -1,0 +1,86 @@
+"""The labctl error hierarchy.
+
+Every error a user can meaningfully react to derives from :class:`LabctlError`, and each
+branch answers one question: *did anything reach the chip?*
+
+- :class:`RequestRejected` and its children (:class:`EnvelopeViolation`,
+  :class:`ConfigError`): the request was refused **before** any hardware action. Fix the
+  input and retry; the chip is untouched.
+- :class:`InstrumentError`, :class:`CommunicationError`, :class:`InstrumentTimeout`: something
+  went wrong while talking to hardware. The backend has already tried to put the hardware in
+  its safe state; :attr:`InstrumentFault.safe_state_reached` says whether that worked.
+- :class:`RunInterrupted`: a run was paused or aborted at a checkpoint on request.
+"""
+
+from __future__ import annotations
+
+
+class LabctlError(Exception):
+    """Base of every error labctl raises on purpose."""
+
+
+class RequestRejected(LabctlError, ValueError):
+    """A request was refused before anything was sent to a terminal."""
+
+
+class EnvelopeViolation(RequestRejected):
+    """An operation asked for something outside the chip's frozen safety envelope.
+
+    Raised before the operation reaches the model or the wire; never clipped.
+    """
+
+    def __init__(self, parameter: str, limit: str, offending: str, n_cells: int = 1) -> None:
+        self.parameter = parameter
+        self.limit = limit
+        self.offending = offending
+        self.n_cells = n_cells
+        cells = f" ({n_cells} cell{'s' if n_cells != 1 else ''})" if n_cells else ""
+        super().__init__(
+            f"{parameter} = {offending}{cells} is outside the safety envelope ({limit}); "
+            "nothing was applied. Lower the request or, if the chip's datasheet allows it, "
+            "widen the envelope in the station file."
+        )
+
+
+class ConfigError(RequestRejected):
+    """A protocol, station or preset file is malformed: names the file, the key and the fix."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{source}: key '{key}': {problem}")
+
+
+class AddressError(RequestRejected):
+    """Cells were addressed outside the chip (tile, row or column out of range)."""
+
+
+class InstrumentFault(LabctlError):
+    """Base for faults that happen while talking to hardware."""
+
+    safe_state_reached: bool | None = None
+
+
+class InstrumentError(InstrumentFault):
+    """The instrument reported an error (from its error queue or a status reply)."""
+
+
+class CommunicationError(InstrumentFault):
+    """A reply was garbled, truncated, out of sequence or failed its checksum."""
+
+
+class InstrumentTimeout(InstrumentFault, TimeoutError):
+    """An instrument did not answer in time."""
+
+
+class SafetyInterlock(InstrumentFault):
+    """The hardware refused or could not confirm a safety precondition (e.g. compliance)."""
+
+
+class RunInterrupted(LabctlError):
+    """A run stopped at a checkpoint because the user paused or aborted it."""
+
+    def __init__(self, message: str, *, aborted: bool) -> None:
+        self.aborted = aborted
+        super().__init__(message)

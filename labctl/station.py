@@ -1,0 +1,95 @@
+"""Station files: which backend, which chip, which instruments.
+
+A station file is YAML with a ``station`` section (always) and, for instrument stations, an
+``instruments`` section following qcodes' station-file conventions (name → type, address,
+parameters). ``labctl`` itself only reads the ``station`` section's ``backend`` key and hands
+the parsed document to the package that owns that backend, imported lazily here and only
+here, so ``import labctl`` never imports the simulator, the drivers or qcodes.
+
+    station:
+      backend: sim            # sim | instruments
+      chip_id: sim-180nm-0001
+      preset: default_180nm   # a named preset or a preset file path
+      seed: 1234
+
+With no station file, :func:`open_backend` opens the default simulated chip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labctl.backend import BackendBase
+from labctl.errors import ConfigError
+
+BACKENDS = ("sim", "instruments")
+DEFAULT_STATION: dict[str, Any] = {"station": {"backend": "sim"}}
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    """A parsed station document. ``source`` names the file in every error message."""
+
+    source: str
+    backend: str
+    station: Mapping[str, Any]
+    instruments: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML file whose top level must be a mapping; errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(p), "(file)", f"{what} file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(str(p), "(syntax)", f"not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), "(file)", "not a UTF-8 text file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), "(top level)", f"must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_station(data: Mapping[str, Any], source: str, path: Path | None = None) -> StationSpec:
+    for key in data:
+        if key not in ("station", "instruments"):
+            raise ConfigError(source, str(key), "unknown top-level key; allowed: station, instruments")
+    st = data.get("station")
+    if not isinstance(st, Mapping):
+        raise ConfigError(source, "station", "missing, or not a mapping")
+    backend = st.get("backend", "sim")
+    if backend not in BACKENDS:
+        raise ConfigError(source, "station.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    instruments = data.get("instruments", {}) or {}
+    if not isinstance(instruments, Mapping):
+        raise ConfigError(source, "instruments", "must be a mapping of instrument name → settings")
+    return StationSpec(source, backend, st, instruments, path)
+
+
+def load_station(path: str | Path | None) -> StationSpec:
+    if path is None:
+        return parse_station(DEFAULT_STATION, "(default simulated station)")
+    return parse_station(load_yaml_mapping(path, "station"), str(path), Path(path))
+
+
+def open_backend(station: str | Path | StationSpec | None = None) -> BackendBase:
+    """Build the backend a station file describes (the simulated chip when ``None``)."""
+    spec = station if isinstance(station, StationSpec) else load_station(station)
+    if spec.backend == "sim":
+        from sim_backend.station import build_backend as build_sim
+
+        return build_sim(spec)
+    from drivers.station import build_backend as build_instruments  # type: ignore[import-not-found,unused-ignore]
+
+    backend: BackendBase = build_instruments(spec)
+    return backend
