@@ -71,8 +71,9 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
     n = len(cells)
     levels = n_levels(p)
     if ctx.resume is None:
-        st = {"outcome": np.zeros(n, np.int8), "level": np.zeros(n, np.int64),
-              "gate_at_form_V": np.full(n, np.nan)}
+        st: dict[str, np.ndarray] = {
+            "outcome": np.zeros(n, np.int8), "level": np.zeros(n, np.int64),
+            "gate_at_form_V": np.full(n, np.nan)}
         g_all = None
     else:
         st = {k: np.array(v) for k, v in ctx.resume.state.items()}

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
-
 from calibration import region as reg
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope

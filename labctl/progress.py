@@ -20,7 +20,7 @@ class Progress:
         if not self.enabled or total <= 0:
             return
         frac = min(max(done / total, 0.0), 1.0)
-        fill = int(round(frac * self.width))
+        fill = round(frac * self.width)
         line = (f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
                 f"{frac * 100:5.1f}% {done}/{total} {note}")
         if line != self._last:

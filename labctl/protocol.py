@@ -84,7 +84,8 @@ def parse_protocol_text(text: str, source: str, registry: Mapping[str, RoutineSp
                           f"must be a mapping of keys, got {type(data).__name__}")
     for key in data:
         if key not in TOP_KEYS:
-            raise ConfigError(source, str(key), f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
+            raise ConfigError(source, str(key),
+                              f"unknown top-level key; allowed: {', '.join(TOP_KEYS)}")
     name = _opt_str(data, "name", source, default=Path(source).stem)
     description = _opt_str(data, "description", source, default="")
     if ("steps" in data) == ("routine" in data):
@@ -115,7 +116,8 @@ def _parse_step(i: int, raw: Any, key: str, source: str,
                           f"{type(raw).__name__}")
     for k in raw:
         if k not in STEP_KEYS:
-            raise ConfigError(source, f"{prefix}{k}", f"unknown step key; allowed: {', '.join(STEP_KEYS)}")
+            raise ConfigError(source, f"{prefix}{k}",
+                              f"unknown step key; allowed: {', '.join(STEP_KEYS)}")
     routine = raw.get("routine")
     if not isinstance(routine, str) or routine not in registry:
         raise ConfigError(source, f"{prefix}routine",

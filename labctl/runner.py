@@ -189,7 +189,6 @@ class Runner:
                 status = "completed"
         except RunInterrupted as e:
             status, message = ("aborted" if e.aborted else "paused"), str(e)
-            raise
         except KeyboardInterrupt:
             status, message = "interrupted", "stopped by a second Ctrl+C"
             raise

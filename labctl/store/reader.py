@@ -65,7 +65,8 @@ class RunReader:
         try:
             self._f = h5py.File(self.path, "r", libver="latest", swmr=True)
         except OSError as e:
-            raise ConfigError(str(self.path), "(file)", f"not a readable HDF5 run file: {e}") from None
+            raise ConfigError(str(self.path), "(file)",
+                              f"not a readable HDF5 run file: {e}") from None
         try:
             fmt = self._f.attrs.get("format")
             ver = self._f.attrs.get("schema_version")
