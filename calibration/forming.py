@@ -74,20 +74,16 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
         st: dict[str, np.ndarray] = {
             "outcome": np.zeros(n, np.int8), "level": np.zeros(n, np.int64),
             "gate_at_form_V": np.full(n, np.nan)}
-        g_all = None
     else:
         st = {k: np.array(v) for k, v in ctx.resume.state.items()}
-        g_all = be.read(cells, p["read_V"], n_average=p["n_average"])  # the re-read
-        ctx.event("resumed: re-read every cell of the region")
+        ctx.event("resumed from a checkpoint: pending cells are re-read and re-planned; formed "
+                  "cells get no pulse and are re-read in the closing read")
 
     while True:
         act = np.flatnonzero(st["outcome"] == PENDING)
         if act.size == 0:
             break
-        if g_all is not None:
-            g, g_all = g_all[act], None
-        else:
-            g = be.read(cells.subset(act), p["read_V"], n_average=p["n_average"])
+        g = be.read(cells.subset(act), p["read_V"], n_average=p["n_average"])
         formed = g > p["formed_threshold_S"]
         st["outcome"][act[formed]] = FORMED
         last = st["level"][act] - 1
