@@ -79,6 +79,8 @@ class RunReader:
             for name in ("records", "pulses", "reads", "arrays", "text"):
                 self._log[name].refresh()
             rows = self._log["records"][...]
+            self._attrs = {k: v.item() if isinstance(v, np.generic) else v
+                           for k, v in self._f.attrs.items()}
         except BaseException:
             self._f.close()
             raise
@@ -91,13 +93,10 @@ class RunReader:
     # ---- provenance ----
     @property
     def attrs(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in self._f.attrs.items():
-            out[k] = v.item() if isinstance(v, np.generic) else v
-        return out
+        return dict(self._attrs)
 
     def attr_json(self, key: str, default: Any = None) -> Any:
-        v = self._f.attrs.get(key)
+        v = self._attrs.get(key)
         if v is None:
             return default
         try:
@@ -145,8 +144,10 @@ class RunReader:
 
     @property
     def complete(self) -> bool:
-        """True when the run reached its RUN_END record."""
-        return bool(len(self.records)) and int(self.records[-1]["kind"]) == Kind.RUN_END
+        """True when the run's last record is a RUN_END saying it completed."""
+        recs = self.all()
+        return bool(recs) and recs[-1].kind == Kind.RUN_END \
+            and recs[-1].payload.get("status") == "completed"
 
     def pulse_counts(self, shape: tuple[int, int, int]) -> np.ndarray:
         """Cell-pulses per cell over all committed records, shape (tiles, rows, cols)."""
