@@ -85,7 +85,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BackendBase]]:
         return be
 
     monkeypatch.setattr(station, "open_backend", spy)
-    yield made
+    return made
 
 
 def write(path: Path, text: str) -> Path:

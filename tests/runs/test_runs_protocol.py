@@ -9,6 +9,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 import yaml
+from conftest import REPO, write
 from hypothesis import HealthCheck, given, settings
 
 from labctl.cli import main as cli_main
@@ -16,8 +17,6 @@ from labctl.errors import ConfigError
 from labctl.params import Float, Int, ParamError, Section, describe, validate
 from labctl.protocol import load_protocol
 from labctl.runner import load_registry
-
-from conftest import REPO, write
 
 REGISTRY = load_registry()
 PROGRAM = REPO / "protocols" / "program.yaml"
@@ -28,7 +27,8 @@ def test_shipped_protocols_validate() -> None:
         proto = load_protocol(REPO / "protocols" / name, REGISTRY)
         assert proto.steps
     vw = load_protocol(PROGRAM, REGISTRY).steps[1].params
-    assert vw["set"]["start_V"] == 1.2 and vw["target"]["kind"] == "checkerboard"
+    assert vw["set"]["start_V"] == 1.2
+    assert vw["target"]["kind"] == "checkerboard"
 
 
 def test_param_specs() -> None:
@@ -92,8 +92,10 @@ def test_chip_dependent_errors_before_any_action(tmp_path: Path, opened: list[An
         p = write(tmp_path / "bad.yaml", text)
         code, err = _run_cli(tmp_path, p, capsys)
         assert code == 2, err
-        assert str(p) in err and "Traceback" not in err
-    assert opened and all(be.ledger.pulses == 0 and be.ledger.reads == 0 for be in opened)
+        assert str(p) in err
+        assert "Traceback" not in err
+    assert opened
+    assert all(be.ledger.pulses == 0 and be.ledger.reads == 0 for be in opened)
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -135,12 +137,17 @@ def mutated(draw: st.DrawFn) -> str:
 @given(text=mutated())
 def test_fuzzed_protocols_fail_cleanly(tmp_path: Path, text: str) -> None:
     p = write(tmp_path / "fuzz.yaml", text)
+    error: ConfigError | None = None
     try:
         proto = load_protocol(p, REGISTRY)
     except ConfigError as e:
-        assert e.source == str(p) and e.key and e.problem
+        error = e
+    if error is None:
+        assert proto.steps  # a mutation that happens to be valid is fine
         return
-    assert proto.steps  # a mutation that happens to be valid is fine
+    assert error.source == str(p)
+    assert error.key
+    assert error.problem
 
 
 @settings(max_examples=25, deadline=None, derandomize=True,
@@ -158,5 +165,7 @@ def test_fuzzed_protocols_cli_exit_2_and_no_pulse(tmp_path: Path, text: str, ope
         opened.clear()
         code, err = _run_cli(tmp_path, p, capsys)
         assert code == 2
-        assert "Traceback" not in err and str(p) in err and "error:" in err
+        assert "Traceback" not in err
+        assert str(p) in err
+        assert "error:" in err
         assert all(be.ledger.pulses == 0 and be.ledger.reads == 0 for be in opened)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import CHIP_SHAPE, KILL_PROTOCOL, write
 
 from labctl.cli import main as cli_main
 from labctl.errors import LabctlError
@@ -21,8 +22,6 @@ from labctl.runner import RunOptions, load_registry, run
 from labctl.store import CalibrationRecord, Kind, RunReader, RunWriter
 from labctl.store.summary import run_status
 from sim_backend.backend import SimBackend
-
-from conftest import CHIP_SHAPE, KILL_PROTOCOL, write
 
 SMALL = """
 name: small
@@ -66,20 +65,24 @@ def test_program_end_to_end_show_plot(tmp_path: Path, cal_dir: Path,
     out = tmp_path / "run.h5"
     assert cli_main(["run", str(proto), "--out", str(out), "--seed", "5", "--no-progress"]) == 0
     with RunReader(out) as rd:
-        assert rd.complete and run_status(rd) == "completed"
-        assert rd.attrs["seed"] == 5 and rd.attrs["chip_id"].startswith("sim-")
+        assert rd.complete
+        assert run_status(rd) == "completed"
+        assert rd.attrs["seed"] == 5
+        assert rd.attrs["chip_id"].startswith("sim-")
         results = {r.step: r.payload for r in rd.of_kind(Kind.RESULT)}
         assert results[1]["converged"] + results[1]["gave_up"] + results[1]["stuck"] == 64
         end = rd.all()[-1].payload
         assert end["safe_state_reached"] is True
         assert end["ledger"]["pulses"] == int(rd.pulse_counts(CHIP_SHAPE).sum())
     rec = CalibrationRecord.load(rd.attrs["chip_id"], CHIP_SHAPE)
-    assert (rec.fault_map[0, :8, :8] >= 0).all() and "verify_write" in rec.programming
+    assert (rec.fault_map[0, :8, :8] >= 0).all()
+    assert "verify_write" in rec.programming
     assert "baseline_g_S" in rec.drift
     capsys.readouterr()
     assert cli_main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert "status     completed" in shown and "converged" in shown
+    assert "status     completed" in shown
+    assert "converged" in shown
     assert cli_main(["plot", str(out), "--outdir", str(tmp_path / "fig")]) == 0
     names = {p.name for p in (tmp_path / "fig").glob("*.png")}
     assert {"step1_map_g_formed_S.png", "step2_convergence.png", "step2_spread.png",
@@ -104,10 +107,12 @@ def test_sigint_non_tty_aborts_at_checkpoint_then_resume_matches(
     safe_calls.clear()
     o = run(RunOptions(protocol=str(KILL_PROTOCOL), out=str(out), interactive=False,
                        progress=False), registry=poked)
-    assert o.status == "aborted" and safe_calls
+    assert o.status == "aborted"
+    assert safe_calls
     with RunReader(out) as rd:
         end = rd.all()[-1]
-        assert end.kind == Kind.RUN_END and end.payload["status"] == "aborted"
+        assert end.kind == Kind.RUN_END
+        assert end.payload["status"] == "aborted"
         assert end.payload["safe_state_reached"] is True
         assert len(rd.of_kind(Kind.CHECKPOINT, step=1)) == 3  # stopped before the 4th batch
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -145,7 +150,8 @@ def test_error_mid_step_ends_in_safe_state(tmp_path: Path, cal_dir: Path) -> Non
         run(RunOptions(protocol=str(KILL_PROTOCOL), out=str(out), progress=False), registry=bad)
     with RunReader(out) as rd:
         end = rd.all()[-1].payload
-        assert end["status"] == "failed" and end["safe_state_reached"] is True
+        assert end["status"] == "failed"
+        assert end["safe_state_reached"] is True
         assert "on fire" in end["message"]
 
 

@@ -13,14 +13,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import REPO
 
 from labctl.cells import Cells
 from labctl.errors import ConfigError
 from labctl.recording import pulse_rows, read_rows
 from labctl.store import CalibrationRecord, Kind, RunReader, RunWriter
 from labctl.store.schema import RECORD_DTYPE
-
-from conftest import REPO
 
 
 def _write_some(path: Path, n: int = 5) -> None:
@@ -41,7 +40,8 @@ def test_round_trip(tmp_path: Path) -> None:
         assert rd.complete is False  # no RUN_END
         recs = rd.all()
         assert [r.seq for r in recs] == list(range(1, 12))
-        assert rd.attrs["chip_id"] == "c1" and rd.attrs["seed"] == 3
+        assert rd.attrs["chip_id"] == "c1"
+        assert rd.attrs["seed"] == 3
         assert rd.attr_json("meta") == {"a": [1, 2]}
         ck = rd.of_kind(Kind.CHECKPOINT)[3]
         assert ck.payload["meta"] == {"i": 3}
@@ -50,7 +50,8 @@ def test_round_trip(tmp_path: Path) -> None:
         np.testing.assert_allclose(ck.pulses()["amplitude_V"], 1.5)
         assert rd.of_kind(Kind.READ)[2].reads()["g_S"][0] == pytest.approx(2e-6)
         counts = rd.pulse_counts((1, 4, 4))
-        assert counts[0, :2, :3].tolist() == [[5] * 3] * 2 and counts.sum() == 30
+        assert counts[0, :2, :3].tolist() == [[5] * 3] * 2
+        assert counts.sum() == 30
 
 
 def test_uncommitted_tail_is_ignored(tmp_path: Path) -> None:
@@ -64,7 +65,8 @@ def test_uncommitted_tail_is_ignored(tmp_path: Path) -> None:
         rec[7] = row
         rec.resize((rec.shape[0] + 2,))  # and two rows of fill (zeros) after the end
     with RunReader(p) as rd:
-        assert len(rd.records) == 7 and rd.n_rows_on_disk == 13
+        assert len(rd.records) == 7
+        assert rd.n_rows_on_disk == 13
 
 
 def test_schema_version_checked(tmp_path: Path) -> None:
@@ -91,7 +93,9 @@ def test_continue_file_keeps_prefix(tmp_path: Path) -> None:
     w.record(Kind.RUN_END, payload={"status": "completed"})
     w.close()
     with RunReader(p) as rd:
-        assert rd.complete and rd.attrs["resume_count"] == 1 and rd.attrs["chip_id"] == "c1"
+        assert rd.complete
+        assert rd.attrs["resume_count"] == 1
+        assert rd.attrs["chip_id"] == "c1"
         np.testing.assert_array_equal(rd.of_kind(Kind.CHECKPOINT)[2].array("state"),
                                       np.arange(6) * 2)
     assert not list(tmp_path.glob(".*.tmp"))
@@ -108,8 +112,10 @@ def test_calibration_record_round_trip(tmp_path: Path) -> None:
     path = rec.save(tmp_path)
     assert path.name == "chip_7.h5"
     back = CalibrationRecord.load("chip/7", (1, 4, 5), tmp_path)
-    assert back.fault_map[0, 1, 2] == 2 and back.column_gain[0, 3] == pytest.approx(1.1)
-    assert back.programming == rec.programming and back.history[0]["routine"] == "verify_write"
+    assert back.fault_map[0, 1, 2] == 2
+    assert back.column_gain[0, 3] == pytest.approx(1.1)
+    assert back.programming == rec.programming
+    assert back.history[0]["routine"] == "verify_write"
     with pytest.raises(ConfigError, match="shape"):
         CalibrationRecord.load("chip/7", (1, 4, 6), tmp_path)
 
