@@ -194,6 +194,8 @@ def _end(records: np.ndarray, start: str, count: str) -> int:
 
 def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a process killed
+        stale.unlink(missing_ok=True)                        # while creating this file
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     f = h5py.File(tmp, "w", libver="latest")
     try:
