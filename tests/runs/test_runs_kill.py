@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHIP_SHAPE, KILL_PROTOCOL, labctl_cmd, subprocess_env
 
 from labctl.cli import main as cli_main
 from labctl.errors import ConfigError
 from labctl.runner import RunOptions, run
 from labctl.store import Kind, RunReader
 from labctl.store.summary import summarize
-
-from conftest import CHIP_SHAPE, KILL_PROTOCOL, labctl_cmd, subprocess_env
 
 N_TRIALS = 16
 POLL_S = 0.02
@@ -57,7 +56,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, dic
             os.environ["LABCTL_CALIBRATION_DIR"] = old
     assert o.status == "completed"
     counts, outcomes, _ = _summary(tmp / "ref.h5")
-    assert counts.sum() > 1000 and len(outcomes) == 4
+    assert counts.sum() > 1000
+    assert len(outcomes) == 4
     return counts, outcomes
 
 
@@ -74,7 +74,7 @@ def _start_and_kill(args: list[str], out: Path, env: dict[str, str], rng: random
     """Start ``labctl run ARGS`` and SIGKILL it: ``time`` after a random delay from the
     start; ``records`` once the file holds a random number of committed records (then a
     random short delay). Returns what happened."""
-    proc = subprocess.Popen(labctl_cmd() + ["run", *args], env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*labctl_cmd(), "run", *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if mode == "time":
@@ -112,7 +112,7 @@ def _trial(i: int, root: Path) -> dict:
         log["second"] = _start_and_kill(["--resume", str(out), "--no-progress"], out, env,
                                         rng, "records")
         log["committed2"] = _committed(out)
-    r = subprocess.run(labctl_cmd() + ["run", "--resume", str(out), "--no-progress"], env=env,
+    r = subprocess.run([*labctl_cmd(), "run", "--resume", str(out), "--no-progress"], env=env,
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     log["resume_rc"] = r.returncode
     log["resume_err"] = r.stderr[-2000:]
@@ -154,8 +154,7 @@ def test_sigint_subprocess_aborts_safely_then_resumes(tmp_path: Path, reference:
     state, exits 130 and leaves a readable, resumable file."""
     env = subprocess_env(tmp_path)
     out = tmp_path / "int.h5"
-    proc = subprocess.Popen(labctl_cmd() + ["run", str(KILL_PROTOCOL), "--out", str(out),
-                                            "--no-progress"],
+    proc = subprocess.Popen([*labctl_cmd(), "run", str(KILL_PROTOCOL), "--out", str(out), "--no-progress"],
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and _committed(out) < 60:
@@ -163,13 +162,14 @@ def test_sigint_subprocess_aborts_safely_then_resumes(tmp_path: Path, reference:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and "--resume" in err
+    assert "Traceback" not in err
+    assert "--resume" in err
     with RunReader(out) as rd:
         end = rd.all()[-1]
         assert end.kind == Kind.RUN_END
         assert end.payload["status"] == "aborted"
         assert end.payload["safe_state_reached"] is True
-    r = subprocess.run(labctl_cmd() + ["run", "--resume", str(out), "--no-progress"], env=env,
+    r = subprocess.run([*labctl_cmd(), "run", "--resume", str(out), "--no-progress"], env=env,
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     counts, _, _ = _summary(out)

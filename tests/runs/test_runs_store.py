@@ -171,7 +171,8 @@ def test_progress_bar_only_when_enabled() -> None:
     bar = Progress("step", stream=buf, enabled=True, width=10)
     bar.update(5, 10)
     bar.close()
-    assert "[#####.....]" in buf.getvalue() and "5/10" in buf.getvalue()
+    assert "[#####.....]" in buf.getvalue()
+    assert "5/10" in buf.getvalue()
     quiet = io.StringIO()  # not a TTY: nothing
     Progress("step", stream=quiet).update(5, 10)
     assert quiet.getvalue() == ""
