@@ -127,7 +127,8 @@ def test_kill9_at_random_moments_then_resume(tmp_path: Path, reference: tuple,
     killed_mid_run = 0
     with capsys.disabled():  # shown with pytest -s: where the kills landed
         for log in logs:
-            print({k: v for k, v in log.items() if k not in ("resume_err", "show_truncated")})
+            print({k: v for k, v in log.items()
+                   if k not in ("resume_err", "show_truncated")})
     for log in logs:
         out = tmp_path / f"t{log['trial']}" / "run.h5"
         if not log["file"]:
