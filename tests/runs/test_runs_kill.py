@@ -155,7 +155,8 @@ def test_sigint_subprocess_aborts_safely_then_resumes(tmp_path: Path, reference:
     state, exits 130 and leaves a readable, resumable file."""
     env = subprocess_env(tmp_path)
     out = tmp_path / "int.h5"
-    proc = subprocess.Popen([*labctl_cmd(), "run", str(KILL_PROTOCOL), "--out", str(out), "--no-progress"],
+    proc = subprocess.Popen([*labctl_cmd(), "run", str(KILL_PROTOCOL), "--out", str(out),
+                             "--no-progress"],
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and _committed(out) < 60:
