@@ -10,6 +10,7 @@ resumed process's own ledger (replay + new pulses) equals the record's total.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -125,10 +126,9 @@ def test_kill9_at_random_moments_then_resume(tmp_path: Path, reference: tuple,
     with ThreadPoolExecutor(2) as pool:
         logs = list(pool.map(lambda i: _trial(i, tmp_path), range(N_TRIALS)))
     killed_mid_run = 0
-    with capsys.disabled():  # shown with pytest -s: where the kills landed
-        for log in logs:
-            print({k: v for k, v in log.items()
-                   if k not in ("resume_err", "show_truncated")})
+    (tmp_path / "kill-trials.json").write_text(  # where the kills landed, for a look
+        json.dumps([{k: v for k, v in log.items() if k != "resume_err"} for log in logs],
+                   indent=1))
     for log in logs:
         out = tmp_path / f"t{log['trial']}" / "run.h5"
         if not log["file"]:
