@@ -7,7 +7,8 @@ per cell and polarity: SET bit line from 1.2 V up 0.1 V per pulse, RESET source 
 test code, Wan et al., Nature 608, 504, 2022 — REFERENCE.md). A cell is *converged* after two
 consecutive reads in the band with no pulse between (NeuRRAM's confirming read), *stuck* when
 ``stuck_pulses`` consecutive pulses at the top amplitude moved it by less than
-``stuck_delta_S``, and *gave up* when it used ``max_pulses`` pulses.
+``stuck_delta_S``, and *gave up* when it used ``max_pulses`` pulses. Cells the chip's
+calibration record already marks unformed or stuck are *skipped* (never pulsed).
 
 Resumable: the state is checkpointed before every pulse batch. A resumed run re-reads the
 pending cells and re-plans them from the checkpointed state; cells that had finished are never
@@ -29,9 +30,12 @@ from labctl.backend import ChipInfo, PulseKind
 from labctl.envelope import SafetyEnvelope
 from labctl.params import Bool, Float, Int, Param, ParamError, Section
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.store.calibration import FAULT_CODES
 
-PENDING, CONVERGED, GAVE_UP, STUCK = 0, 1, 2, 3
-OUTCOMES = {"pending": PENDING, "converged": CONVERGED, "gave_up": GAVE_UP, "stuck": STUCK}
+PENDING, CONVERGED, GAVE_UP, STUCK, SKIPPED = 0, 1, 2, 3, 4
+OUTCOMES = {"pending": PENDING, "converged": CONVERGED, "gave_up": GAVE_UP, "stuck": STUCK,
+            "skipped": SKIPPED}
+KNOWN_BAD = [FAULT_CODES[k] for k in ("unformed", "stuck_lrs", "stuck_hrs")]
 
 
 def _ramp(doc: str, start: float, stop: float, gate: float, width: float) -> Param:
@@ -53,6 +57,8 @@ PARAMS: dict[str, Param] = {
                     default=0.2),
     "n_average": Int("reads averaged per verify (NeuRRAM: 3–8)", min=1, max=64, default=3),
     "confirm": Bool("require a second read in the band before accepting", default=True),
+    "skip_known_faults": Bool("leave cells the chip's calibration record marks unformed or "
+                              "stuck unpulsed (outcome 'skipped')", default=True),
     "max_pulses": Int("pulses per cell before giving up", min=1, max=10000, default=100),
     "stuck_pulses": Int("top-amplitude pulses without response before calling a cell stuck",
                         min=1, max=1000, default=30),
@@ -100,6 +106,9 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
             "set_level": np.zeros(n, np.int64), "reset_level": np.zeros(n, np.int64),
             "candidate": np.zeros(n, bool), "top_count": np.zeros(n, np.int64),
             "at_top": np.zeros(n, bool), "g_prev_S": np.full(n, np.nan)}
+        if p["skip_known_faults"]:
+            known = ctx.calibration.fault_map[cells.tile, cells.row, cells.col]
+            st["outcome"][np.isin(known, KNOWN_BAD)] = SKIPPED
         iteration = 0
     else:
         st = {k: np.array(v) for k, v in ctx.resume.state.items()}
@@ -165,7 +174,7 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
                     outcome=out.reshape(shape), n_pulses=st["n_pulses"].reshape(shape))
     counts = {name: int((out == code).sum()) for name, code in OUTCOMES.items() if code}
     ctx.result(**counts, n_cells=int(out.size), iterations=iterations,
-               success_rate=float(conv.mean()) if out.size else 0.0,
+               success_rate=float(conv.sum() / max(int((out != SKIPPED).sum()), 1)),
                mean_pulses=float(st["n_pulses"].mean()) if out.size else 0.0,
                rms_error_converged_S=float(np.sqrt(np.mean(err[conv] ** 2))) if conv.any()
                else float("nan"),

@@ -92,12 +92,15 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
         raise ConfigError("labctl run", "PROTOCOL", "give a protocol file (or --resume RUN.h5)")
     protocol = load_protocol(opts.protocol, reg)                    # 1. the file, no backend
     spec, seed = _effective_station(opts.station, opts.seed)        # 2. the station file
+    out = Path(opts.out) if opts.out else _default_out(protocol)
+    if out.exists():
+        raise ConfigError("labctl run", "--out", f"{out} exists; a run file is never "
+                          f"overwritten — choose another name, or continue it with --resume")
     from labctl.station import open_backend
 
     backend = open_backend(spec)                                    # 3. no operation yet
     try:
         check_against_chip(protocol, reg, backend.chip, backend.envelope)  # 4. still none
-        out = Path(opts.out) if opts.out else _default_out(protocol)
         writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend))
     except BaseException:
         backend.close()
@@ -114,8 +117,8 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
         protocol = parse_protocol_text(str(attrs.get("protocol_text", "")), source, reg,
                                        Path(str(attrs.get("protocol_dir", "."))))
         if opts.protocol:
-            given = Path(opts.protocol).read_text(encoding="utf-8")
-            if given != protocol.text:
+            given = load_protocol(opts.protocol, reg)
+            if given.text != protocol.text:
                 raise ConfigError(opts.protocol, "(file)", f"differs from the protocol recorded "
                                   f"in {path}; a resume runs the recorded protocol")
         if opts.station or opts.seed is not None:

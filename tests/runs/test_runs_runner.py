@@ -70,7 +70,8 @@ def test_program_end_to_end_show_plot(tmp_path: Path, cal_dir: Path,
         assert rd.attrs["seed"] == 5
         assert rd.attrs["chip_id"].startswith("sim-")
         results = {r.step: r.payload for r in rd.of_kind(Kind.RESULT)}
-        assert results[1]["converged"] + results[1]["gave_up"] + results[1]["stuck"] == 64
+        vw = results[1]
+        assert vw["converged"] + vw["gave_up"] + vw["stuck"] + vw["skipped"] == 64
         end = rd.all()[-1].payload
         assert end["safe_state_reached"] is True
         assert end["ledger"]["pulses"] == int(rd.pulse_counts(CHIP_SHAPE).sum())
@@ -87,8 +88,11 @@ def test_program_end_to_end_show_plot(tmp_path: Path, cal_dir: Path,
     names = {p.name for p in (tmp_path / "fig").glob("*.png")}
     assert {"step1_map_g_formed_S.png", "step2_convergence.png", "step2_spread.png",
             "step4_drift.png"} <= names
-    # resuming a finished run does nothing
+    # resuming a finished run does nothing; a run file is never overwritten
     assert cli_main(["run", "--resume", str(out)]) == 0
+    capsys.readouterr()
+    assert cli_main(["run", str(proto), "--out", str(out)]) == 2
+    assert "never overwritten" in capsys.readouterr().err
     assert _counts(out).sum() == end["ledger"]["pulses"]
 
 
@@ -181,3 +185,22 @@ def test_resume_refuses_other_station_or_protocol(tmp_path: Path, cal_dir: Path,
     assert cli_main(["run", str(other), "--resume", str(out)]) == 2
     assert "differs from the protocol recorded" in capsys.readouterr().err
     assert cli_main(["run", "--resume", str(out), "--seed", "3"]) == 2
+
+
+def test_verify_write_skips_cells_the_calibration_record_marks_faulty(
+        tmp_path: Path, cal_dir: Path) -> None:
+    """The per-chip record written by one run is loaded by chip id in the next one."""
+    proto = write(tmp_path / "vw.yaml", "routine: verify_write\nparams:\n"
+                  "  region: {tile: 0, rows: [0, 4], cols: [0, 4]}\n  max_pulses: 30\n")
+    chip_id = "sim-default_180nm-seed0"
+    rec = CalibrationRecord.load(chip_id, CHIP_SHAPE)
+    rec.mark_faults(np.array([0, 0]), np.array([1, 2]), np.array([1, 3]), "unformed")
+    rec.save()
+    out = tmp_path / "vw.h5"
+    assert run(RunOptions(protocol=str(proto), out=str(out), progress=False)).status == \
+        "completed"
+    counts = _counts(out)
+    assert counts[0, 1, 1] == 0
+    assert counts[0, 2, 3] == 0
+    with RunReader(out) as rd:
+        assert rd.of_kind(Kind.RESULT)[-1].payload["skipped"] == 2
