@@ -2,7 +2,7 @@
 
 Waits with ``backend.clock`` (virtual on the simulator, so a day takes no wall time). The
 per-cell reads at each time are stored, and against the first read (the drift baseline, kept
-in the chip's calibration record) the mean shift and spread over time — the quantities the
+in the chip's calibration record) the mean and the spread (σ over cells) of each cell's shift — the quantities the
 relaxation fits in REFERENCE.md describe (mean shift ∝ ln t, spread growing with ln t).
 Checkpoints after each time point, so a resumed run continues with the next one.
 """
@@ -65,9 +65,9 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
     g = st["g_S"]
     shift = g - g[0]
     ctx.save_arrays(drift_t_s=t, drift_g_S=g, drift_mean_shift_S=shift.mean(axis=1),
-                    drift_std_S=g.std(axis=1))
-    ctx.result(mean_shift_at_end_S=float(shift[-1].mean()), spread_at_end_S=float(g[-1].std()),
-               t_end_s=float(t[-1]))
+                    drift_std_S=shift.std(axis=1))
+    ctx.result(mean_shift_at_end_S=float(shift[-1].mean()),
+               shift_spread_at_end_S=float(shift[-1].std()), t_end_s=float(t[-1]))
     shape = reg.region_shape(p["region"])
     ctx.calibration.drift["baseline_g_S"] = g[0].reshape(shape)
     ctx.calibration.drift["baseline_t_s"] = np.array([t0 + t[0]])

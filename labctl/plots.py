@@ -2,8 +2,9 @@
 
 Each figure is drawn only when the run holds its data: conductance maps (any step that saved
 ``g_final_S``, ``g_map_S`` or ``g_formed_S``), the verify-write convergence histogram
-(``n_pulses`` by ``outcome``), spread against conductance (``g_final_S`` / ``g_map_S``
-grouped by ``target_S``) and drift curves (``drift_*``).
+(``n_pulses`` by ``outcome``), spread against conductance (``g_final_S`` / ``g_map_S`` of
+the cells a verify-write step converged, grouped by ``target_S``) and drift curves
+(``drift_*``).
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
         written.append(p)
 
     last_target: np.ndarray | None = None
+    ok: np.ndarray | None = None
     for step, arr in sorted(arrays.items()):
         if "target_S" in arr:
             last_target = arr["target_S"]
+            ok = arr["outcome"] == 1 if "outcome" in arr else np.ones(last_target.shape, bool)
         for key in MAP_KEYS:
             if key in arr:
                 fig, ax = plt.subplots(figsize=(5, 4))
@@ -68,13 +71,14 @@ def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
             ax.legend()
             save(fig, f"step{step + 1}_convergence.png")
         g = arr.get("g_final_S", arr.get("g_map_S"))
-        if g is not None and last_target is not None and g.shape == last_target.shape:
-            _spread(plt, save, step, last_target.ravel(), g.ravel())
+        if (g is not None and last_target is not None and ok is not None
+                and g.shape == last_target.shape and ok.any()):
+            _spread(plt, save, step, last_target[ok], g[ok])
         if "drift_t_s" in arr:
             fig, ax = plt.subplots(figsize=(5, 3.5))
             t = arr["drift_t_s"]
             ax.semilogx(t, arr["drift_mean_shift_S"] * 1e6, "o-", label="mean shift")
-            ax.semilogx(t, arr["drift_std_S"] * 1e6, "s-", label="spread (σ)")
+            ax.semilogx(t, arr["drift_std_S"] * 1e6, "s-", label="spread of the shift (σ)")
             ax.set(title=f"step {step + 1}: relaxation", xlabel="time after programming (s)",
                    ylabel="µS")
             ax.legend()
@@ -95,6 +99,7 @@ def _spread(plt: Any, save: Any, step: int, target: np.ndarray, g: np.ndarray) -
                     for k in range(centers.size)])
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(centers * 1e6, sig * 1e6, "o-")
-    ax.set(title=f"step {step + 1}: spread against conductance", xlabel="target G (µS)",
+    ax.set(title=f"step {step + 1}: spread vs conductance (converged cells)",
+           xlabel="target G (µS)",
            ylabel="σ(G − target) (µS)")
     save(fig, f"step{step + 1}_spread.png")
