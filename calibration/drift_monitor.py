@@ -1,9 +1,10 @@
 """Watch a programmed region relax: read it at log-spaced times after programming.
 
 Waits with ``backend.clock`` (virtual on the simulator, so a day takes no wall time). The
-per-cell reads at each time are stored, and against the first read (the drift baseline, kept
-in the chip's calibration record) the mean and the spread (σ over cells) of each cell's shift — the quantities the
-relaxation fits in REFERENCE.md describe (mean shift ∝ ln t, spread growing with ln t).
+per-cell reads at each time are stored, and, against the first read (the drift baseline,
+kept in the chip's calibration record), the mean and the spread (σ over cells) of each cell's
+shift — what the relaxation fits in REFERENCE.md describe (mean shift ∝ ln t, spread growing
+with ln t).
 Checkpoints after each time point, so a resumed run continues with the next one.
 """
 
