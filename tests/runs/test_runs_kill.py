@@ -176,3 +176,44 @@ def test_sigint_subprocess_aborts_safely_then_resumes(tmp_path: Path, reference:
     assert r.returncode == 0, r.stderr
     counts, _, _ = _summary(out)
     np.testing.assert_array_equal(counts, reference[0])
+
+
+def test_sigint_on_a_tty_pauses_asks_and_resumes(tmp_path: Path, reference: tuple) -> None:
+    """On a terminal, Ctrl+C pauses at the next checkpoint and asks; answering 'r' carries on
+    and the run completes with the same pulses as the uninterrupted one."""
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    out = tmp_path / "tty.h5"
+    proc = subprocess.Popen([*labctl_cmd(), "run", str(KILL_PROTOCOL), "--out", str(out)],
+                            stdin=slave, stdout=slave, stderr=slave, env=subprocess_env(tmp_path))
+    os.close(slave)
+    seen = b""
+
+    def pump_until(marker: bytes) -> None:
+        nonlocal seen
+        while marker not in seen and proc.poll() is None:
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:
+                    return
+
+    try:
+        pump_until(b"verify_write [")  # the progress bar is on: stderr is a TTY
+        proc.send_signal(signal.SIGINT)
+        pump_until(b"[r]esume or [a]bort?")
+        os.write(master, b"r\n")
+        proc.wait(timeout=120)
+        pump_until(b"completed")
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, seen.decode(errors="replace")[-2000:]
+    with RunReader(out) as rd:
+        msgs = [r.payload["message"] for r in rd.of_kind(Kind.EVENT)]
+        assert "paused at a checkpoint" in msgs
+        assert "resumed after pause" in msgs
+        assert rd.complete
+    np.testing.assert_array_equal(_summary(out)[0], reference[0])
