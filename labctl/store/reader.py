@@ -48,11 +48,11 @@ class Record:
 
     def pulses(self) -> np.ndarray:
         s, n = int(self.row["pulse_start"]), int(self.row["pulse_count"])
-        return self.reader.raw("pulses", s + n)[s:] if n else self.reader.raw("pulses", 0)
+        return self.reader.raw("pulses")[s:s + n]
 
     def reads(self) -> np.ndarray:
         s, n = int(self.row["read_start"]), int(self.row["read_count"])
-        return self.reader.raw("reads", s + n)[s:] if n else self.reader.raw("reads", 0)
+        return self.reader.raw("reads")[s:s + n]
 
 
 class RunReader:
@@ -105,13 +105,26 @@ class RunReader:
             return v
 
     # ---- raw datasets ----
-    def raw(self, name: str, end: int) -> np.ndarray:
-        """The first ``end`` rows of a /log dataset (cached; grows on demand)."""
+    def raw(self, name: str, end: int | None = None) -> np.ndarray:
+        """The first ``end`` rows of a /log dataset (default: all that committed records
+        reference). Read once, then served from memory."""
         have = self._cache.get(name)
-        if have is None or have.shape[0] < end:
-            have = self._log[name][:end]
+        if have is None:
+            have = self._log[name][:self._committed_end(name)]
             self._cache[name] = have
-        return have[:end]
+        if end is not None and end > have.shape[0]:
+            raise ValueError(f"{name}[:{end}] reaches past the committed data")
+        return have if end is None else have[:end]
+
+    def _committed_end(self, name: str) -> int:
+        start, count = {"pulses": ("pulse_start", "pulse_count"),
+                        "reads": ("read_start", "read_count"),
+                        "arrays": ("array_start", "array_count"),
+                        "text": ("text_start", "text_len")}[name]
+        if len(self.records) == 0:
+            return 0
+        return int(np.max(self.records[start].astype(np.int64)
+                          + self.records[count].astype(np.int64)))
 
     # ---- records ----
     def __iter__(self) -> Iterator[Record]:
@@ -119,9 +132,7 @@ class RunReader:
 
     def all(self) -> list[Record]:
         if self._decoded is None:
-            text_end = int(np.max(self.records["text_start"] + self.records["text_len"])) \
-                if len(self.records) else 0
-            text = self.raw("text", text_end).tobytes()
+            text = self.raw("text").tobytes()
             out = []
             for r in self.records:
                 s, n = int(r["text_start"]), int(r["text_len"])
@@ -139,7 +150,7 @@ class RunReader:
         if ref is None:
             raise KeyError(f"record {rec.seq} has no array {name!r}")
         start, size, shape, dtype = ref
-        data = self.raw("arrays", start + size)[start:start + size]
+        data = self.raw("arrays")[start:start + size]
         return data.astype(np.dtype(dtype)).reshape(shape)
 
     @property
@@ -151,11 +162,12 @@ class RunReader:
 
     def pulse_counts(self, shape: tuple[int, int, int]) -> np.ndarray:
         """Cell-pulses per cell over all committed records, shape (tiles, rows, cols)."""
+        # Rows are appended in record order, so every row below the committed end belongs
+        # to a committed PULSE or CHECKPOINT record.
         counts = np.zeros(shape, dtype=np.int64)
-        for r in self.of_kind(Kind.PULSE, Kind.CHECKPOINT):
-            p = r.pulses()
-            np.add.at(counts, (p["tile"].astype(np.int64), p["row"].astype(np.int64),
-                               p["col"].astype(np.int64)), 1)
+        p = self.raw("pulses")
+        np.add.at(counts, (p["tile"].astype(np.int64), p["row"].astype(np.int64),
+                           p["col"].astype(np.int64)), 1)
         return counts
 
     def close(self) -> None:

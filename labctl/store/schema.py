@@ -90,10 +90,13 @@ def valid_prefix(records: np.ndarray) -> int:
     A row can be missing or half-written only at the tail of a killed run; everything a
     committed row references was flushed before the row itself was written.
     """
-    n = 0
-    for i in range(records.shape[0]):
-        r = records[i]
-        if int(r["seq"]) != i + 1 or int(r["crc"]) != row_crc(r):
-            break
-        n += 1
-    return n
+    rows = np.ascontiguousarray(records, dtype=RECORD_DTYPE).copy()
+    want = rows["crc"].copy()
+    rows["crc"] = 0
+    seq_ok = rows["seq"] == np.arange(1, rows.shape[0] + 1, dtype=np.uint64)
+    raw = rows.tobytes()
+    size = RECORD_DTYPE.itemsize
+    for i in range(rows.shape[0]):
+        if not seq_ok[i] or zlib.crc32(raw[i * size:(i + 1) * size]) & 0xFFFFFFFF != want[i]:
+            return i
+    return int(rows.shape[0])
