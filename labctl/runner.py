@@ -101,11 +101,12 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     backend = open_backend(spec)                                    # 3. no operation yet
     try:
         check_against_chip(protocol, reg, backend.chip, backend.envelope)  # 4. still none
+        calibration = _load_calibration(backend, opts)
         writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend))
     except BaseException:
         backend.close()
         raise
-    runner = Runner(protocol, reg, backend, writer, seed=seed, opts=opts)
+    runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
     return runner.execute(first_step=0, plan_state=None, step_begun=False)
 
 
@@ -131,6 +132,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
         seed = int(attrs.get("seed", 0))
         if rd.complete:
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
+        _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
         from labctl.station import open_backend
 
@@ -140,6 +142,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
                 raise ConfigError(str(path), "chip_id", f"run was on chip {attrs.get('chip_id')!r}"
                                   f" but the station now has {backend.chip.chip_id!r}")
             check_against_chip(protocol, reg, backend.chip, backend.envelope)
+            calibration = _load_calibration(backend, opts)
             stats: dict[str, Any] = {"replayed_pulses": 0, "replayed_reads": 0}
             if backend.capabilities.virtual_clock:
                 stats = replay(rd, backend, plan)
@@ -148,13 +151,22 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             backend.close()
             raise
         n_resumed = int(attrs.get("resume_count", 0)) + 1
-    writer = RunWriter.continue_file(path, {"resume_count": n_resumed})
-    runner = Runner(protocol, reg, backend, writer, seed=seed, opts=opts)
-    writer.record(Kind.RESUME, t_chip_s=backend.clock.now(), payload={
-        "resume": n_resumed, "first_step": plan.first_step, "cut_seq": plan.cut_seq,
-        "checkpoint_seq": plan.resume_state.checkpoint_seq if plan.resume_state else None,
-        "not_replayed": plan.not_replayed, "host": socket.gethostname(),
-        "ledger_after_replay": ledger_after_replay, **stats})
+    try:
+        writer = RunWriter.continue_file(path, {"resume_count": n_resumed})
+    except BaseException:
+        backend.close()
+        raise
+    runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
+    try:
+        writer.record(Kind.RESUME, t_chip_s=backend.clock.now(), payload={
+            "resume": n_resumed, "first_step": plan.first_step, "cut_seq": plan.cut_seq,
+            "checkpoint_seq": plan.resume_state.checkpoint_seq if plan.resume_state else None,
+            "not_replayed": plan.not_replayed, "host": socket.gethostname(),
+            "ledger_after_replay": ledger_after_replay, **stats})
+    except BaseException:
+        writer.close()
+        backend.close()
+        raise
     return runner.execute(first_step=plan.first_step, plan_state=plan.resume_state,
                           step_begun=plan.step_begun)
 
@@ -162,7 +174,8 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
 # ---------------------------------------------------------------- the runner
 class Runner:
     def __init__(self, protocol: Protocol, registry: Mapping[str, RoutineSpec],
-                 backend: BackendBase, writer: RunWriter, *, seed: int, opts: RunOptions) -> None:
+                 backend: BackendBase, writer: RunWriter, calibration: CalibrationRecord, *,
+                 seed: int, opts: RunOptions) -> None:
         self.protocol = protocol
         self.registry = registry
         self.backend = backend
@@ -170,9 +183,7 @@ class Runner:
         self.seed = seed
         self.opts = opts
         self.rec = RecordingBackend(backend, writer)
-        c = backend.chip
-        self.calibration = CalibrationRecord.load(c.chip_id, (c.n_tiles, c.n_rows, c.n_cols),
-                                                  opts.calibration_dir)
+        self.calibration = calibration
         self._interrupt = False
         tty = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
         self.interactive = tty if opts.interactive is None else opts.interactive
@@ -322,6 +333,27 @@ class Runner:
 
 
 # ---------------------------------------------------------------- helpers
+def _load_calibration(backend: BackendBase, opts: RunOptions) -> CalibrationRecord:
+    c = backend.chip
+    return CalibrationRecord.load(c.chip_id, (c.n_tiles, c.n_rows, c.n_cols),
+                                  opts.calibration_dir)
+
+
+def _check_recorded_params(rd: RunReader, protocol: Protocol) -> None:
+    """A resume re-validates the recorded protocol with today's code; if that fills in
+    different parameters (defaults changed by an upgrade), the resumed steps would not be
+    the ones that started — refuse."""
+    for r in rd.of_kind(Kind.STEP_BEGIN):
+        if not 0 <= r.step < len(protocol.steps):
+            raise ConfigError(str(rd.path), f"steps[{r.step}]", "not in the recorded protocol")
+        now = json.loads(json.dumps(protocol.steps[r.step].params))
+        if now != r.payload.get("params"):
+            raise ConfigError(str(rd.path), f"steps[{r.step}].params",
+                              "the step started with other parameters than this labctl "
+                              "version gives the recorded protocol (defaults changed?); "
+                              "cannot resume it safely")
+
+
 def _effective_station(station: str | None, seed: int | None) -> tuple[StationSpec, int]:
     spec = load_station(station)
     st = dict(spec.station)
