@@ -45,11 +45,13 @@ class FakeBackend(BackendBase):
     """A tiny deterministic backend for store / runner unit tests: SET adds 5 µS, RESET
     removes 5 µS, FORM sets 10 µS; reads are exact. Counts safe_state calls."""
 
-    def __init__(self, n_rows: int = 8, n_cols: int = 8) -> None:
+    def __init__(self, n_rows: int = 8, n_cols: int = 8, g: np.ndarray | None = None) -> None:
         chip = ChipInfo("fake-chip", 1, n_rows, n_cols, 1e-6, 40e-6)
         super().__init__(chip, SafetyEnvelope(), VirtualClock(),
-                         Capabilities(virtual_clock=False))
-        self.g = np.full((n_rows, n_cols), 0.5e-6)
+                         Capabilities(virtual_clock=False))  # "hardware": nothing replayed
+        self.g = np.full((n_rows, n_cols), 0.5e-6) if g is None else g
+        """The chip's state; pass the same array to a new backend to model a real chip
+        that outlives the host process."""
         self.safe_states = 0
 
     def _pulse(self, cells: Cells, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,

@@ -204,3 +204,49 @@ def test_verify_write_skips_cells_the_calibration_record_marks_faulty(
     assert counts[0, 2, 3] == 0
     with RunReader(out) as rd:
         assert rd.of_kind(Kind.RESULT)[-1].payload["skipped"] == 2
+
+
+def test_hardware_style_resume_rereads_and_never_replays(
+        tmp_path: Path, cal_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a backend without a virtual clock the chip is the state: a resume replays nothing,
+    re-reads the pending cells and re-plans, and every cell ends with the pulses of an
+    uninterrupted run."""
+    import labctl.station as station
+    from conftest import FakeBackend
+
+    proto = write(tmp_path / "fake.yaml", """
+steps:
+  - routine: forming
+    params: {region: {rows: [0, 8], cols: [0, 8]}, formed_threshold_S: 2.0e-6}
+  - routine: verify_write
+    params:
+      region: {rows: [0, 8], cols: [0, 8]}
+      target: {kind: checkerboard, low_S: 5.0e-6, high_S: 25.0e-6}
+""")
+    chips: dict[str, np.ndarray] = {}  # chip name → its state, outliving every "process"
+    current = ["ref"]
+    made: list[FakeBackend] = []
+
+    def open_fake(spec: Any = None) -> FakeBackend:
+        made.append(FakeBackend(g=chips.setdefault(current[0], np.full((8, 8), 0.5e-6))))
+        return made[-1]
+
+    monkeypatch.setattr(station, "open_backend", open_fake)
+    reg = load_registry()
+    assert run(RunOptions(protocol=str(proto), out=str(tmp_path / "ref.h5"), progress=False),
+               registry=reg).status == "completed"
+    current[0] = "dut"
+    out = tmp_path / "dut.h5"
+    o = run(RunOptions(protocol=str(proto), out=str(out), interactive=False, progress=False),
+            registry=_with_sigint_after(reg, "verify_write", 2))
+    assert o.status == "aborted"
+    assert made[-1].safe_states >= 1
+    assert run(RunOptions(resume=str(out), progress=False), registry=reg).status == "completed"
+    with RunReader(out) as rd, RunReader(tmp_path / "ref.h5") as ref:
+        shape = (1, 8, 8)
+        np.testing.assert_array_equal(rd.pulse_counts(shape), ref.pulse_counts(shape))
+        resume = rd.of_kind(Kind.RESUME)[0].payload
+        assert resume["replayed_pulses"] == 0
+        assert resume["replayed_reads"] == 0
+        assert rd.of_kind(Kind.RESULT)[-1].payload["converged"] == 64
+    np.testing.assert_array_equal(chips["dut"], chips["ref"])
