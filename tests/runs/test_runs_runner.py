@@ -211,8 +211,9 @@ def test_hardware_style_resume_rereads_and_never_replays(
     """On a backend without a virtual clock the chip is the state: a resume replays nothing,
     re-reads the pending cells and re-plans, and every cell ends with the pulses of an
     uninterrupted run."""
-    import labctl.station as station
     from conftest import FakeBackend
+
+    import labctl.station as station
 
     proto = write(tmp_path / "fake.yaml", """
 steps:
