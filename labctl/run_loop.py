@@ -100,6 +100,8 @@ class Runner:
                     "status": status, "message": message, "safe_state_reached": safe,
                     "ledger": self.backend.ledger.snapshot()})
             with contextlib.suppress(Exception):
+                self.writer.close_and_compact()
+            with contextlib.suppress(Exception):
                 self.writer.close()
             with contextlib.suppress(Exception):
                 self.backend.close()

@@ -179,6 +179,18 @@ class RunWriter:
             self._f.flush()
             self._f.close()
 
+    def close_and_compact(self) -> None:
+        """Close, then rewrite the file without the space HDF5 could not reuse.
+
+        Every flush rewrites the last, partly filled compressed chunk of each dataset in new
+        space, and a SWMR file does not track freed space, so a long run's file can be
+        several times its data. Rewriting the committed prefix into a fresh file (the same
+        atomic copy-and-rename a resume does) gives that back; a kill during it leaves the
+        original file in place.
+        """
+        self.close()
+        RunWriter.continue_file(self.path, {}).close()
+
     def __enter__(self) -> RunWriter:
         return self
 
