@@ -118,6 +118,7 @@ class Runner:
     def _run_step(self, step: Step, resume: ResumeState | None, *, begun: bool) -> None:
         spec = self.registry[step.routine]
         self.rec.step = step.index
+        self._pause_point(step)  # step boundaries are checkpoints too
         if not begun:
             self.writer.record(Kind.STEP_BEGIN, step=step.index, t_chip_s=self.backend.clock.now(),
                                payload={"routine": step.routine, "name": step.name,

@@ -251,3 +251,23 @@ steps:
         assert resume["replayed_reads"] == 0
         assert rd.of_kind(Kind.RESULT)[-1].payload["converged"] == 64
     np.testing.assert_array_equal(chips["dut"], chips["ref"])
+
+
+def test_sigint_in_a_step_without_checkpoints_stops_at_the_step_boundary(
+        tmp_path: Path, cal_dir: Path) -> None:
+    reg = load_registry()
+    spec = reg["read_map"]
+
+    def poke_then_read(ctx: StepContext) -> Iterator[Checkpoint]:
+        os.kill(os.getpid(), signal.SIGINT)
+        yield from spec.run(ctx)
+
+    poked = {**reg, "read_map": RoutineSpec("read_map", "", spec.params, poke_then_read,
+                                            spec.check)}
+    out = tmp_path / "b.h5"
+    o = run(RunOptions(protocol=str(write(tmp_path / "s.yaml", SMALL)), out=str(out),
+                       interactive=False, progress=False), registry=poked)
+    assert o.status == "aborted"
+    with RunReader(out) as rd:
+        assert {r.step for r in rd.of_kind(Kind.STEP_END)} == {0, 1, 2}
+        assert not rd.of_kind(Kind.STEP_BEGIN, step=3)
