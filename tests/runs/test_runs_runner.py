@@ -271,3 +271,7 @@ def test_sigint_in_a_step_without_checkpoints_stops_at_the_step_boundary(
     with RunReader(out) as rd:
         assert {r.step for r in rd.of_kind(Kind.STEP_END)} == {0, 1, 2}
         assert not rd.of_kind(Kind.STEP_BEGIN, step=3)
+    o2 = run(RunOptions(resume=str(out), progress=False), registry=reg)
+    assert o2.status == "completed"
+    with RunReader(out) as rd:
+        assert {r.step for r in rd.of_kind(Kind.STEP_END)} == {0, 1, 2, 3}
