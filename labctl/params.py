@@ -7,8 +7,9 @@ defaults. Errors are :class:`ParamError` naming the dotted key and the allowed r
 protocol loader turns them into ``ConfigError(file, key, problem)``. The same specs print as
 documentation (:func:`describe`), so the docs cannot drift from the checks.
 
-Numbers: YAML 1.1 (PyYAML) reads ``1e-6`` as a *string*; float parameters therefore accept
-a string that parses as a finite number, so ``tolerance_S: 1e-6`` means what it says.
+Numbers: protocol files are read with YAML 1.2 floats (``labctl.yamlio``), so ``1e-6`` is a
+number; float parameters also accept a string that parses as a finite number, so a mapping
+loaded by plain PyYAML (YAML 1.1: ``1e-6`` is a string) validates the same way.
 """
 
 from __future__ import annotations

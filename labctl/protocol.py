@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from labctl import yamlio
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
 from labctl.errors import ConfigError
@@ -71,7 +72,7 @@ def load_protocol(path: str | Path, registry: Mapping[str, RoutineSpec]) -> Prot
 def parse_protocol_text(text: str, source: str, registry: Mapping[str, RoutineSpec],
                         base_dir: Path) -> Protocol:
     try:
-        data = yaml.safe_load(text)
+        data = yamlio.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -192,7 +192,10 @@ def test_verify_write_skips_cells_the_calibration_record_marks_faulty(
     """The per-chip record written by one run is loaded by chip id in the next one."""
     proto = write(tmp_path / "vw.yaml", "routine: verify_write\nparams:\n"
                   "  region: {tile: 0, rows: [0, 4], cols: [0, 4]}\n  max_pulses: 30\n")
-    chip_id = "sim-default_180nm-seed0"
+    from labctl.station import open_backend
+
+    with open_backend(None) as be:
+        chip_id = be.chip.chip_id
     rec = CalibrationRecord.load(chip_id, CHIP_SHAPE)
     rec.mark_faults(np.array([0, 0]), np.array([1, 2]), np.array([1, 3]), "unformed")
     rec.save()
