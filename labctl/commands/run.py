@@ -1,7 +1,9 @@
 """``labctl run``: run a protocol file, or resume an interrupted run.
 
-Exit codes: 0 completed (or nothing left to resume), 2 invalid input (nothing was applied
-to the chip), 130 aborted by Ctrl+C at a checkpoint (the file can be resumed), 1 failed.
+Exit codes: 0 completed (or nothing left to resume); 2 a labctl error — invalid input
+(raised before anything was applied to the chip) or an instrument fault during the run;
+130 aborted by Ctrl+C at a checkpoint (the file can be resumed). Every failure still ends in
+the safe state and a RUN_END record.
 """
 
 from __future__ import annotations
