@@ -70,6 +70,7 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
         check_against_chip(protocol, reg, backend.chip, backend.envelope)  # 4. still none
         calibration = _load_calibration(backend, opts)
         writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend))
+        writer.fsync = not backend.capabilities.virtual_clock
     except BaseException:
         backend.close()
         raise
@@ -120,6 +121,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
         n_resumed = int(attrs.get("resume_count", 0)) + 1
     try:
         writer = RunWriter.continue_file(path, {"resume_count": n_resumed})
+        writer.fsync = not backend.capabilities.virtual_clock
     except BaseException:
         backend.close()
         raise

@@ -62,6 +62,10 @@ class RunWriter:
         self.path = path
         self._log = f["log"]
         self._next_seq = next_seq
+        self.fsync = False
+        """Also ``fsync`` at each commit step: survives a power cut of the host, not just a
+        killed process (the runner turns it on for backends on real time, i.e. hardware,
+        where a pulse batch costs far more than an fsync)."""
 
     # ---- opening ----
     @classmethod
@@ -152,7 +156,7 @@ class RunWriter:
             body["_arrays"] = refs
         text = np.frombuffer(to_json_bytes(body), dtype=np.uint8)
         row["text_start"], row["text_len"] = self._append("text", text)
-        self._f.flush()  # the payload reaches the file before the row that vouches for it
+        self._flush()  # the payload reaches the file before the row that vouches for it
         seq = self._next_seq
         row["seq"] = seq
         row["kind"] = int(kind)
@@ -161,9 +165,14 @@ class RunWriter:
         row["t_chip_s"] = t_chip_s
         row["crc"] = row_crc(row)
         self._append("records", row.reshape(1))
-        self._f.flush()
+        self._flush()
         self._next_seq += 1
         return seq
+
+    def _flush(self) -> None:
+        self._f.flush()
+        if self.fsync:
+            os.fsync(self._f.id.get_vfd_handle())
 
     def _append(self, name: str, data: np.ndarray) -> tuple[int, int]:
         ds = self._log[name]
