@@ -93,8 +93,6 @@ def replay(reader: RunReader, backend: BackendBase, plan: ResumePlan) -> dict[st
             n_reads += len(cells)
         elif r.kind in (Kind.PULSE, Kind.CHECKPOINT):
             n_pulses += _replay_pulses(backend, r)
-        elif r.seq == plan.cut_seq:
-            pass
     cut = next((r for r in reader.all() if r.seq == plan.cut_seq), None)
     if cut is not None:
         _advance(clock, cut)

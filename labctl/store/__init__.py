@@ -8,9 +8,9 @@ The on-disk layout is documented in ``docs/run-file-schema.md``.
 """
 
 from labctl.store.calibration import FAULT_CODES, CalibrationRecord, calibration_dir
-from labctl.store.reader import Record, RunReader, pulses_as_batches
+from labctl.store.reader import Record, RunReader
 from labctl.store.schema import SCHEMA_VERSION, Kind
 from labctl.store.writer import RunWriter
 
 __all__ = ["FAULT_CODES", "SCHEMA_VERSION", "CalibrationRecord", "Kind", "Record", "RunReader",
-           "RunWriter", "calibration_dir", "pulses_as_batches"]
+           "RunWriter", "calibration_dir"]

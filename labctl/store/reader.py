@@ -16,11 +16,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from labctl.cells import Cells
 from labctl.errors import ConfigError
 from labctl.store.schema import (
     FORMAT_NAME,
-    PULSE_KIND_NAMES,
     SCHEMA_VERSION,
     Kind,
     valid_prefix,
@@ -180,10 +178,3 @@ class RunReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def pulses_as_batches(rows: np.ndarray) -> Iterator[tuple[str, Cells, np.ndarray]]:
-    """Split pulse rows into (kind, cells, rows) batches, one per kind, in stored order."""
-    kinds = rows["kind"]
-    for code in dict.fromkeys(kinds.tolist()):
-        sel = rows[kinds == code]
-        yield PULSE_KIND_NAMES[int(code)], Cells(sel["tile"], sel["row"], sel["col"]), sel
