@@ -1,0 +1,165 @@
+"""What every VISA driver here shares: one transaction = command + error check, mapped
+onto labctl's errors, never split by Ctrl+C, and a resynchronised link after any fault.
+
+Why a reconnect after a timeout: on a raw socket (``TCPIP::host::port::SOCKET``) a reply
+that arrives late stays in the receive buffer and would be read as the answer to the *next*
+query. Reopening the resource drops that stale reply with the old connection; on GPIB the
+equivalent is a device clear, which ``device_clear()`` issues on reopen.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pyvisa
+import pyvisa.constants
+from qcodes.instrument import VisaInstrument
+from qcodes.utils import DelayedKeyboardInterrupt
+from qcodes.validators import Validator
+
+from labctl.errors import (
+    CommunicationError,
+    EnvelopeViolation,
+    InstrumentError,
+    InstrumentFault,
+    InstrumentTimeout,
+)
+
+T = TypeVar("T")
+
+_SCPI_ERR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"(.*)"\s*$', re.DOTALL)
+
+
+def parse_scpi_error(reply: str) -> tuple[int, str]:
+    """``-222,"Data out of range"`` → (-222, 'Data out of range'). IEEE 488.2 / SCPI-99
+    error-queue format, used by the 2450 (``:SYST:ERR?``) and the 33500B (``SYST:ERR?``)."""
+    m = _SCPI_ERR.match(reply)
+    if m is None:
+        raise CommunicationError(f"unparseable error-queue reply {reply!r}")
+    return int(m.group(1)), m.group(2)
+
+
+def parse_float(reply: str, what: str) -> float:
+    try:
+        return float(reply.strip())
+    except ValueError:
+        raise CommunicationError(f"{what}: expected a number, got {reply!r}") from None
+
+
+class Limit(Validator[float]):
+    """A numeric validator that stacks the chip's safety envelope on the instrument's own
+    range. Out-of-range values raise :class:`~labctl.errors.EnvelopeViolation` (a
+    ``ValueError``): rejected, never clipped."""
+
+    def __init__(self, name: str, lo: float, hi: float, unit: str,
+                 envelope_hi: float | None = None) -> None:
+        self._name = name
+        self._unit = unit
+        hi_eff = hi if envelope_hi is None else min(hi, envelope_hi)
+        lo_eff = lo if envelope_hi is None or lo >= 0 else max(lo, -envelope_hi)
+        self._lo = lo_eff
+        self._hi = hi_eff
+        self._valid_values = (lo_eff, hi_eff)
+        self.is_numeric = True
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self._lo, self._hi
+
+    def validate(self, value: float, context: str = "") -> None:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise EnvelopeViolation(self._name, "a number", repr(value)) from None
+        if not np.isfinite(v) or v < self._lo or v > self._hi:
+            raise EnvelopeViolation(
+                self._name, f"{self._lo:g} {self._unit} ≤ {self._name} ≤ {self._hi:g} {self._unit}"
+                " (instrument range ∩ safety envelope)", f"{v:g} {self._unit}")
+
+    def __repr__(self) -> str:
+        return f"<Limit {self._lo:g}..{self._hi:g} {self._unit}>"
+
+
+class LinkedVisaInstrument(VisaInstrument):
+    """A VISA instrument whose every exchange goes through :meth:`transact`.
+
+    Counts transactions (the bench reports them), converts pyvisa failures into
+    :class:`InstrumentTimeout` / :class:`CommunicationError`, and reopens the connection
+    before the next exchange after any fault.
+    """
+
+    default_terminator = "\n"
+    default_timeout = 5.0
+
+    def __init__(self, name: str, address: str, **kwargs: Any) -> None:
+        self.transactions = 0
+        self._dirty = False
+        kwargs.setdefault("device_clear", False)
+        self._visalib_arg: str | None = kwargs.get("visalib")
+        self._address_arg = address
+        super().__init__(name, address, **kwargs)
+
+    # ---- subclasses say how to check the error queue ----
+    def check_errors(self) -> None:
+        raise NotImplementedError
+
+    # ---- the one door to the wire ----
+    def transact(self, fn: Callable[[Any], T], what: str) -> T:
+        """Run ``fn(visa_handle)`` as one uninterruptible exchange."""
+        with DelayedKeyboardInterrupt(context={"instrument": self.name, "reason": what}):
+            if self._dirty:
+                self.resync()
+            self.transactions += 1
+            try:
+                return fn(self.visa_handle)
+            except pyvisa.errors.VisaIOError as e:
+                self._dirty = True
+                if e.error_code == pyvisa.constants.StatusCode.error_timeout:
+                    raise InstrumentTimeout(
+                        f"{self.name}: no complete reply to {what!r} within "
+                        f"{self.visa_handle.timeout / 1000:g} s") from None
+                raise CommunicationError(f"{self.name}: {what!r}: {e}") from None
+            except (UnicodeDecodeError, ValueError, IndexError) as e:
+                self._dirty = True
+                if isinstance(e, InstrumentFault | EnvelopeViolation):
+                    raise
+                raise CommunicationError(f"{self.name}: garbled reply to {what!r}: {e}") from None
+            except (OSError, EOFError) as e:
+                self._dirty = True
+                raise CommunicationError(f"{self.name}: link failed during {what!r}: {e}") from None
+            except InstrumentFault:
+                self._dirty = True
+                raise
+
+    def resync(self) -> None:
+        """Drop whatever is in flight by reopening the resource."""
+        timeout = self.visa_handle.timeout
+        try:
+            self.visa_handle.close()
+        except Exception:  # noqa: BLE001 - the old link may already be dead
+            pass
+        try:
+            rm = (pyvisa.ResourceManager(self._visalib_arg) if self._visalib_arg
+                  else pyvisa.ResourceManager())
+            res = rm.open_resource(self._address_arg)
+            if not isinstance(res, pyvisa.resources.MessageBasedResource):
+                raise TypeError("not a message-based resource")
+            self._visa_handle = res
+        except Exception as e:  # noqa: BLE001 - any failure to reconnect is a link failure
+            raise CommunicationError(f"{self.name}: could not reconnect to "
+                                     f"{self._address_arg}: {e}") from None
+        self.visa_handle.timeout = timeout
+        self.visa_handle.read_termination = self.default_terminator
+        self.visa_handle.write_termination = self.default_terminator
+        self._dirty = False
+
+    def ask_checked(self, cmd: str) -> str:
+        """Send ``cmd`` and read its reply; subclasses append the error check."""
+        return self.transact(lambda h: str(h.query(cmd)), cmd)
+
+    def raise_instrument_error(self, code: int, message: str, cmd: str) -> None:
+        self._pending_error = (code, message)
+        raise InstrumentError(f"{self.name}: error {code} \"{message}\" after {cmd!r}")
