@@ -46,12 +46,10 @@ class FpgaTestBoard(Instrument):
                                                write_timeout=timeout_s)
         except (serial.SerialException, OSError, ValueError) as e:
             raise CommunicationError(f"{name}: cannot open {url}: {e}") from None
-        self.clamp_bitline_V = self.add_parameter(
-            "clamp_bitline_V", unit="V", set_cmd=False, get_cmd=None,
-            vals=Limit("board clamp (BL)", 0.0, 10.0, "V"))
         self.watchdog_s = self.add_parameter(
             "watchdog_s", unit="s", set_cmd=self._set_watchdog,
             vals=Limit("watchdog", 0.0, 3600.0, "s"))
+        self.clamp_V: tuple[float, float, float, float] | None = None
         self.ident: dict[str, Any] = self.get_ident()
 
     # ---- the one door to the wire ----
@@ -134,7 +132,7 @@ class FpgaTestBoard(Instrument):
         if not np.allclose(got, want, rtol=1e-9, atol=0.0):
             self.abort()
             raise SafetyInterlock(f"{self.name}: clamp read back as {got}, wanted {want}")
-        self.clamp_bitline_V.cache.set(bitline_V)
+        self.clamp_V = want
 
     def _set_watchdog(self, timeout_s: float) -> None:
         self.transact(bp.Op.WATCHDOG, struct.pack("<d", float(timeout_s)))
@@ -177,18 +175,21 @@ class FpgaTestBoard(Instrument):
         return bp.unpack_f64(reply, 0, n)[0]
 
     def mvm(self, tile: int, inputs_V: npt.NDArray[np.floating[Any]], rows: slice, cols: slice,
-            differential: bool, adc_range_A: float) -> npt.NDArray[np.float64]:
+            differential: bool, adc_range_A: float) -> npt.NDArray[np.floating[Any]]:
         x = np.ascontiguousarray(inputs_V)
         code = 1 if x.dtype == np.float64 else 0
         x = x.astype(bp.F64 if code else bp.F32, copy=False)
         head = bp.MVM_HEAD.pack(tile, rows.start, rows.stop, cols.start, cols.stop,
                                 differential, code, adc_range_A, x.shape[0])
         reply = self.transact(bp.Op.MVM, head + x.tobytes())
-        batch, ncols = struct.unpack_from("<II", reply, 0)
-        if len(reply) != 8 + 8 * batch * ncols:
+        batch, ncols, out_code = bp.MVM_REPLY.unpack_from(reply, 0)
+        dt = bp.F64 if out_code else bp.F32
+        off = bp.MVM_REPLY.size
+        if len(reply) != off + dt.itemsize * batch * ncols:
             raise CommunicationError(f"{self.name}: MVM reply length {len(reply)} does not "
                                      f"match {batch}×{ncols}")
-        return bp.unpack_f64(reply, 8, batch * ncols)[0].reshape(batch, ncols)
+        out = np.frombuffer(reply, dt, batch * ncols, off).reshape(batch, ncols)
+        return out.astype(np.float64 if out_code else np.float32)
 
     def verify_write(self, tile: npt.ArrayLike, row: npt.ArrayLike, col: npt.ArrayLike,
                      g_lo_S: npt.ArrayLike, g_hi_S: npt.ArrayLike, params: dict[str, float],

@@ -195,7 +195,10 @@ PULSE_HEAD = struct.Struct("<BBH")
 """PULSE_BATCH payload head: kind, has_compliance, reserved; then cells and f64 arrays."""
 MVM_HEAD = struct.Struct("<HHHHHBBdI")
 """MVM payload head: tile, row0, row1, col0, col1, differential, dtype (0 f32, 1 f64),
-adc_range_A, batch; then batch × rows inputs of that dtype."""
+adc_range_A, batch; then batch × rows inputs of that dtype. Reply: :data:`MVM_REPLY` then
+batch × cols outputs (amperes) of the reply's dtype."""
+MVM_REPLY = struct.Struct("<IIB3x")
+"""MVM reply head: batch, output columns, dtype (0 f32, 1 f64)."""
 ROUTE_HEAD = struct.Struct("<B")
 """ROUTE payload head: mode (READ, SET, RESET, FORM); then cells and f64 gate volts."""
 VERIFY_HEAD = struct.Struct("<dddddddddddI")
