@@ -9,6 +9,7 @@ equivalent is a device clear, which ``device_clear()`` issues on reopen.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -137,10 +138,8 @@ class LinkedVisaInstrument(VisaInstrument):
     def resync(self) -> None:
         """Drop whatever is in flight by reopening the resource."""
         timeout = self.visa_handle.timeout
-        try:
+        with contextlib.suppress(Exception):
             self.visa_handle.close()
-        except Exception:  # noqa: BLE001 - the old link may already be dead
-            pass
         try:
             rm = (pyvisa.ResourceManager(self._visalib_arg) if self._visalib_arg
                   else pyvisa.ResourceManager())
@@ -148,7 +147,7 @@ class LinkedVisaInstrument(VisaInstrument):
             if not isinstance(res, pyvisa.resources.MessageBasedResource):
                 raise TypeError("not a message-based resource")
             self._visa_handle = res
-        except Exception as e:  # noqa: BLE001 - any failure to reconnect is a link failure
+        except Exception as e:
             raise CommunicationError(f"{self.name}: could not reconnect to "
                                      f"{self._address_arg}: {e}") from None
         self.visa_handle.timeout = timeout

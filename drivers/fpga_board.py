@@ -65,7 +65,8 @@ class FpgaTestBoard(Instrument):
                 self._port.write(frame)
                 reply = self._receive(seq, op, self.timeout_s if timeout_s is None else timeout_s)
             except (serial.SerialException, OSError) as e:
-                raise CommunicationError(f"{self.name}: link failed during {op.name}: {e}") from None
+                raise CommunicationError(
+                    f"{self.name}: link failed during {op.name}: {e}") from None
         if reply.status == bp.Status.OK:
             return reply.payload
         if reply.status == bp.Status.UNSUPPORTED:
@@ -103,7 +104,8 @@ class FpgaTestBoard(Instrument):
                     raise CommunicationError(
                         f"{self.name}: truncated reply to {op.name}: {got} bytes, then "
                         f"silence for {timeout_s:g} s")
-                raise InstrumentTimeout(f"{self.name}: no reply to {op.name} within {timeout_s:g} s")
+                raise InstrumentTimeout(
+                    f"{self.name}: no reply to {op.name} within {timeout_s:g} s")
             self._port.timeout = remaining
             chunk = self._port.read(max(need - len(self._rx), self._port.in_waiting, 1))
             self._rx += chunk
@@ -151,7 +153,7 @@ class FpgaTestBoard(Instrument):
             self._port.reset_input_buffer()
             self.abort()
             return True
-        except Exception:  # noqa: BLE001 - best effort; caller reports the outcome
+        except Exception:
             return False
 
     # ---- cell operations (one round trip each) ----

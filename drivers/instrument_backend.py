@@ -21,6 +21,8 @@ SMU and pulse generator outputs off, board abort (all DACs 0 V, routes open).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -98,7 +100,8 @@ class InstrumentBackend(BackendBase):
     def __init__(self, chip: ChipInfo, envelope: SafetyEnvelope, board: FpgaTestBoard, *,
                  topology: str = "board", smu: Smu | None = None,
                  pulsegen: PulseGen | None = None, read_compliance_A: float | None = None,
-                 clock: Clock | None = None, watchdog_s: float = 0.0) -> None:
+                 clock: Clock | None = None, watchdog_s: float = 0.0,
+                 on_close: Callable[[], None] | None = None) -> None:
         if topology not in TOPOLOGIES:
             raise ConfigError("station", "station.topology",
                               f"must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
@@ -109,6 +112,7 @@ class InstrumentBackend(BackendBase):
         self.smu = smu
         self.pulsegen = pulsegen
         self.topology = topology
+        self._on_close = on_close
         self._read_compliance_A = (envelope.max_compliance_A if read_compliance_A is None
                                    else read_compliance_A)
         envelope.check_compliance(self._read_compliance_A)
@@ -261,7 +265,7 @@ class InstrumentBackend(BackendBase):
     def _close(self) -> None:
         for inst in (self.smu, self.pulsegen, self.board):
             if inst is not None:
-                try:
+                with contextlib.suppress(Exception):
                     inst.close()
-                except Exception:  # noqa: BLE001, S110 - closing what may already be gone
-                    pass
+        if self._on_close is not None:
+            self._on_close()

@@ -138,7 +138,7 @@ class Keithley2450(LinkedVisaInstrument):
             self.command(":OUTP OFF")
             self.command(":SOUR:VOLT 0")
             return True
-        except Exception:  # noqa: BLE001 - best effort; caller reports the outcome
+        except Exception:
             return False
 
     # ---- sweeps ----

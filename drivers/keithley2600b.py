@@ -142,7 +142,7 @@ class Keithley2600B(LinkedVisaInstrument):
         try:
             self.command("smua.source.output = smua.OUTPUT_OFF; smua.source.levelv = 0")
             return True
-        except Exception:  # noqa: BLE001 - best effort; caller reports the outcome
+        except Exception:
             return False
 
     # ---- sweeps ----

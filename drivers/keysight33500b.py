@@ -118,7 +118,7 @@ class Keysight33500B(LinkedVisaInstrument):
         try:
             self.command("OUTP OFF")
             return True
-        except Exception:  # noqa: BLE001 - best effort; caller reports the outcome
+        except Exception:
             return False
 
     def fire_burst(self, amplitude_V: float, width_s: float, n: int, *,

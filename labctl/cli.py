@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "info": "labctl.commands.info",
     "bench": "labctl.commands.bench",
     "demo": "labctl.commands.demo",
+    "serve-sim": "labctl.commands.serve_sim",
 }
 
 

@@ -15,8 +15,10 @@ import socket
 import struct
 import threading
 import time
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from labctl import boardproto as bp
 from labctl.backend import PulseKind
@@ -169,8 +171,9 @@ class VirtualBoard:
         if op is bp.Op.MVM:
             tile, r0, r1, c0, c1, diff, code, adc, batch = bp.MVM_HEAD.unpack_from(p, 0)
             dt = bp.F64 if code else bp.F32
-            x = np.frombuffer(p, dt, batch * (r1 - r0), bp.MVM_HEAD.size).reshape(batch, r1 - r0)
-            x = x.astype(np.float64 if code else np.float32)
+            raw = np.frombuffer(p, dt, batch * (r1 - r0), bp.MVM_HEAD.size)
+            x: npt.NDArray[np.floating[Any]] = raw.reshape(batch, r1 - r0).astype(
+                np.float64 if code else np.float32)
             self._clamp("READ", x)
             y = macro.mvm_current(tile, x, slice(r0, r1), slice(c0, c1), bool(diff), adc)
             out_code = 1 if y.dtype == np.float64 else 0

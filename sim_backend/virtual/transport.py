@@ -9,6 +9,7 @@ adapter or overloaded instrument produces — reproducibly from a seed.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -137,10 +138,8 @@ class TcpServer:
         self._stop.set()
         self._sock.close()
         for c in self._conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             c.close()
         self._thread.join(timeout=2.0)
 

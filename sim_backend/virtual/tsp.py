@@ -149,7 +149,8 @@ class Virtual2600B:
         a = self.attrs
         n = int(a["smua.trigger.count"])
         volts = self.sweep[:n]
-        if volts.size < n or not (a["smua.trigger.source.action"] and a["smua.trigger.measure.action"]):
+        armed = a["smua.trigger.source.action"] and a["smua.trigger.measure.action"]
+        if volts.size < n or not armed:
             raise TspError(-286, "trigger model not configured for a sweep")
         if np.abs(volts).max() > 40.0:
             raise TspError(1100, "sweep level out of range")

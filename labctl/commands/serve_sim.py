@@ -1,0 +1,56 @@
+"""``labctl serve-sim``: serve the simulated chip as virtual instruments on loopback.
+
+Starts the virtual test board (framed binary protocol over TCP, for pyserial
+``socket://``), a Keithley 2450, a Keithley 2600B and a Keysight 33500B (SCPI/TSP over TCP,
+for VISA ``TCPIP0::127.0.0.1::PORT::SOCKET``), all sharing one simulated macro, prints how
+to reach them and runs until Ctrl+C. Point a station file's addresses at them to drive the
+simulator through the real drivers, or connect with any VISA tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+NAME = "serve-sim"
+HELP = "serve the simulated chip as virtual instruments on 127.0.0.1 until Ctrl+C"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--station", help="take preset, seed and chip_id from this station file")
+    p.add_argument("--preset", default=None, help="simulator preset (default: default_180nm)")
+    p.add_argument("--seed", type=int, default=None, help="simulator seed (default: 0)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from labctl.errors import ConfigError
+    from labctl.station import load_station
+
+    preset, seed, chip_id = "default_180nm", 0, None
+    if args.station:
+        st = load_station(args.station).station
+        preset = st.get("preset", preset)
+        seed = st.get("seed", seed)
+        chip_id = st.get("chip_id")
+        if not isinstance(preset, str):
+            raise ConfigError(args.station, "station.preset", "must be a preset name")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(args.station, "station.seed", "must be an integer")
+    preset = args.preset or preset
+    seed = seed if args.seed is None else args.seed
+
+    from sim_backend.virtual import start_lab
+
+    lab = start_lab(preset, seed, chip_id=chip_id)
+    try:
+        print(f"virtual instruments on 127.0.0.1 (preset {preset}, seed {seed}, "
+              f"chip {lab.macro.chip.chip_id}):")
+        for name, address in lab.addresses.items():
+            print(f"  {name:<10} {address}")
+        print("press Ctrl+C to stop", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping virtual instruments")
+    finally:
+        lab.close()
+    return 0
