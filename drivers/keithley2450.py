@@ -67,7 +67,7 @@ class Keithley2450(LinkedVisaInstrument):
             "filter_count", set_cmd=self._set_filter,
             get_cmd=lambda: int(parse_float(self.query(":SENS:CURR:AVER:COUN?"), "count")),
             vals=Ints(1, 100))
-        self.connect_message()
+        self.idn_info = self.get_idn()
 
     # ---- transactions ----
     def command(self, cmd: str) -> None:

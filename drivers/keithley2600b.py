@@ -72,7 +72,7 @@ class Keithley2600B(LinkedVisaInstrument):
             "filter_count", set_cmd=self._set_filter,
             get_cmd=lambda: int(parse_float(self.query("smua.measure.filter.count"), "count")),
             vals=Ints(1, 100))
-        self.connect_message()
+        self.idn_info = self.get_idn()
 
     # ---- transactions ----
     def command(self, stmt: str) -> None:

@@ -64,7 +64,7 @@ class Keysight33500B(LinkedVisaInstrument):
         self.burst_count = self.add_parameter(
             "burst_count", set_cmd=lambda n: self.command(f"BURS:NCYC {int(n)}"),
             vals=Limit("burst count", 1, 1e8, "pulses"))
-        self.connect_message()
+        self.idn_info = self.get_idn()
 
     # ---- transactions ----
     def command(self, cmd: str) -> None:
