@@ -359,6 +359,12 @@ class BackendBase(abc.ABC):
         if not isinstance(cells, Cells):
             raise RequestRejected(f"cells must be a labctl.Cells, got {type(cells).__name__}")
         cells.check_bounds(self._chip.n_tiles, self._chip.n_rows, self._chip.n_cols)
+        flat = cells.flat_index(self._chip.n_rows, self._chip.n_cols)
+        if flat.size > 1 and np.unique(flat).size != flat.size:
+            raise AddressError(
+                "a cell appears more than once in one batch; split repeated operations on a "
+                "cell into separate calls (nothing was applied)"
+            )
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

@@ -65,7 +65,7 @@ class SwitchingParams:
     """Forming voltage acceleration, V per e-fold. *assumption*."""
     form_t_ref_s: float = 1e-3
     """Forming reference time: at threshold, a pulse of this width forms with p ≈ 63 %."""
-    overform_current_A: float = 100e-6
+    overform_current_A: float = 70e-6
     """Compliance above which forming hard-breaks the cell (stuck at LRS), A. *assumption*:
     why forming ramps the gate gently [Stanford, REFERENCE.md]."""
     as_formed_mean_S: float = 14.25 * uS
