@@ -43,6 +43,12 @@ def parse_scpi_error(reply: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(2)
 
 
+def fmt(x: float) -> str:
+    """Shortest text that reads back as exactly the same float64 (Python's ``repr``), so a
+    value sent as SCPI/TSP text reaches the instrument — and the simulator — bit-exact."""
+    return repr(float(x))
+
+
 def parse_float(reply: str, what: str) -> float:
     try:
         return float(reply.strip())

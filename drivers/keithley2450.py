@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from qcodes.validators import Ints
 
-from drivers._link import Limit, LinkedVisaInstrument, parse_float, parse_scpi_error
+from drivers._link import Limit, LinkedVisaInstrument, fmt, parse_float, parse_scpi_error
 from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 _COMPOUND = re.compile(r'^(?:(.*);)?([+-]?\d+,".*")\s*$', re.DOTALL)
@@ -56,7 +56,7 @@ class Keithley2450(LinkedVisaInstrument):
             get_cmd=lambda: parse_float(self.query(":SOUR:VOLT?"), "source level"),
             vals=self._v_limit)
         self.compliance_A = self.add_parameter(
-            "compliance_A", unit="A", set_cmd=lambda v: self.command(f":SOUR:VOLT:ILIM {v:.9g}"),
+            "compliance_A", unit="A", set_cmd=lambda v: self.command(f":SOUR:VOLT:ILIM {fmt(v)}"),
             get_cmd=lambda: parse_float(self.query(":SOUR:VOLT:ILIM?"), "current limit"),
             vals=self._i_limit)
         self.nplc = self.add_parameter(
@@ -109,7 +109,7 @@ class Keithley2450(LinkedVisaInstrument):
             self.command(cmd)
 
     def _set_voltage(self, v: float) -> None:
-        self.command(f":SOUR:VOLT {v:.9g}")
+        self.command(f":SOUR:VOLT {fmt(v)}")
 
     def _set_filter(self, n: int) -> None:
         self.command(f":SENS:CURR:AVER:COUN {int(n)}")
@@ -160,13 +160,13 @@ class Keithley2450(LinkedVisaInstrument):
         self.source_voltage_V(0.0)
         self.arm(compliance_A)
         if np.all(v == v[0]):
-            self.command(f':SOUR:SWE:VOLT:LIN {v[0]:.17g},{v[0]:.17g},{n},{delay_s:.9g},1,'
+            self.command(f':SOUR:SWE:VOLT:LIN {fmt(v[0])},{fmt(v[0])},{n},{fmt(delay_s)},1,'
                          'FIXED,OFF,OFF,"defbuffer1"')
         else:
             for k in range(0, n, LIST_CHUNK):
-                chunk = ",".join(f"{x:.17g}" for x in v[k:k + LIST_CHUNK])
+                chunk = ",".join(f"{fmt(x)}" for x in v[k:k + LIST_CHUNK])
                 self.command(f":SOUR:LIST:VOLT{'' if k == 0 else ':APP'} {chunk}")
-            self.command(f":SOUR:SWE:VOLT:LIST 1,{delay_s:.9g}")
+            self.command(f":SOUR:SWE:VOLT:LIST 1,{fmt(delay_s)}")
         self.output_on()
         try:
             self.command(":INIT")

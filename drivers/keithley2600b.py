@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from qcodes.validators import Ints
 
-from drivers._link import Limit, LinkedVisaInstrument, parse_float
+from drivers._link import Limit, LinkedVisaInstrument, fmt, parse_float
 from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 ERRCHECK = "print(errorqueue.next())"
@@ -58,7 +58,7 @@ class Keithley2600B(LinkedVisaInstrument):
                               envelope_compliance_A)
         self.source_voltage_V = self.add_parameter(
             "source_voltage_V", unit="V",
-            set_cmd=lambda v: self.command(f"smua.source.levelv = {v:.17g}"),
+            set_cmd=lambda v: self.command(f"smua.source.levelv = {fmt(v)}"),
             get_cmd=lambda: parse_float(self.query("smua.source.levelv"), "source level"),
             vals=self._v_limit)
         self.compliance_A = self.add_parameter(
@@ -110,7 +110,7 @@ class Keithley2600B(LinkedVisaInstrument):
                      "format.data = format.REAL64; format.byteorder = format.LITTLEENDIAN")
 
     def _set_limit(self, i: float) -> None:
-        self.command(f"smua.source.limiti = {i:.9g}; smua.trigger.source.limiti = {i:.9g}")
+        self.command(f"smua.source.limiti = {fmt(i)}; smua.trigger.source.limiti = {fmt(i)}")
 
     def _get_limit(self) -> float:
         """The DC limit; :meth:`arm` also confirms the sweep limit."""
@@ -159,10 +159,10 @@ class Keithley2600B(LinkedVisaInstrument):
         self.source_voltage_V(0.0)
         self.arm(compliance_A)
         if np.all(v == v[0]):
-            load = f"smua.trigger.source.linearv({v[0]:.17g}, {v[0]:.17g}, {n})"
+            load = f"smua.trigger.source.linearv({fmt(v[0])}, {fmt(v[0])}, {n})"
         else:
-            load = "smua.trigger.source.listv({" + ", ".join(f"{x:.17g}" for x in v) + "})"
-        self.command(f"{load}; smua.source.delay = {delay_s:.9g}; smua.nvbuffer1.clear(); "
+            load = "smua.trigger.source.listv({" + ", ".join(f"{fmt(x)}" for x in v) + "})"
+        self.command(f"{load}; smua.source.delay = {fmt(delay_s)}; smua.nvbuffer1.clear(); "
                      "smua.trigger.measure.i(smua.nvbuffer1); "
                      "smua.trigger.measure.action = smua.ENABLE; "
                      f"smua.trigger.source.action = smua.ENABLE; smua.trigger.count = {n}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from drivers._link import Limit, LinkedVisaInstrument, parse_float, parse_scpi_error
+from drivers._link import Limit, LinkedVisaInstrument, fmt, parse_float, parse_scpi_error
 from labctl.errors import CommunicationError, InstrumentError
 
 _COMPOUND = re.compile(r'^(?:(.*);)?([+-]?\d+,".*")\s*$', re.DOTALL)
@@ -47,11 +47,11 @@ class Keysight33500B(LinkedVisaInstrument):
         super().__init__(name, address, **kwargs)
         h = self.headers
         self.high_V = self.add_parameter(
-            "high_V", unit="V", set_cmd=lambda v: self.command(f"VOLT:HIGH {v:.17g}"),
+            "high_V", unit="V", set_cmd=lambda v: self.command(f"VOLT:HIGH {fmt(v)}"),
             get_cmd=lambda: parse_float(self.query("VOLT:HIGH?"), "high level"),
             vals=Limit("pulse amplitude", 0.0, self.max_level_V, "V", envelope_voltage_V))
         self.width_s = self.add_parameter(
-            "width_s", unit="s", set_cmd=lambda v: self.command(f"{h['width']} {v:.17g}"),
+            "width_s", unit="s", set_cmd=lambda v: self.command(f"{h['width']} {fmt(v)}"),
             get_cmd=lambda: parse_float(self.query(f"{h['width']}?"), "width"),
             vals=Limit("pulse width", self.min_width_s,
                        min(self.max_width_s, envelope_max_width_s or self.max_width_s), "s"))
@@ -59,7 +59,7 @@ class Keysight33500B(LinkedVisaInstrument):
             "edge_s", unit="s", set_cmd=self._set_edges,
             vals=Limit("pulse edge", self.min_edge_s, 1e-3, "s"))
         self.period_s = self.add_parameter(
-            "period_s", unit="s", set_cmd=lambda v: self.command(f"{h['period']} {v:.9g}"),
+            "period_s", unit="s", set_cmd=lambda v: self.command(f"{h['period']} {fmt(v)}"),
             vals=Limit("pulse period", 50e-9, 1e3, "s"))
         self.burst_count = self.add_parameter(
             "burst_count", set_cmd=lambda n: self.command(f"BURS:NCYC {int(n)}"),
@@ -105,8 +105,8 @@ class Keysight33500B(LinkedVisaInstrument):
             self.command(cmd)
 
     def _set_edges(self, t: float) -> None:
-        self.command(f"{self.headers['lead']} {t:.9g}")
-        self.command(f"{self.headers['trail']} {t:.9g}")
+        self.command(f"{self.headers['lead']} {fmt(t)}")
+        self.command(f"{self.headers['trail']} {fmt(t)}")
 
     def output_on(self) -> None:
         self.command("OUTP ON")
