@@ -23,7 +23,13 @@ from qcodes.utils import DelayedKeyboardInterrupt
 
 from drivers._link import Limit
 from labctl import boardproto as bp
-from labctl.errors import CommunicationError, InstrumentError, InstrumentTimeout, SafetyInterlock
+from labctl.errors import (
+    CommunicationError,
+    InstrumentError,
+    InstrumentFault,
+    InstrumentTimeout,
+    SafetyInterlock,
+)
 
 
 class BoardUnsupported(InstrumentError):
@@ -38,6 +44,8 @@ class FpgaTestBoard(Instrument):
         super().__init__(name, **kwargs)
         self.url = url
         self.timeout_s = timeout_s
+        self.safe_timeout_s = 2.0
+        """Timeout for the abort frame of the safe state (see :meth:`safe_off`)."""
         self.transactions = 0
         self._seq = 0
         self._rx = bytearray()
@@ -64,6 +72,8 @@ class FpgaTestBoard(Instrument):
             try:
                 self._port.write(frame)
                 reply = self._receive(seq, op, self.timeout_s if timeout_s is None else timeout_s)
+            except InstrumentFault:
+                raise
             except (serial.SerialException, OSError) as e:
                 raise CommunicationError(
                     f"{self.name}: link failed during {op.name}: {e}") from None
@@ -80,6 +90,7 @@ class FpgaTestBoard(Instrument):
     def _receive(self, seq: int, op: bp.Op, timeout_s: float) -> bp.Frame:
         deadline = time.monotonic() + timeout_s
         need = bp.HEADER_SIZE
+        received = 0
         while True:
             if len(self._rx) >= need:
                 try:
@@ -98,16 +109,16 @@ class FpgaTestBoard(Instrument):
                 need = max(need, 1)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                got = len(self._rx)
                 self._rx.clear()
-                if got:
+                if received:
                     raise CommunicationError(
-                        f"{self.name}: truncated reply to {op.name}: {got} bytes, then "
-                        f"silence for {timeout_s:g} s")
+                        f"{self.name}: no valid reply frame to {op.name}: {received} bytes "
+                        f"arrived (garbled or truncated), then silence for {timeout_s:g} s")
                 raise InstrumentTimeout(
                     f"{self.name}: no reply to {op.name} within {timeout_s:g} s")
             self._port.timeout = remaining
             chunk = self._port.read(max(need - len(self._rx), self._port.in_waiting, 1))
+            received += len(chunk)
             self._rx += chunk
 
     # ---- link and status ----
@@ -147,14 +158,18 @@ class FpgaTestBoard(Instrument):
 
     def safe_off(self) -> bool:
         """Abort (all DACs to 0 V, routes open). A fresh sequence number makes any stale
-        reply harmless; the receive buffer is emptied first."""
-        try:
-            self._rx.clear()
-            self._port.reset_input_buffer()
-            self.abort()
-            return True
-        except Exception:
-            return False
+        reply harmless; the receive buffer is emptied first. The abort gets a longer
+        timeout (``safe_timeout_s``) than ordinary frames: after a timeout the board may
+        still be finishing the previous request, and the abort queues behind it."""
+        for _ in range(2):
+            try:
+                self._rx.clear()
+                self._port.reset_input_buffer()
+                self.transact(bp.Op.ABORT, timeout_s=max(self.timeout_s, self.safe_timeout_s))
+                return True
+            except Exception:  # best effort; the caller reports the outcome
+                continue
+        return False
 
     # ---- cell operations (one round trip each) ----
     def pulse_batch(self, kind: str, tile: npt.ArrayLike, row: npt.ArrayLike,

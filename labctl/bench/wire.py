@@ -50,7 +50,8 @@ def run(quick: bool = False) -> dict[str, float]:
     iterations = 20
     out: dict[str, float] = {}
     block = Cells.block(0, range(64), range(64))
-    with build_backend(_station("board", seed)) as wire:
+    wire = build_backend(_station("board", seed))
+    with wire:
         sim = SimBackend("default_180nm", seed)
         for be in (sim, wire):  # warm-up: form the block, fill caches
             be.pulse(block, "FORM", 3.3, 1.5, 1e-4, 1e-4)
@@ -64,7 +65,8 @@ def run(quick: bool = False) -> dict[str, float]:
         out["wire_wire_seconds"] = t_wire
         sim.close()
     small = Cells.block(0, range(8), range(8))
-    with build_backend(_station("board+smu+pulsegen", seed)) as disc:
+    disc = build_backend(_station("board+smu+pulsegen", seed))
+    with disc:
         disc.pulse(small, "FORM", 3.3, 1.5, 1e-4, 1e-4)
         n0 = disc.transactions()
         disc.pulse(small, "SET", 2.0, 1.8, 1e-6)

@@ -60,7 +60,9 @@ class VirtualLab:
     def close(self) -> None:
         self.board.close()
         for srv in self.servers.values():
-            srv.close()
+            srv.close(join=False)
+        for srv in self.servers.values():
+            srv.join()
 
     def __enter__(self) -> VirtualLab:
         return self

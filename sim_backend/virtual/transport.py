@@ -75,12 +75,12 @@ class FaultInjector:
         with self._lock:
             self.injected.append((instrument, kind))
             if kind == "garble":
-                buf = bytearray(data)
-                body = max(len(buf) - 1, 1)  # keep a line terminator where there is one
+                buf = np.frombuffer(data, dtype=np.uint8).copy()
+                body = max(buf.size - 1, 1)  # keep a line terminator where there is one
                 k = max(1, body // 8)
                 pos = self._rng.choice(body, size=min(k, body), replace=False)
                 buf[pos] = self._rng.integers(0x80, 0x100, size=pos.size, dtype=np.uint8)
-                out = bytes(buf)
+                out = buf.tobytes()
             elif kind == "truncate":
                 out = data[: max(1, len(data) // 2) - 1] if len(data) > 2 else b""
             else:
@@ -134,13 +134,17 @@ class TcpServer:
         finally:
             conn.close()
 
-    def close(self) -> None:
+    def close(self, join: bool = True) -> None:
         self._stop.set()
         self._sock.close()
         for c in self._conns:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
+        if join:
+            self.join()
+
+    def join(self) -> None:
         self._thread.join(timeout=2.0)
 
 

@@ -162,7 +162,8 @@ def test_2600b_sweep_exact_exchange() -> None:
 
 def test_2600b_error_queue_surfaces_code_and_message() -> None:
     script = [IDN_2600, (b"smua.source.levelv = 1.0; print(errorqueue.next())\n",
-                         b"1.10000e+03\tParameter too big or too small\t2.00000e+00\t0.00000e+00\n")]
+                         b"1.10000e+03\tParameter too big or too small\t2.00000e+00\t"
+                         b"0.00000e+00\n")]
     inst = ScriptedInstrument(script)
     smu = Keithley2600B(_name("k2600"), inst.visa_address, visalib="@py")
     try:
