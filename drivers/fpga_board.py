@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import time
 from typing import Any
 
@@ -47,6 +48,8 @@ class FpgaTestBoard(Instrument):
         self.safe_timeout_s = 2.0
         """Timeout for the abort frame of the safe state (see :meth:`safe_off`)."""
         self.transactions = 0
+        self._lock = threading.RLock()
+        """One exchange at a time (the heartbeat thread shares the link)."""
         self._seq = 0
         self._rx = bytearray()
         try:
@@ -64,7 +67,8 @@ class FpgaTestBoard(Instrument):
     def transact(self, op: bp.Op, payload: bytes = b"", *, timeout_s: float | None = None
                  ) -> bytes:
         """Send one request and return the payload of its OK reply."""
-        with DelayedKeyboardInterrupt(context={"instrument": self.name, "reason": op.name}):
+        with self._lock, DelayedKeyboardInterrupt(
+                context={"instrument": self.name, "reason": op.name}):
             self._seq = (self._seq + 1) & 0xFFFF
             seq = self._seq
             self.transactions += 1

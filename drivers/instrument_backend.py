@@ -22,6 +22,7 @@ SMU and pulse generator outputs off, board abort (all DACs 0 V, routes open).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -145,8 +146,20 @@ class InstrumentBackend(BackendBase):
         self._ledger.mvm_energy_J = float("nan")
         e = envelope
         board.set_clamp(e.max_bitline_V, e.max_sourceline_V, e.max_gate_V, e.max_read_V)
+        self._heartbeat_stop = threading.Event()
         if watchdog_s > 0:
             board.watchdog_s(watchdog_s)
+            threading.Thread(target=self._heartbeat, args=(watchdog_s / 3.0,), daemon=True,
+                             name=f"{board.name}-heartbeat").start()
+
+    def _heartbeat(self, period_s: float) -> None:
+        """Feed the board's watchdog while the host is idle (e.g. during clock.wait). If
+        this process dies, the heartbeats stop and the board aborts on its own."""
+        while not self._heartbeat_stop.wait(period_s):
+            try:
+                self.board.heartbeat()
+            except Exception:  # the next operation will see the broken link
+                return
 
     # ---- description ----
     def describe(self) -> dict[str, Any]:
@@ -263,6 +276,7 @@ class InstrumentBackend(BackendBase):
             raise SafetyInterlock(f"could not confirm the safe state of: {', '.join(failed)}")
 
     def _close(self) -> None:
+        self._heartbeat_stop.set()
         for inst in (self.smu, self.pulsegen, self.board):
             if inst is not None:
                 with contextlib.suppress(Exception):

@@ -168,3 +168,12 @@ def test_ctrl_c_never_splits_a_query_from_its_reply(lab: VirtualLab) -> None:
         # The interrupted read completed its exchange first, so the link is in step.
         direct.read(CELLS)
         assert np.array_equal(wire.read(CELLS), direct.read(CELLS))  # type: ignore[attr-defined]
+
+
+def test_heartbeat_keeps_the_watchdog_fed_while_idle() -> None:
+    with small_lab(SEED) as lab, open_wire(lab, watchdog_s=0.15) as wire:
+        wire.board.route("READ", [0], [0], [0], [2.5])
+        threading.Event().wait(0.5)  # idle host, but the heartbeat thread keeps talking
+        st = wire.board.status()
+        assert not st["watchdog_tripped"]
+        assert st["routed"]
