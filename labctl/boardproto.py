@@ -140,6 +140,14 @@ def try_parse(buf: bytearray) -> tuple[Frame | None, int, int]:
         return Frame(op, seq, body[HEADER_SIZE:], status), end, 0
 
 
+def decode_one(data: bytes) -> Frame:
+    """Decode exactly one complete frame (tests and tools; receivers use :func:`try_parse`)."""
+    frame, consumed, _ = try_parse(bytearray(data))
+    if frame is None or consumed != len(data):
+        raise FrameError(f"not exactly one frame ({len(data)} bytes)")
+    return frame
+
+
 # ---- payload helpers (vectorized; numpy tobytes/frombuffer) ----
 
 U16 = np.dtype("<u2")
