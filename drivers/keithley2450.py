@@ -146,9 +146,10 @@ class Keithley2450(LinkedVisaInstrument):
               n_average: int = 1) -> npt.NDArray[np.float64]:
         """Run a source sweep on the instrument and return one current per point.
 
-        Constant sweeps use ``:SOUR:SWE:VOLT:LIN`` (one short message); varying ones the
-        configuration list. The output goes on only after the compliance is confirmed and
-        always goes off again before returning.
+        Constant sweeps of two or more points use ``:SOUR:SWE:VOLT:LIN`` (one short
+        message); varying or single-point ones the configuration list. The output goes
+        on only after the compliance is confirmed and always goes off again before
+        returning.
         """
         v = np.asarray(voltages_V, dtype=np.float64).reshape(-1)
         n = v.size
@@ -156,10 +157,11 @@ class Keithley2450(LinkedVisaInstrument):
             return np.zeros(0)
         for x in (v.min(), v.max()):
             self._v_limit.validate(float(x))
-        self.filter_count(int(n_average))
+        if self.filter_count.cache.get(get_if_invalid=False) != int(n_average):
+            self.filter_count(int(n_average))  # sent only when it changes
         self.source_voltage_V(0.0)
         self.arm(compliance_A)
-        if np.all(v == v[0]):
+        if n > 1 and np.all(v == v[0]):
             self.command(f':SOUR:SWE:VOLT:LIN {fmt(v[0])},{fmt(v[0])},{n},{fmt(delay_s)},1,'
                          'FIXED,OFF,OFF,"defbuffer1"')
         else:
@@ -169,8 +171,7 @@ class Keithley2450(LinkedVisaInstrument):
             self.command(f":SOUR:SWE:VOLT:LIST 1,{fmt(delay_s)}")
         self.output_on()
         try:
-            self.command(":INIT")
-            self.query("*OPC?")
+            self.query(":INIT;*OPC?")  # *OPC? answers once the sweep has finished
             data = self.transact(
                 lambda h: np.asarray(h.query_binary_values(
                     f':TRAC:DATA? 1,{n},"defbuffer1",READ', datatype="d",

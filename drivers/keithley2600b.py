@@ -155,10 +155,11 @@ class Keithley2600B(LinkedVisaInstrument):
             return np.zeros(0)
         for x in (v.min(), v.max()):
             self._v_limit.validate(float(x))
-        self.filter_count(int(n_average))
+        if self.filter_count.cache.get(get_if_invalid=False) != int(n_average):
+            self.filter_count(int(n_average))  # sent only when it changes
         self.source_voltage_V(0.0)
         self.arm(compliance_A)
-        if np.all(v == v[0]):
+        if n > 1 and np.all(v == v[0]):
             load = f"smua.trigger.source.linearv({fmt(v[0])}, {fmt(v[0])}, {n})"
         else:
             load = "smua.trigger.source.listv({" + ", ".join(f"{fmt(x)}" for x in v) + "})"

@@ -33,6 +33,9 @@ def sequence(be: BackendBase) -> list[np.ndarray]:
     be.pulse(b, "RESET", 1.5, 5.0, rng.choice([1e-6, 2e-6], len(b)))
     be.clock.wait(3600.0)
     out.append(be.read(both, read_V=0.15, gate_V=2.5, n_average=2))
+    one = Cells.block(1, [3], [11])
+    be.pulse(one, "SET", 2.0, 1.7, 1e-6)
+    out.append(be.read(one, n_average=3))  # single-cell batches take the list path
     return out
 
 

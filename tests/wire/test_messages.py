@@ -102,7 +102,7 @@ def test_2450_constant_sweep_exact_exchange_and_binary_readback() -> None:
               scpi(":SOUR:VOLT 0.0"),
               scpi(":SOUR:VOLT:ILIM 0.0002"), scpi(":SOUR:VOLT:ILIM?", b"2.0E-04"),
               scpi(':SOUR:SWE:VOLT:LIN 0.2,0.2,3,0.0,1,FIXED,OFF,OFF,"defbuffer1"'),
-              scpi(":OUTP ON"), scpi(":INIT"), scpi("*OPC?", b"1"),
+              scpi(":OUTP ON"), scpi(":INIT;*OPC?", b"1"),
               (b':TRAC:DATA? 1,3,"defbuffer1",READ\n', b"#224" + raw + b"\n"),
               (b":SYST:ERR?\n", OK), scpi(":OUTP OFF")]
     inst = ScriptedInstrument(script)
@@ -120,8 +120,9 @@ def test_2450_list_sweep_sends_the_configuration_list() -> None:
     script = [IDN_2450, scpi(":SENS:CURR:AVER:COUN 1"), scpi(":SENS:CURR:AVER OFF"),
               scpi(":SOUR:VOLT 0.0"), scpi(":SOUR:VOLT:ILIM 0.0001"),
               scpi(":SOUR:VOLT:ILIM?", b"1E-4"), scpi(":SOUR:LIST:VOLT 3.0,3.3"),
-              scpi(":SOUR:SWE:VOLT:LIST 1,0.0001"), scpi(":OUTP ON"), scpi(":INIT"),
-              scpi("*OPC?", b"1"), (b':TRAC:DATA? 1,2,"defbuffer1",READ\n', b"#216" + raw + b"\n"),
+              scpi(":SOUR:SWE:VOLT:LIST 1,0.0001"), scpi(":OUTP ON"),
+              scpi(":INIT;*OPC?", b"1"),
+              (b':TRAC:DATA? 1,2,"defbuffer1",READ\n', b"#216" + raw + b"\n"),
               (b":SYST:ERR?\n", OK), scpi(":OUTP OFF")]
     inst = ScriptedInstrument(script)
     smu = Keithley2450(_name("k2450"), inst.visa_address, visalib="@py")
@@ -186,6 +187,23 @@ def test_33500b_configure_and_burst_exact_exchange() -> None:
     try:
         gen.configure()
         gen.fire_burst(2.0, 1e-6, 16)
+    finally:
+        gen.close()
+    inst.finish()
+
+
+def test_33500b_second_identical_burst_sends_only_output_and_trigger() -> None:
+    script = [IDN_335] + [scpi(c) for c in (
+        "FUNC:PULS:PER 2e-06", "FUNC:PULS:WIDT 1e-06", "FUNC:PULS:TRAN:LEAD 8.4e-09",
+        "FUNC:PULS:TRAN:TRA 8.4e-09", "VOLT:HIGH 2.0", "BURS:NCYC 4", "OUTP ON", "*TRG")] + [
+        scpi("*OPC?", b"1"), scpi("OUTP OFF"),
+        scpi("VOLT:HIGH 2.2"), scpi("OUTP ON"), scpi("*TRG"), scpi("*OPC?", b"1"),
+        scpi("OUTP OFF")]
+    inst = ScriptedInstrument(script)
+    gen = Keysight33500B(_name("g335"), inst.visa_address, visalib="@py")
+    try:
+        gen.fire_burst(2.0, 1e-6, 4)
+        gen.fire_burst(2.2, 1e-6, 4)
     finally:
         gen.close()
     inst.finish()
