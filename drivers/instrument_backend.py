@@ -135,10 +135,10 @@ class InstrumentBackend(BackendBase):
         else:
             caps = Capabilities(
                 batched_pulse=True, batched_read=True, mvm=True, device_side_verify=False,
-                virtual_clock=virtual, energy_model=False, round_trips_per_batch=13,
-                notes="board routes; SMU sweeps read and form (one sweep per batch), the "
-                      "pulse generator fires one burst per (amplitude, width) group; each "
-                      "sweep is ~12 SMU transactions plus one board ROUTE")
+                virtual_clock=virtual, energy_model=False, round_trips_per_batch=12,
+                notes="board routes; the SMU reads and forms with one instrument-run sweep "
+                      "per batch (11-12 exchanges incl. ROUTE), the pulse generator fires one "
+                      "burst per (amplitude, width) group (6-12 exchanges each)")
         super().__init__(chip, envelope, clock, caps)
         self._ledger.energy_J = float("nan")
         self._ledger.pulse_energy_J = float("nan")

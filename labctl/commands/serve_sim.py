@@ -10,6 +10,7 @@ simulator through the real drivers, or connect with any VISA tool.
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 
 NAME = "serve-sim"
@@ -48,7 +49,12 @@ def main(args: argparse.Namespace) -> int:
         for name, address in lab.addresses.items():
             print(f"  {name:<10} {address}")
         print("press Ctrl+C to stop", flush=True)
-        threading.Event().wait()
+        stop = threading.Event()
+        # SIGTERM (service managers, `kill PID`) stops as cleanly as Ctrl+C.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            pass
+        print("stopping virtual instruments")
     except KeyboardInterrupt:
         print("stopping virtual instruments")
     finally:

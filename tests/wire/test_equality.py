@@ -85,3 +85,21 @@ def test_station_files_open_and_agree(lab: VirtualLab) -> None:
     direct.pulse(cells, "FORM", 3.3, 1.5, 1e-4, 1e-4)
     ref = direct.read(cells)
     assert all(np.array_equal(ref, r) for r in results)
+
+
+def test_device_side_verify_write_is_one_round_trip(lab: VirtualLab) -> None:
+    cells = Cells.block(0, range(4), range(8))
+    with open_wire(lab) as wire:
+        assert wire.capabilities.device_side_verify
+        wire.pulse(cells, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+        target = np.linspace(8e-6, 30e-6, len(cells))
+        n0 = wire.transactions()
+        g, used, ok = wire.verify_write(
+            cells, target, 1.5e-6,
+            {"read_V": 0.2, "read_gate_V": 2.5, "set_start_V": 1.2, "set_step_V": 0.1,
+             "set_max_V": 3.3, "set_gate_V": 2.0, "reset_start_V": 1.2, "reset_step_V": 0.1,
+             "reset_max_V": 2.5, "reset_gate_V": 5.0, "width_s": 1e-6}, max_iterations=60)
+        assert wire.transactions() - n0 == 1
+        assert np.all(np.abs(g[ok] - target[ok]) <= 1.5e-6)
+        assert ok.mean() > 0.5
+        assert used.max() <= 60
