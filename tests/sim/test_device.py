@@ -145,3 +145,12 @@ def test_ideal_preset_is_deterministic_and_noise_free() -> None:
     assert np.array_equal(r1, r2)
     be.clock.wait(86400.0)
     assert np.array_equal(be.read(c), r1)
+
+
+def test_one_call_pulses_and_reads_a_whole_tile_of_65536_cells() -> None:
+    be = SimBackend("default_180nm", seed=2)
+    c = Cells.block(2, slice(0, 256), slice(0, 256))
+    be.pulse(c, "FORM", 3.3, np.linspace(1.3, 2.0, len(c)), 1e-3)
+    g = be.read(c)
+    assert g.shape == (65536,) and be.ledger.pulse_calls == 1 and be.ledger.read_calls == 1
+    assert np.median(g) > 2 * uS
