@@ -24,7 +24,6 @@ from qcodes.validators import Validator
 from labctl.errors import (
     CommunicationError,
     EnvelopeViolation,
-    InstrumentError,
     InstrumentFault,
     InstrumentTimeout,
 )
@@ -129,10 +128,10 @@ class LinkedVisaInstrument(VisaInstrument):
                         f"{self.name}: no complete reply to {what!r} within "
                         f"{self.visa_handle.timeout / 1000:g} s") from None
                 raise CommunicationError(f"{self.name}: {what!r}: {e}") from None
+            except EnvelopeViolation:
+                raise
             except (UnicodeDecodeError, ValueError, IndexError) as e:
                 self._dirty = True
-                if isinstance(e, InstrumentFault | EnvelopeViolation):
-                    raise
                 raise CommunicationError(f"{self.name}: garbled reply to {what!r}: {e}") from None
             except (OSError, EOFError) as e:
                 self._dirty = True
@@ -156,15 +155,11 @@ class LinkedVisaInstrument(VisaInstrument):
         except Exception as e:
             raise CommunicationError(f"{self.name}: could not reconnect to "
                                      f"{self._address_arg}: {e}") from None
+        if not self._address_arg.upper().endswith("::SOCKET"):
+            # GPIB/USBTMC/VXI-11: a device clear also empties the instrument's output queue.
+            with contextlib.suppress(Exception):
+                self.visa_handle.clear()
         self.visa_handle.timeout = timeout
         self.visa_handle.read_termination = self.default_terminator
         self.visa_handle.write_termination = self.default_terminator
         self._dirty = False
-
-    def ask_checked(self, cmd: str) -> str:
-        """Send ``cmd`` and read its reply; subclasses append the error check."""
-        return self.transact(lambda h: str(h.query(cmd)), cmd)
-
-    def raise_instrument_error(self, code: int, message: str, cmd: str) -> None:
-        self._pending_error = (code, message)
-        raise InstrumentError(f"{self.name}: error {code} \"{message}\" after {cmd!r}")

@@ -126,6 +126,16 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
         if not virtual and not isinstance(cfg.get("address"), str):
             raise ConfigError(src, f"instruments.{role}.address", "missing (a VISA resource "
                               "string, or a pyserial URL for the board)")
+        if virtual and "address" in cfg:
+            raise ConfigError(src, f"instruments.{role}.address", "a virtual station's "
+                              "addresses come from the virtual lab; remove it")
+        t = cfg.get("timeout", 1.0)
+        if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
+            raise ConfigError(src, f"instruments.{role}.timeout", "must be a positive number "
+                              "of seconds")
+        if "visalib" in cfg and (role == "board" or not isinstance(cfg["visalib"], str)):
+            raise ConfigError(src, f"instruments.{role}.visalib", "a VISA library string such "
+                              "as '@py' (VISA instruments only)")
         init = cfg.get("init", {}) or {}
         if not isinstance(init, Mapping):
             raise ConfigError(src, f"instruments.{role}.init", "must be a mapping of keyword "

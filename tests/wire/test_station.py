@@ -47,6 +47,10 @@ def test_shipped_station_files_parse(name: str) -> None:
     ({}, {"board": {"type": "FpgaTestBoard", "address": "x"}, "dmm": {}}, "instruments.dmm"),
     ({"envelope": {"max_bitline_V": -1}}, {"board": {"type": "FpgaTestBoard",
                                                      "address": "x"}}, "max_bitline_V"),
+    ({"virtual": True}, {"board": {"type": "FpgaTestBoard", "address": "x"}},
+     "instruments.board.address"),
+    ({}, {"board": {"type": "FpgaTestBoard", "address": "x", "timeout": "5 s"}},
+     "instruments.board.timeout"),
     ({"watchdog_s": -1}, {"board": {"type": "FpgaTestBoard", "address": "x"}},
      "station.watchdog_s"),
 ])
