@@ -133,6 +133,8 @@ class TcpServer:
             pass
         finally:
             conn.close()
+            with contextlib.suppress(ValueError):
+                self._conns.remove(conn)
 
     def close(self, join: bool = True) -> None:
         self._stop.set()

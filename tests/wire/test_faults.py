@@ -177,3 +177,28 @@ def test_heartbeat_keeps_the_watchdog_fed_while_idle() -> None:
         st = wire.board.status()
         assert not st["watchdog_tripped"]
         assert st["routed"]
+
+
+def test_board_answers_bad_frame_to_a_corrupted_request() -> None:
+    import socket
+
+    from labctl import boardproto as bp
+
+    with small_lab(SEED) as lab:
+        port = int(lab.addresses["board"].rsplit(":", 1)[1])
+        raw = bytearray(bp.encode(bp.Frame(bp.Op.STATUS, 77, b"")))
+        raw[-1] ^= 0xFF  # break the CRC-32
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+            s.sendall(b"\x00\x13noise" + bytes(raw) + bp.encode(bp.Frame(bp.Op.HEARTBEAT, 78, b"")))
+            buf = bytearray()
+            replies: list[bp.Frame] = []
+            while len(replies) < 2:
+                buf += s.recv(4096)
+                while True:
+                    f, consumed, _ = bp.try_parse(buf)
+                    del buf[:consumed]
+                    if f is None:
+                        break
+                    replies.append(f)
+        assert (replies[0].seq, replies[0].status) == (77, bp.Status.BAD_FRAME)
+        assert (replies[1].seq, replies[1].status) == (78, bp.Status.OK)
