@@ -37,6 +37,9 @@ from labctl.envelope import SafetyEnvelope
 from labctl.errors import ConfigError, RequestRejected, SafetyInterlock
 
 TOPOLOGIES = ("board", "board+smu+pulsegen")
+MAX_SMU_AVERAGE = 100
+"""Largest repeat-filter count of the 2450 (``:SENS:CURR:AVER:COUN``) and 2600B
+(``smua.measure.filter.count``): 1–100."""
 
 
 class Smu(Protocol):
@@ -228,6 +231,10 @@ class InstrumentBackend(BackendBase):
                                             n_average)
         else:
             assert self.smu is not None
+            if n_average > MAX_SMU_AVERAGE:
+                raise RequestRejected(
+                    f"n_average={n_average}: the SMU's repeat filter averages at most "
+                    f"{MAX_SMU_AVERAGE} readings per point")
             self.board.route("READ", cells.tile, cells.row, cells.col, np.full(n, gate_V))
             current = self.smu.sweep(np.full(n, read_V), delay_s=0.0,
                                      compliance_A=self._read_compliance_A, n_average=n_average)
