@@ -55,6 +55,21 @@ def parse_float(reply: str, what: str) -> float:
         raise CommunicationError(f"{what}: expected a number, got {reply!r}") from None
 
 
+def check_readings(name: str, data: np.ndarray, n: int, compliance_A: float) -> None:
+    """Plausibility of a binary block of currents. SCPI/TSP binary blocks carry no checksum,
+    so a corrupted byte can only be caught by what it does to the numbers: a wrong count, a
+    non-finite value, or a current beyond what the source's limit allows (an SMU cannot
+    measure much above its compliance). Corruption of low mantissa bytes stays undetected
+    (and below the instrument's resolution)."""
+    if data.size != n:
+        raise CommunicationError(f"{name}: expected {n} readings, got {data.size}")
+    if not np.all(np.isfinite(data)) or float(np.max(np.abs(data))) > 1.5 * compliance_A:
+        k = int(np.argmax(~np.isfinite(data) | (np.abs(data) > 1.5 * compliance_A)))
+        raise CommunicationError(
+            f"{name}: implausible reading {float(data[k])!r} at point {k + 1} (limit "
+            f"{compliance_A:g} A): garbled binary block or overrange")
+
+
 class Limit(Validator[float]):
     """A numeric validator that stacks the chip's safety envelope on the instrument's own
     range. Out-of-range values raise :class:`~labctl.errors.EnvelopeViolation` (a

@@ -28,7 +28,14 @@ import numpy as np
 import numpy.typing as npt
 from qcodes.validators import Ints
 
-from drivers._link import Limit, LinkedVisaInstrument, fmt, parse_float, parse_scpi_error
+from drivers._link import (
+    Limit,
+    LinkedVisaInstrument,
+    check_readings,
+    fmt,
+    parse_float,
+    parse_scpi_error,
+)
 from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 _COMPOUND = re.compile(r'^(?:(.*);)?([+-]?\d+,".*")\s*$', re.DOTALL)
@@ -182,7 +189,9 @@ class Keithley2450(LinkedVisaInstrument):
             self.safe_off()
             raise
         self.output_off()
-        if data.size != n:
+        try:
+            check_readings(self.name, data, n, compliance_A)
+        except CommunicationError:
             self._dirty = True
-            raise CommunicationError(f"{self.name}: expected {n} readings, got {data.size}")
+            raise
         return data

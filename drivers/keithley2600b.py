@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from qcodes.validators import Ints
 
-from drivers._link import Limit, LinkedVisaInstrument, fmt, parse_float
+from drivers._link import Limit, LinkedVisaInstrument, check_readings, fmt, parse_float
 from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 ERRCHECK = "print(errorqueue.next())"
@@ -182,6 +182,7 @@ class Keithley2600B(LinkedVisaInstrument):
                                          f"(starts {raw[:4]!r}, ends {raw[-2:]!r})")
             data = np.frombuffer(raw[2:-1], dtype="<f8").astype(np.float64)
             self.check_errors()
+            check_readings(self.name, data, n, compliance_A)
         except BaseException:
             self.safe_off()
             raise

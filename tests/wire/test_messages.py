@@ -9,7 +9,12 @@ import pytest
 from drivers.keithley2450 import Keithley2450
 from drivers.keithley2600b import Keithley2600B
 from drivers.keysight33500b import Keysight33500B
-from labctl.errors import EnvelopeViolation, InstrumentError, SafetyInterlock
+from labctl.errors import (
+    CommunicationError,
+    EnvelopeViolation,
+    InstrumentError,
+    SafetyInterlock,
+)
 from tests.wire.scripted import ScriptedInstrument
 
 OK = b'0,"No error"\n'
@@ -217,4 +222,26 @@ def test_33500b_rejects_amplitude_outside_envelope_without_sending() -> None:
             gen.high_V(4.5)
     finally:
         gen.close()
+    inst.finish()
+
+
+def test_2450_implausible_binary_block_is_a_communication_error() -> None:
+    """A corrupted float64 block (here a NaN and a current far above the limit) is caught by
+    the plausibility check; the output still goes off."""
+    raw = np.array([1e-6, np.nan, 3e3]).astype("<f8").tobytes()
+    script = [IDN_2450,
+              scpi(":SENS:CURR:AVER:COUN 1"), scpi(":SENS:CURR:AVER OFF"),
+              scpi(":SOUR:VOLT 0.0"),
+              scpi(":SOUR:VOLT:ILIM 0.0002"), scpi(":SOUR:VOLT:ILIM?", b"2.0E-04"),
+              scpi(':SOUR:SWE:VOLT:LIN 0.2,0.2,3,0.0,1,FIXED,OFF,OFF,"defbuffer1"'),
+              scpi(":OUTP ON"), scpi(":INIT;*OPC?", b"1"),
+              (b':TRAC:DATA? 1,3,"defbuffer1",READ\n', b"#224" + raw + b"\n"),
+              (b":SYST:ERR?\n", OK), scpi(":OUTP OFF")]
+    inst = ScriptedInstrument(script)
+    smu = Keithley2450(_name("k2450"), inst.visa_address, visalib="@py")
+    try:
+        with pytest.raises(CommunicationError, match="implausible reading nan at point 2"):
+            smu.sweep([0.2, 0.2, 0.2], delay_s=0.0, compliance_A=2e-4)
+    finally:
+        smu.close()
     inst.finish()
