@@ -21,6 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--station", help="take preset, seed and chip_id from this station file")
     p.add_argument("--preset", default=None, help="simulator preset (default: default_180nm)")
     p.add_argument("--seed", type=int, default=None, help="simulator seed (default: 0)")
+    p.add_argument("--faults", default="", metavar="KIND=P,...",
+                   help="damage replies at random, e.g. garble=0.01,drop=0.005 (kinds: garble, "
+                        "truncate, drop, delay); for testing a client's error handling")
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault generator")
+    p.add_argument("--fault-delay", type=float, default=1.0, metavar="S",
+                   help="how late a 'delay' fault sends its reply, seconds (default 1)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,14 +46,29 @@ def main(args: argparse.Namespace) -> int:
     preset = args.preset or preset
     seed = seed if args.seed is None else args.seed
 
-    from sim_backend.virtual import start_lab
+    rates: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in args.faults.split(","))):
+        kind, _, p = item.partition("=")
+        try:
+            rates[kind] = float(p)
+        except ValueError:
+            raise ConfigError("--faults", kind,
+                              f"expected KIND=PROBABILITY, got {item!r}") from None
+        if kind not in ("garble", "truncate", "drop", "delay") or not 0.0 <= rates[kind] <= 1.0:
+            raise ConfigError("--faults", kind, "kind must be garble, truncate, drop or delay, "
+                              "with a probability in [0, 1]")
 
-    lab = start_lab(preset, seed, chip_id=chip_id)
+    from sim_backend.virtual import FaultInjector, start_lab
+
+    faults = FaultInjector(args.fault_seed, rates, args.fault_delay)
+    lab = start_lab(preset, seed, chip_id=chip_id, faults=faults)
     try:
         print(f"virtual instruments on 127.0.0.1 (preset {preset}, seed {seed}, "
               f"chip {lab.macro.chip.chip_id}):")
         for name, address in lab.addresses.items():
             print(f"  {name:<10} {address}")
+        if rates:
+            print(f"injecting faults {rates} (seed {args.fault_seed})")
         print("press Ctrl+C to stop", flush=True)
         stop = threading.Event()
         # SIGTERM (service managers, `kill PID`) stops as cleanly as Ctrl+C.
