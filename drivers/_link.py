@@ -123,9 +123,27 @@ class LinkedVisaInstrument(VisaInstrument):
         self._address_arg = address
         super().__init__(name, address, **kwargs)
 
-    # ---- subclasses say how to check the error queue ----
+    safe_attempts = 3
+    """Tries at the safe state: on a flaky link one lost reply must not leave an output on."""
+
+    # ---- subclasses say how to check the error queue and how to switch off ----
     def check_errors(self) -> None:
         raise NotImplementedError
+
+    def _safe_off_once(self) -> None:
+        raise NotImplementedError
+
+    def safe_off(self) -> bool:
+        """Outputs off (and sources to 0 V), reconnecting first if the link is suspect;
+        retried, because this is the exchange that must not be lost. True when confirmed
+        by a clean error check."""
+        for _ in range(self.safe_attempts):
+            try:
+                self._safe_off_once()
+                return True
+            except Exception:  # any failure: reconnect and try again
+                self._dirty = True
+        return False
 
     # ---- the one door to the wire ----
     def transact(self, fn: Callable[[Any], T], what: str) -> T:

@@ -165,7 +165,7 @@ class FpgaTestBoard(Instrument):
         reply harmless; the receive buffer is emptied first. The abort gets a longer
         timeout (``safe_timeout_s``) than ordinary frames: after a timeout the board may
         still be finishing the previous request, and the abort queues behind it."""
-        for _ in range(2):
+        for _ in range(3):
             try:
                 self._rx.clear()
                 self._port.reset_input_buffer()

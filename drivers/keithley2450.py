@@ -139,14 +139,8 @@ class Keithley2450(LinkedVisaInstrument):
     def output_off(self) -> None:
         self.command(":OUTP OFF")
 
-    def safe_off(self) -> bool:
-        """Output off and 0 V, reconnecting first if the link is suspect."""
-        try:
-            self.command(":OUTP OFF")
-            self.command(":SOUR:VOLT 0")
-            return True
-        except Exception:
-            return False
+    def _safe_off_once(self) -> None:
+        self.command(":OUTP OFF;:SOUR:VOLT 0")
 
     # ---- sweeps ----
     def sweep(self, voltages_V: npt.ArrayLike, *, delay_s: float, compliance_A: float,

@@ -138,12 +138,8 @@ class Keithley2600B(LinkedVisaInstrument):
     def output_off(self) -> None:
         self.command("smua.source.output = smua.OUTPUT_OFF")
 
-    def safe_off(self) -> bool:
-        try:
-            self.command("smua.source.output = smua.OUTPUT_OFF; smua.source.levelv = 0")
-            return True
-        except Exception:
-            return False
+    def _safe_off_once(self) -> None:
+        self.command("smua.source.output = smua.OUTPUT_OFF; smua.source.levelv = 0")
 
     # ---- sweeps ----
     def sweep(self, voltages_V: npt.ArrayLike, *, delay_s: float, compliance_A: float,

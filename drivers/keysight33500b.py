@@ -114,12 +114,8 @@ class Keysight33500B(LinkedVisaInstrument):
     def output_off(self) -> None:
         self.command("OUTP OFF")
 
-    def safe_off(self) -> bool:
-        try:
-            self.command("OUTP OFF")
-            return True
-        except Exception:
-            return False
+    def _safe_off_once(self) -> None:
+        self.command("OUTP OFF")
 
     def fire_burst(self, amplitude_V: float, width_s: float, n: int, *,
                    edge_s: float | None = None) -> None:

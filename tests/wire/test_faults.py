@@ -202,3 +202,35 @@ def test_board_answers_bad_frame_to_a_corrupted_request() -> None:
                     replies.append(f)
         assert (replies[0].seq, replies[0].status) == (77, bp.Status.BAD_FRAME)
         assert (replies[1].seq, replies[1].status) == (78, bp.Status.OK)
+
+
+@pytest.mark.parametrize(("topology", "p"), [("board", 0.1), ("board+smu+pulsegen", 0.03)])
+def test_random_faults_only_ever_raise_instrument_faults(topology: str, p: float) -> None:
+    """A flaky link (seeded random garble/truncate/drop on every instrument) makes
+    operations fail, but only ever with an InstrumentFault, each ending in a reached safe
+    state, and the backend stays usable once the link is clean again."""
+    with small_lab(SEED, FaultInjector(seed=4)) as lab:
+        direct = small_direct(SEED)
+        wire = open_wire(lab, topology, timeout_s=5.0)
+        with wire:
+            wire.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            direct.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            wire.board.timeout_s = 0.2
+            for inst in (wire.smu, wire.pulsegen):
+                if inst is not None:
+                    inst.timeout(0.2)
+            lab.faults.rates = {"garble": 2 * p, "truncate": p, "drop": p}
+            failures: list[InstrumentFault] = []
+            for k in range(12):
+                try:
+                    if k % 2:
+                        wire.read(CELLS)
+                    else:
+                        wire.pulse(CELLS, "SET", 2.0, 1.8, 1e-6)
+                except InstrumentFault as e:  # anything else escapes and fails the test
+                    failures.append(e)
+            lab.faults.rates = {}
+            assert failures
+            assert all(e.safe_state_reached is True for e in failures)
+            assert lab.faults.injected
+            assert wire.read(CELLS).shape == (len(CELLS),)
