@@ -11,9 +11,11 @@ Two topologies, named in the station file:
     its switch matrix on each trigger from the instrument that is sourcing. The SMU reads
     (a constant-voltage sweep, one point per routed cell, repeat-averaged on the instrument)
     and forms (a list sweep of per-cell amplitudes with the pulse width as the source delay
-    and the SMU's confirmed current limit as compliance); the pulse generator fires SET and
-    RESET pulses as one burst per group of cells sharing an amplitude and a width. MVMs
-    still go through the board's DACs and ADCs.
+    and the SMU's confirmed current limit as compliance — the envelope's
+    ``max_compliance_A`` when the caller gives none, since an SMU always has a limit); the
+    pulse generator fires SET and RESET pulses as one burst per group of cells sharing an
+    amplitude and a width (no current compliance: the gate limits the current, and a
+    ``compliance_A`` is refused). MVMs still go through the board's DACs and ADCs.
 
 Every failure ends in the safe state through :class:`labctl.backend.BackendBase`:
 SMU and pulse generator outputs off, board abort (all DACs 0 V, routes open).
