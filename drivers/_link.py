@@ -133,6 +133,18 @@ class LinkedVisaInstrument(VisaInstrument):
     def _safe_off_once(self) -> None:
         raise NotImplementedError
 
+    line_frequency_Hz = 50.0
+    """Mains frequency for NPLC → seconds (60 in the Americas; only lengthens timeouts)."""
+
+    def sweep_timeout_s(self, n: int, delay_s: float, n_average: int) -> float:
+        """A VISA timeout long enough for an n-point sweep to finish before its *OPC? /
+        waitcomplete() answers: each point takes the source delay plus ``n_average``
+        integrations of NPLC/line-frequency, with a 2× margin for autozero and settling,
+        on top of the ordinary timeout."""
+        nplc = self.nplc.cache.get(get_if_invalid=False) or 1.0
+        per_point = delay_s + n_average * float(nplc) / self.line_frequency_Hz
+        return float(self.visa_handle.timeout) / 1000.0 + 2.0 * n * per_point
+
     def safe_off(self) -> bool:
         """Outputs off (and sources to 0 V), reconnecting first if the link is suspect;
         retried, because this is the exchange that must not be lost. True when confirmed

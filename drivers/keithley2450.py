@@ -172,7 +172,8 @@ class Keithley2450(LinkedVisaInstrument):
             self.command(f":SOUR:SWE:VOLT:LIST 1,{fmt(delay_s)}")
         self.output_on()
         try:
-            self.query(":INIT;*OPC?")  # *OPC? answers once the sweep has finished
+            with self.timeout.set_to(self.sweep_timeout_s(n, delay_s, n_average)):
+                self.query(":INIT;*OPC?")  # *OPC? answers once the sweep has finished
             data = self.transact(
                 lambda h: np.asarray(h.query_binary_values(
                     f':TRAC:DATA? 1,{n},"defbuffer1",READ', datatype="d",

@@ -165,7 +165,8 @@ class Keithley2600B(LinkedVisaInstrument):
                      f"smua.trigger.source.action = smua.ENABLE; smua.trigger.count = {n}")
         self.output_on()
         try:
-            self.command("smua.trigger.initiate(); waitcomplete()")
+            with self.timeout.set_to(self.sweep_timeout_s(n, delay_s, n_average)):
+                self.command("smua.trigger.initiate(); waitcomplete()")
 
             def fetch(h: Any) -> bytes:
                 h.write(f"printbuffer(1, {n}, smua.nvbuffer1.readings)")

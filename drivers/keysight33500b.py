@@ -135,7 +135,9 @@ class Keysight33500B(LinkedVisaInstrument):
         self.output_on()
         try:
             self.command("*TRG")
-            self.query("*OPC?")
+            # The burst lasts n periods; *OPC? answers only after it.
+            with self.timeout.set_to(float(self.visa_handle.timeout) / 1000.0 + 2.0 * n * period):
+                self.query("*OPC?")
         except BaseException:
             self.safe_off()
             raise
