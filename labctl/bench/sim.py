@@ -43,12 +43,12 @@ def run(quick: bool = False) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, ir in (("mvm_overhead_ratio", False), ("mvm_overhead_ratio_irdrop", True)):
         be, x = _programmed(ir)
+
         def analog(be: BackendBase = be, x: np.ndarray = x) -> object:
             return be.mvm(0, x, rows=slice(0, 256), cols=slice(0, 512), differential=True)
 
         analog()  # build the cached array state once, as a programmed chip would hold it
-        ratio, chip_s, floor_s = interleaved_ratio(analog, lambda a=a, w=w: a @ w,
-                                                   repeats=repeats)
+        ratio, chip_s, floor_s = interleaved_ratio(analog, lambda a=a, w=w: a @ w, repeats=repeats)
         out[name] = ratio
         if not ir:
             out["mvm_floor_matmul_us"] = floor_s * 1e6

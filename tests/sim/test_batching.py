@@ -60,3 +60,54 @@ def test_batching_and_order_do_not_change_results(ops: list, splits: list[int], 
         assert np.array_equal(a, b)
     assert np.array_equal(one.macro.conductance(ALL), many.macro.conductance(ALL))
     assert np.array_equal(one.macro.events, many.macro.events)
+
+
+def test_mvm_noise_does_not_depend_on_how_vectors_are_batched() -> None:
+    from sim_backend.params import uS
+    from tests.sim.helpers import place
+
+    def backend() -> SimBackend:
+        be = SimBackend("default_180nm", seed=9)
+        place(be.macro, Cells.block(0, slice(0, 32), slice(0, 16)),
+              np.linspace(1, 40, 512) * uS)
+        return be
+
+    x = np.random.default_rng(0).uniform(-0.2, 0.2, (6, 32))
+    one = backend().mvm(0, x, rows=slice(0, 32), cols=slice(0, 16))
+    be = backend()
+    split = np.vstack([be.mvm(0, x[:1], rows=slice(0, 32), cols=slice(0, 16)),
+                       be.mvm(0, x[1:4], rows=slice(0, 32), cols=slice(0, 16)),
+                       be.mvm(0, x[4:], rows=slice(0, 32), cols=slice(0, 16))])
+    assert np.array_equal(one, split)
+
+
+def test_a_pulse_that_switches_nothing_leaves_relaxation_alone() -> None:
+    from sim_backend.params import uS
+    from tests.sim.helpers import place
+
+    c = Cells.block(0, slice(0, 64), slice(0, 64))
+    results = []
+    for pulses in (False, True):
+        be = SimBackend("default_180nm", seed=4)
+        place(be.macro, c, np.full(len(c), 20 * uS))
+        be.clock.wait(86400.0)
+        for _ in range(20):
+            if pulses:  # far below every threshold: nothing switches
+                be.pulse(c, "SET", 0.0, 0.0, 1e-9)
+            be.clock.wait(1.0)
+        results.append(be.macro.conductance(c))
+    assert np.array_equal(results[0], results[1])
+
+
+def test_cached_tile_after_a_pulse_equals_a_fresh_computation() -> None:
+    be = SimBackend("default_180nm", seed=12)
+    c = Cells.block(0, slice(0, 256), slice(0, 512))
+    be.pulse(c, "FORM", 3.3, 1.8, 1e-3)
+    be.clock.wait(10.0)
+    before = be.macro.tile_conductance(0).copy()
+    few = Cells.block(0, slice(3, 5), slice(7, 11))
+    be.pulse(few, "SET", 2.0, 2.5, 1e-6)
+    cached = be.macro.tile_conductance(0)
+    assert not np.array_equal(before, cached)
+    be.macro._tile_cache.clear()
+    assert np.array_equal(cached, be.macro.tile_conductance(0))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from labctl.cells import Cells
+from labctl.errors import RequestRejected
 from sim_backend import SimBackend
 from tests.sim.helpers import place
 
@@ -19,7 +20,8 @@ def test_pulse_energy_and_device_time() -> None:
     led = be.ledger
     # RESET current is limited by the pre-pulse conductance: I = V·G = 10 µA
     joule = 8 * 1.0 * 10e-6 * 1e-6
-    lines = 8 * e.line_cap_F_per_cell * (256 * 1.0**2 + 512 * 5.0**2)
+    # 8 source lines charged to 1 V; 2 word lines (one per row) to 5 V
+    lines = e.line_cap_F_per_cell * (8 * 256 * 1.0**2 + 2 * 512 * 5.0**2)
     assert led.pulse_energy_J == pytest.approx(joule + lines, rel=1e-9)
     assert led.device_time_s == pytest.approx(2 * (1e-6 + e.pulse_overhead_s))  # 2 rows
     assert (led.pulses, led.pulse_calls, led.by_kind) == (8, 1, {"RESET": 8})
@@ -49,5 +51,5 @@ def test_clock_is_virtual_and_only_moves_when_asked() -> None:
     assert be.clock.now() == 0.0  # operations book device time, not clock time
     be.clock.wait(86400.0)
     assert be.clock.now() == 86400.0
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(RequestRejected, match="non-negative"):
         be.clock.wait(-1.0)

@@ -100,7 +100,7 @@ def test_error_names_parameter_value_and_limit() -> None:
     with pytest.raises(EnvelopeViolation) as e:
         be.pulse(Cells.block(0, slice(0, 2), slice(0, 2)), "SET", [1.0, 1.0, 3.9, 1.0], 2.0, 1e-6)
     msg = str(e.value)
-    assert "BL amplitude" in msg and "3.9" in msg and "3.5" in msg and "1 cell" in msg
+    assert "BL amplitude" in msg and "3.9" in msg and "3.5" in msg and "1 value" in msg
 
 
 def test_mvm_inputs_beyond_dac_range_are_rejected() -> None:
@@ -134,6 +134,35 @@ def test_addressing_errors() -> None:
         be.pulse(Cells([0], [256], [0]), "SET", 1.0, 2.0, 1e-6)
     with pytest.raises(AddressError, match="more than once"):
         be.pulse(Cells([0, 0], [1, 1], [2, 2]), "SET", 1.0, 2.0, 1e-6)
-    with pytest.raises(AddressError, match="values for"):
+    with pytest.raises(RequestRejected, match="values for"):
         be.pulse(Cells.block(0, slice(0, 2), slice(0, 2)), "SET", [1.0, 2.0], 2.0, 1e-6)
     assert macro.seen == []
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda be: be.mvm(0, np.zeros((1, 8)), rows=slice(0, 1000), cols=slice(0, 8)), "rows 0:1000"),
+    (lambda be: be.mvm(0, np.zeros((1, 12)), rows=slice(0, 12), cols=slice(500, 600)), "cols"),
+    (lambda be: be.mvm(True, np.zeros((1, 8)), rows=slice(0, 8), cols=slice(0, 8)), "tile"),
+    (lambda be: be.mvm(0.5, np.zeros((1, 8)), rows=slice(0, 8), cols=slice(0, 8)), "tile"),
+    (lambda be: be.mvm(0, np.zeros((0, 8)), rows=slice(0, 8), cols=slice(0, 8)), "batch"),
+    (lambda be: be.mvm(0, np.full((1, 8), 0.1 + 5j), rows=slice(0, 8), cols=slice(0, 8)), "real"),
+    (lambda be: be.mvm(0, np.zeros((1, 8)), rows=slice(0, 8), cols=slice(0, 8),
+                       adc_range_A="x"), "adc_range_A"),
+    (lambda be: be.pulse(Cells([0], [1.7], [0]), "SET", 1.0, 2.0, 1e-6), "whole numbers"),
+    (lambda be: be.pulse(Cells([0], [1], [0]), "SET", "1.0", 2.0, 1e-6), "real numbers"),
+    (lambda be: be.pulse(Cells([0], [1], [0]), "SET", 1 + 1j, 2.0, 1e-6), "real numbers"),
+    (lambda be: be.read(Cells([0], [1], [0]), n_average=True), "n_average"),
+    (lambda be: be.read(Cells([0], [1], [0]), n_average=10**12), "n_average"),
+    (lambda be: be.clock.wait(float("nan")), "finite"),
+])
+def test_malformed_requests_are_rejected_before_anything_happens(call, match) -> None:  # type: ignore[no-untyped-def]
+    be, macro = spy_backend()
+    with pytest.raises(RequestRejected, match=match):
+        call(be)
+    assert macro.seen == [] and be.ledger.mvm_calls == 0 and not macro.events.any()
+
+
+def test_numpy_integer_tiles_work() -> None:
+    be, _ = spy_backend()
+    y = be.mvm(np.int64(1), np.zeros((1, 4)), rows=slice(0, 4), cols=slice(0, 4))
+    assert y.shape == (1, 4)

@@ -105,3 +105,16 @@ def test_ir_drop_option_lowers_large_array_outputs() -> None:
                            adc_range_A=1e-3))
     assert np.all(outs[1] < outs[0])
     assert 0.01 < 1 - outs[1].mean() / outs[0].mean() < 0.5
+
+
+def test_ir_drop_of_a_block_accounts_for_the_whole_tile() -> None:
+    """The same cells and inputs give the same outputs whether their columns are selected
+    alone or as part of a wider MVM: IR drop is a property of the whole tile."""
+    p = load_preset("ideal").with_changes(periphery={"ir_drop": True, "dac_bits": 16,
+                                                     "adc_bits": 20})
+    be = SimBackend(p, seed=0)
+    place(be.macro, Cells.block(0, slice(0, 256), slice(0, 512)), np.full(256 * 512, 30 * uS))
+    x = np.full((1, 256), 0.05)
+    wide = be.mvm(0, x, rows=slice(0, 256), cols=slice(0, 512), adc_range_A=2e-3)
+    alone = be.mvm(0, x, rows=slice(0, 256), cols=slice(500, 508), adc_range_A=2e-3)
+    assert np.allclose(wide[:, 500:508], alone, rtol=1e-4)

@@ -57,3 +57,24 @@ def test_bad_preset_files_name_the_key(body: str, key: str, tmp_path: Path) -> N
 def test_unknown_preset_name() -> None:
     with pytest.raises(ConfigError, match="not a named preset"):
         load_preset("default_90nm")
+
+
+@pytest.mark.parametrize(("section", "values", "key"), [
+    ("periphery", {"dac_bits": 1}, "periphery.dac_bits"),
+    ("periphery", {"adc_bits": -3}, "periphery.adc_bits"),
+    ("transistor", {"v_hold_V": 0.0}, "transistor.v_hold_V"),
+    ("read", {"relative_sigma": -0.5}, "read.relative_sigma"),
+    ("faults", {"stuck_lrs_rate": 2.0}, "faults.stuck_lrs_rate"),
+    ("array", {"n_rows": 0}, "array.n_rows"),
+    ("array", {"g_max_S": 0.5e-6}, "array.g_max_S"),
+])
+def test_out_of_range_preset_values_name_the_key(section: str, values: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_preset("default_180nm").with_changes(**{section: values})
+    assert e.value.key == key
+
+
+def test_scientific_notation_in_preset_files(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("read: {relative_sigma: 1e-2, floor_sigma_S: 5E-9}\n")
+    assert load_preset(path).read.relative_sigma == 0.01
