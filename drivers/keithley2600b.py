@@ -13,7 +13,11 @@ load a sweep; ``smua.trigger.measure.i(buffer)`` with ``smua.trigger.measure.act
 ``format.data = format.REAL64`` and ``format.byteorder = format.LITTLEENDIAN``,
 ``printbuffer()`` answers ``#0`` followed by the raw float64 readings and a newline
 (also relied on by QCoDeS' own 2600 driver); ``print(errorqueue.next())`` prints the
-oldest error as tab-separated code, message, severity and node (code 0 when empty).
+oldest error as tab-separated code, message, severity and node (code 0 when empty);
+``smua.trigger.endsweep.action = smua.SOURCE_IDLE`` returns the source to its idle level
+(0 V here) when the sweep ends, so the last point's voltage does not stay on the cell
+until the output goes off (the trigger-model set-up follows Tektronix's
+KE26XXB_DC_Sweeps.tsp example, github.com/tektronix/keithley).
 Statements are joined with ``;`` (a Lua statement separator) so a command and its error
 check travel as one message.
 """
@@ -162,6 +166,7 @@ class Keithley2600B(LinkedVisaInstrument):
         self.command(f"{load}; smua.source.delay = {fmt(delay_s)}; smua.nvbuffer1.clear(); "
                      "smua.trigger.measure.i(smua.nvbuffer1); "
                      "smua.trigger.measure.action = smua.ENABLE; "
+                     "smua.trigger.endsweep.action = smua.SOURCE_IDLE; "
                      f"smua.trigger.source.action = smua.ENABLE; smua.trigger.count = {n}")
         self.output_on()
         try:

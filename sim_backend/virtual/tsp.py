@@ -22,7 +22,8 @@ CONSTANTS = {
     "smua.OUTPUT_ON": 1.0, "smua.OUTPUT_OFF": 0.0, "smua.OUTPUT_DCVOLTS": 1.0,
     "smua.OUTPUT_DCAMPS": 0.0, "smua.FILTER_ON": 1.0, "smua.FILTER_OFF": 0.0,
     "smua.FILTER_REPEAT_AVG": 1.0, "smua.FILTER_MOVING_AVG": 0.0, "smua.ENABLE": 1.0,
-    "smua.DISABLE": 0.0, "format.REAL64": 64.0, "format.ASCII": 1.0,
+    "smua.DISABLE": 0.0, "smua.SOURCE_IDLE": 0.0, "smua.SOURCE_HOLD": 1.0,
+    "format.REAL64": 64.0, "format.ASCII": 1.0,
     "format.LITTLEENDIAN": 0.0, "format.BIGENDIAN": 1.0, "format.NORMAL": 1.0,
 }
 SETTABLE = {
@@ -33,6 +34,7 @@ SETTABLE = {
     "smua.measure.filter.type": (0, 2), "format.data": (1, 64), "format.byteorder": (0, 1),
     "smua.trigger.measure.action": (0, 1), "smua.trigger.source.action": (0, 1),
     "smua.trigger.count": (1, 1e6), "smua.nvbuffer1.appendmode": (0, 1),
+    "smua.trigger.endsweep.action": (0, 1),
 }
 _ASSIGN = re.compile(r"^([\w.]+)\s*=\s*(.+)$")
 _CALL = re.compile(r"^([\w.]+)\((.*)\)$", re.DOTALL)
@@ -60,6 +62,7 @@ class Virtual2600B:
             "smua.measure.filter.type": 1.0, "format.data": 1.0, "format.byteorder": 1.0,
             "smua.trigger.measure.action": 0.0, "smua.trigger.source.action": 0.0,
             "smua.trigger.count": 1.0, "smua.nvbuffer1.appendmode": 0.0,
+            "smua.trigger.endsweep.action": 1.0,
         }
         self.sweep = np.zeros(0)
         self.buffer = np.zeros(0)

@@ -149,6 +149,7 @@ def test_2600b_sweep_exact_exchange() -> None:
               tsp("smua.trigger.source.linearv(0.2, 0.2, 2); smua.source.delay = 0.0; "
                   "smua.nvbuffer1.clear(); smua.trigger.measure.i(smua.nvbuffer1); "
                   "smua.trigger.measure.action = smua.ENABLE; "
+                  "smua.trigger.endsweep.action = smua.SOURCE_IDLE; "
                   "smua.trigger.source.action = smua.ENABLE; smua.trigger.count = 2"),
               tsp("smua.source.output = smua.OUTPUT_ON"),
               tsp("smua.trigger.initiate(); waitcomplete()"),
