@@ -12,11 +12,12 @@ source configuration list and ``:SOUR:SWE:VOLT:LIST <start>,<delay>`` builds a t
 that steps through it; ``:SOUR:SWE:VOLT:LIN <start>,<stop>,<points>,<delay>,<count>,<range>,
 <failAbort>,<dual>,"<buffer>"`` a linear sweep; ``:INIT`` runs it and ``*OPC?`` answers when
 it is done; ``:FORM:DATA REAL`` with ``:FORM:BORD SWAP`` makes ``:TRAC:DATA?`` return an
-IEEE 488.2 definite-length block of little-endian float64; ``:SENS:CURR:AVER:TCON REP``
-and ``:SENS:CURR:AVER:COUN`` give a repeating average returned as one reading;
-``:SYST:ERR?`` pops the error queue as ``<code>,"<message>"``. Every command is sent as a
-compound message ``<command>;:SYST:ERR?`` (IEEE 488.2 §7.4: response units are separated by
-``;``) so the error check costs no extra round trip.
+IEEE 488.2 definite-length block of little-endian float64 (readings accumulate in
+``defbuffer1`` across runs, so it is cleared with ``:TRAC:CLE`` before each sweep);
+``:SENS:CURR:AVER:TCON REP`` and ``:SENS:CURR:AVER:COUN`` give a repeating average
+returned as one reading; ``:SYST:ERR?`` pops the error queue as ``<code>,"<message>"``.
+Every command is sent as a compound message ``<command>;:SYST:ERR?`` (IEEE 488.2 §7.4:
+response units are separated by ``;``) so the error check costs no extra round trip.
 """
 
 from __future__ import annotations
@@ -163,13 +164,13 @@ class Keithley2450(LinkedVisaInstrument):
         self.source_voltage_V(0.0)
         self.arm(compliance_A)
         if n > 1 and np.all(v == v[0]):
-            self.command(f':SOUR:SWE:VOLT:LIN {fmt(v[0])},{fmt(v[0])},{n},{fmt(delay_s)},1,'
-                         'FIXED,OFF,OFF,"defbuffer1"')
+            self.command(f':TRAC:CLE "defbuffer1";:SOUR:SWE:VOLT:LIN {fmt(v[0])},{fmt(v[0])},'
+                         f'{n},{fmt(delay_s)},1,FIXED,OFF,OFF,"defbuffer1"')
         else:
             for k in range(0, n, LIST_CHUNK):
                 chunk = ",".join(f"{fmt(x)}" for x in v[k:k + LIST_CHUNK])
                 self.command(f":SOUR:LIST:VOLT{'' if k == 0 else ':APP'} {chunk}")
-            self.command(f":SOUR:SWE:VOLT:LIST 1,{fmt(delay_s)}")
+            self.command(f':TRAC:CLE "defbuffer1";:SOUR:SWE:VOLT:LIST 1,{fmt(delay_s)}')
         self.output_on()
         try:
             with self.timeout.set_to(self.sweep_timeout_s(n, delay_s, n_average)):

@@ -253,11 +253,13 @@ class Virtual2450(ScpiInstrument):
         if self.sweep is None:
             raise ScpiError(-221, "Settings conflict; no sweep configured")
         volts, delay = self.sweep
+        # Readings append to the buffer, as on the instrument: a client must clear it.
         if not self.output:
-            self.buffer = np.zeros(volts.size)  # output off: nothing reaches the chip
-            return
-        n_avg = self.aver_count if self.aver_on else 1
-        self.buffer = self.hub.apply_source(volts, delay, self.ilim, n_avg)
+            got = np.zeros(volts.size)  # output off: nothing reaches the chip
+        else:
+            n_avg = self.aver_count if self.aver_on else 1
+            got = self.hub.apply_source(volts, delay, self.ilim, n_avg)
+        self.buffer = np.concatenate([self.buffer, got])
 
     def _clear(self, _: str) -> None:
         self.buffer = np.zeros(0)

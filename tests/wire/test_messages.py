@@ -106,7 +106,8 @@ def test_2450_constant_sweep_exact_exchange_and_binary_readback() -> None:
               scpi(":SENS:CURR:AVER:COUN 4"), scpi(":SENS:CURR:AVER ON"),
               scpi(":SOUR:VOLT 0.0"),
               scpi(":SOUR:VOLT:ILIM 0.0002"), scpi(":SOUR:VOLT:ILIM?", b"2.0E-04"),
-              scpi(':SOUR:SWE:VOLT:LIN 0.2,0.2,3,0.0,1,FIXED,OFF,OFF,"defbuffer1"'),
+              scpi(':TRAC:CLE "defbuffer1";'
+                   ':SOUR:SWE:VOLT:LIN 0.2,0.2,3,0.0,1,FIXED,OFF,OFF,"defbuffer1"'),
               scpi(":OUTP ON"), scpi(":INIT;*OPC?", b"1"),
               (b':TRAC:DATA? 1,3,"defbuffer1",READ\n', b"#224" + raw + b"\n"),
               (b":SYST:ERR?\n", OK), scpi(":OUTP OFF")]
@@ -125,7 +126,7 @@ def test_2450_list_sweep_sends_the_configuration_list() -> None:
     script = [IDN_2450, scpi(":SENS:CURR:AVER:COUN 1"), scpi(":SENS:CURR:AVER OFF"),
               scpi(":SOUR:VOLT 0.0"), scpi(":SOUR:VOLT:ILIM 0.0001"),
               scpi(":SOUR:VOLT:ILIM?", b"1E-4"), scpi(":SOUR:LIST:VOLT 3.0,3.3"),
-              scpi(":SOUR:SWE:VOLT:LIST 1,0.0001"), scpi(":OUTP ON"),
+              scpi(':TRAC:CLE "defbuffer1";:SOUR:SWE:VOLT:LIST 1,0.0001'), scpi(":OUTP ON"),
               scpi(":INIT;*OPC?", b"1"),
               (b':TRAC:DATA? 1,2,"defbuffer1",READ\n', b"#216" + raw + b"\n"),
               (b":SYST:ERR?\n", OK), scpi(":OUTP OFF")]
@@ -234,7 +235,8 @@ def test_2450_implausible_binary_block_is_a_communication_error() -> None:
               scpi(":SENS:CURR:AVER:COUN 1"), scpi(":SENS:CURR:AVER OFF"),
               scpi(":SOUR:VOLT 0.0"),
               scpi(":SOUR:VOLT:ILIM 0.0002"), scpi(":SOUR:VOLT:ILIM?", b"2.0E-04"),
-              scpi(':SOUR:SWE:VOLT:LIN 0.2,0.2,3,0.0,1,FIXED,OFF,OFF,"defbuffer1"'),
+              scpi(':TRAC:CLE "defbuffer1";'
+                   ':SOUR:SWE:VOLT:LIN 0.2,0.2,3,0.0,1,FIXED,OFF,OFF,"defbuffer1"'),
               scpi(":OUTP ON"), scpi(":INIT;*OPC?", b"1"),
               (b':TRAC:DATA? 1,3,"defbuffer1",READ\n', b"#224" + raw + b"\n"),
               (b":SYST:ERR?\n", OK), scpi(":OUTP OFF")]
