@@ -236,3 +236,18 @@ def test_random_faults_only_ever_raise_instrument_faults(topology: str, p: float
             assert all(e.safe_state_reached is True for e in failures)
             assert lab.faults.injected
             assert wire.read(CELLS).shape == (len(CELLS),)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGINT delivery to the main thread")
+def test_ctrl_c_never_splits_a_visa_query_from_its_reply(lab: VirtualLab) -> None:
+    direct, wire = formed_pair(lab, "board+smu+pulsegen")
+    lab.faults.delay_s = 0.2
+    with wire:  # type: ignore[attr-defined]
+        wire.smu.timeout(2.0)  # type: ignore[attr-defined]
+        lab.faults.schedule("smu2450", "delay")
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            wire.read(CELLS)  # type: ignore[attr-defined]
+        assert wire.smu._dirty is False  # type: ignore[attr-defined]  # reply was read
+        # Interrupted before the sweep: the chip is unchanged and the link in step.
+        assert np.array_equal(wire.read(CELLS), direct.read(CELLS))  # type: ignore[attr-defined]
