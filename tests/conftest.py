@@ -8,3 +8,12 @@ settings.register_profile(
     "labctl", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("labctl")
+
+
+def pytest_addoption(parser):  # type: ignore[no-untyped-def]
+    """Real-instrument addresses for tests/wire/test_hardware.py (skipped when absent)."""
+    group = parser.getgroup("labctl hardware")
+    group.addoption("--board-url", default=None, help="pyserial URL of a real test board")
+    group.addoption("--smu-address", default=None, help="VISA address of a real SMU")
+    group.addoption("--smu-type", default="Keithley2450", help="Keithley2450 or Keithley2600B")
+    group.addoption("--pulsegen-address", default=None, help="VISA address of a real 33500B")

@@ -1,0 +1,191 @@
+"""Build an :class:`InstrumentBackend` from a station document (``station.backend:
+instruments``).
+
+The ``instruments`` section follows QCoDeS' station-file convention — instrument name →
+``type`` (driver class), ``address`` and driver keyword arguments under ``init`` — with the
+instrument names fixed to the roles they play: ``board`` (always), ``smu`` and ``pulsegen``
+(topology ``board+smu+pulsegen``). Every malformed key raises a ``ConfigError`` naming it.
+
+With ``station.virtual: true`` the builder first starts the virtual instruments on free
+loopback ports and points every instrument at them. The drivers package must not import
+the simulator (import-linter keeps them independent), so the virtual lab is reached by
+name at run time, through the entry point ``station.virtual_provider`` (default
+``sim_backend.virtual:start_lab``) — the same by-name, lazy pattern ``labctl.station`` uses
+to pick a backend. Only the wire connects drivers to the lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from drivers.fpga_board import FpgaTestBoard
+from drivers.instrument_backend import TOPOLOGIES, InstrumentBackend, chip_from_ident
+from labctl.envelope import SafetyEnvelope
+from labctl.errors import ConfigError
+from labctl.station import StationSpec
+
+STATION_KEYS = {"backend", "topology", "virtual", "virtual_provider", "preset", "seed",
+                "chip_id", "envelope", "chip", "watchdog_s", "read_compliance_A"}
+INSTRUMENT_KEYS = {"type", "address", "visalib", "timeout", "init"}
+DRIVERS = {
+    "FpgaTestBoard": ("drivers.fpga_board", "FpgaTestBoard"),
+    "Keithley2450": ("drivers.keithley2450", "Keithley2450"),
+    "Keithley2600B": ("drivers.keithley2600b", "Keithley2600B"),
+    "Keysight33500B": ("drivers.keysight33500b", "Keysight33500B"),
+    "Keysight81150A": ("drivers.keysight33500b", "Keysight81150A"),
+}
+VIRTUAL_PORTS = {"FpgaTestBoard": "board", "Keithley2450": "smu2450",
+                 "Keithley2600B": "smu2600b", "Keysight33500B": "pulsegen",
+                 "Keysight81150A": "pulsegen"}
+ROLES = {"board": ("FpgaTestBoard",), "smu": ("Keithley2450", "Keithley2600B"),
+         "pulsegen": ("Keysight33500B", "Keysight81150A")}
+
+
+_COUNTER = itertools.count(1)
+
+
+def _driver_name(src: str, role: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(src, f"instruments.{role}.type", "must be a driver class name")
+    name = raw.rsplit(".", 1)[-1]
+    if name not in DRIVERS or (raw.count(".") and raw != ".".join(DRIVERS[name])):
+        raise ConfigError(src, f"instruments.{role}.type",
+                          f"unknown driver {raw!r}; known: {', '.join(DRIVERS)}")
+    if name not in ROLES[role]:
+        raise ConfigError(src, f"instruments.{role}.type",
+                          f"{name} cannot act as {role}; use one of {', '.join(ROLES[role])}")
+    return name
+
+
+def _start_virtual(spec: StationSpec) -> Any:
+    st = spec.station
+    provider = st.get("virtual_provider", "sim_backend.virtual:start_lab")
+    if not isinstance(provider, str) or ":" not in provider:
+        raise ConfigError(spec.source, "station.virtual_provider", "must be 'module:function'")
+    mod, fn = provider.split(":", 1)
+    start: Callable[..., Any] = getattr(importlib.import_module(mod), fn)
+    seed = st.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(spec.source, "station.seed",
+                          f"must be a non-negative integer, got {seed!r}")
+    preset = st.get("preset", "default_180nm")
+    if not isinstance(preset, str):
+        raise ConfigError(spec.source, "station.preset", "must be a preset name")
+    return start(preset, seed, chip_id=st.get("chip_id"))
+
+
+def build_backend(spec: StationSpec) -> InstrumentBackend:
+    src, st = spec.source, spec.station
+    for key in st:
+        if key not in STATION_KEYS:
+            raise ConfigError(src, f"station.{key}", "unknown key for an instrument station; "
+                              f"allowed: {', '.join(sorted(STATION_KEYS))}")
+    topology = st.get("topology", "board")
+    if topology not in TOPOLOGIES:
+        raise ConfigError(src, "station.topology", f"must be one of {', '.join(TOPOLOGIES)}")
+    virtual = st.get("virtual", False)
+    if not isinstance(virtual, bool):
+        raise ConfigError(src, "station.virtual", "must be true or false")
+    env_data = st.get("envelope", {}) or {}
+    if not isinstance(env_data, Mapping):
+        raise ConfigError(src, "station.envelope", "must be a mapping of limits")
+    envelope = SafetyEnvelope.from_mapping(env_data, source=f"{src} (station.envelope)")
+    chip_over = st.get("chip", {}) or {}
+    if not isinstance(chip_over, Mapping):
+        raise ConfigError(src, "station.chip", "must be a mapping of ChipInfo fields")
+    watchdog = st.get("watchdog_s", 0.0)
+    if isinstance(watchdog, bool) or not isinstance(watchdog, int | float) or watchdog < 0:
+        raise ConfigError(src, "station.watchdog_s", "must be a non-negative number of seconds")
+    read_comp = st.get("read_compliance_A")
+    if read_comp is not None and (isinstance(read_comp, bool)
+                                  or not isinstance(read_comp, int | float)):
+        raise ConfigError(src, "station.read_compliance_A", "must be a current in amperes")
+
+    needed = ("board",) if topology == "board" else ("board", "smu", "pulsegen")
+    instruments = spec.instruments
+    for name in instruments:
+        if name not in ROLES:
+            raise ConfigError(src, f"instruments.{name}", "instrument names are roles: "
+                              "board, smu, pulsegen")
+    for role in needed:
+        if role not in instruments:
+            raise ConfigError(src, f"instruments.{role}", f"topology {topology} needs it")
+    parsed: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for role in needed:
+        cfg = instruments[role]
+        if not isinstance(cfg, Mapping):
+            raise ConfigError(src, f"instruments.{role}", "must be a mapping")
+        for key in cfg:
+            if key not in INSTRUMENT_KEYS:
+                raise ConfigError(src, f"instruments.{role}.{key}",
+                                  f"unknown key; allowed: {', '.join(sorted(INSTRUMENT_KEYS))}")
+        if not virtual and not isinstance(cfg.get("address"), str):
+            raise ConfigError(src, f"instruments.{role}.address", "missing (a VISA resource "
+                              "string, or a pyserial URL for the board)")
+        if virtual and "address" in cfg:
+            raise ConfigError(src, f"instruments.{role}.address", "a virtual station's "
+                              "addresses come from the virtual lab; remove it")
+        t = cfg.get("timeout", 1.0)
+        if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
+            raise ConfigError(src, f"instruments.{role}.timeout", "must be a positive number "
+                              "of seconds")
+        if "visalib" in cfg and (role == "board" or not isinstance(cfg["visalib"], str)):
+            raise ConfigError(src, f"instruments.{role}.visalib", "a VISA library string such "
+                              "as '@py' (VISA instruments only)")
+        init = cfg.get("init", {}) or {}
+        if not isinstance(init, Mapping):
+            raise ConfigError(src, f"instruments.{role}.init", "must be a mapping of keyword "
+                              "arguments")
+        parsed[role] = (_driver_name(src, role, cfg.get("type")), cfg)
+
+    lab = _start_virtual(spec) if virtual else None
+    suffix = next(_COUNTER)  # QCoDeS instrument names are process-wide: keep them unique
+    opened: list[Any] = []
+
+    def cleanup() -> None:
+        if lab is not None:
+            lab.close()
+
+    try:
+        insts: dict[str, Any] = {}
+        for role, (drv, cfg) in parsed.items():
+            address = lab.addresses[VIRTUAL_PORTS[drv]] if lab is not None else cfg["address"]
+            modname, clsname = DRIVERS[drv]
+            cls = getattr(importlib.import_module(modname), clsname)
+            kwargs: dict[str, Any] = dict(cfg.get("init", {}) or {})
+            if role == "board":
+                if "timeout" in cfg:
+                    kwargs["timeout_s"] = float(cfg["timeout"])
+                inst = cls(f"{role}_{suffix}", address, **kwargs)
+            else:
+                if "timeout" in cfg:
+                    kwargs["timeout"] = float(cfg["timeout"])
+                visalib = cfg.get("visalib", "@py" if lab is not None else None)
+                if visalib is not None:
+                    kwargs["visalib"] = visalib
+                limit = (envelope.max_sourceline_V if role == "pulsegen" else 0.0)
+                kwargs["envelope_voltage_V"] = max(envelope.max_bitline_V, limit)
+                if role == "smu":
+                    kwargs["envelope_compliance_A"] = envelope.max_compliance_A
+                else:
+                    kwargs["envelope_max_width_s"] = envelope.max_width_s
+                inst = cls(f"{role}_{suffix}", address, **kwargs)
+                inst.configure()
+            opened.append(inst)
+            insts[role] = inst
+        board: FpgaTestBoard = insts["board"]
+        chip = chip_from_ident(board.ident, dict(chip_over))
+        return InstrumentBackend(
+            chip, envelope, board, topology=topology, smu=insts.get("smu"),
+            pulsegen=insts.get("pulsegen"), read_compliance_A=read_comp,
+            watchdog_s=float(watchdog), on_close=cleanup)
+    except BaseException:
+        for inst in opened:
+            with contextlib.suppress(Exception):
+                inst.close()
+        cleanup()
+        raise
