@@ -1,0 +1,191 @@
+"""Analog linear layers: matrix products as ``backend.mvm`` calls on programmed tiles.
+
+Forward path of one layer (NeuRRAM's scheme, Wan et al. 2022; Le Gallo et al., Nat.
+Electron. 2023 for the affine correction):
+
+1. inputs scaled digitally to the DAC range, ``v = clip(x / x_scale, −1, 1)·V_max``;
+2. per tile block and cell pair, one differential ``mvm`` with that pair's ADC range;
+3. currents back to activations, ``y = I · scale / (Δg · V_max) · x_scale``, pairs summed
+   with their scales (residual mapping) and row blocks summed digitally (tiling);
+4. per-column digital affine correction ``y·gain + offset`` (drift compensation hook), then
+   the digital bias.
+
+A matrix larger than a tile is split into row blocks (≤ n_rows) and column blocks
+(2·n_out·… ≤ n_cols) placed by a :class:`~labctl.inference.mapping.TileAllocator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from labctl.backend import Backend
+from labctl.inference.layers import MLP, Array, Layer, Linear
+from labctl.inference.mapping import (
+    DifferentialMapping,
+    MappedPair,
+    Mapping,
+    ProgramFn,
+    TileAllocator,
+)
+
+__all__ = ["AnalogLinear", "AnalogNetwork", "to_analog"]
+
+
+@dataclass
+class _Block:
+    row_slice: slice
+    col_slice: slice
+    pairs: list[MappedPair]
+    adc_range_A: list[float]
+
+
+class AnalogLinear(Layer):
+    """Inference-only linear layer whose ``x @ W`` runs on the chip."""
+
+    def __init__(self, w: Array, b: Array | None, backend: Backend, allocator: TileAllocator,
+                 program_fn: ProgramFn, mapping: Mapping | None = None, *,
+                 max_cols_per_block: int | None = None) -> None:
+        self.backend = backend
+        self.mapping: Mapping = mapping if mapping is not None else DifferentialMapping()
+        chip = backend.chip
+        self.n_in, self.n_out = w.shape
+        self.w_target = np.asarray(w, dtype=np.float64)
+        self.b = None if b is None else np.asarray(b, dtype=np.float64)
+        self.dg = chip.g_max_S - chip.g_min_S
+        self.v_max = chip.mvm_input_max_V
+        self.x_scale = 1.0
+        self.gain = np.ones(self.n_out)
+        self.offset = np.zeros(self.n_out)
+        n_pairs = self.mapping.n_pairs
+        max_out = chip.n_cols // 2
+        if max_cols_per_block is not None:
+            max_out = min(max_out, max_cols_per_block // 2)
+        self.blocks: list[_Block] = []
+        for r0 in range(0, self.n_in, chip.n_rows):
+            rs = slice(r0, min(self.n_in, r0 + chip.n_rows))
+            for c0 in range(0, self.n_out, max_out):
+                cs = slice(c0, min(self.n_out, c0 + max_out))
+                nr, nc = rs.stop - rs.start, cs.stop - cs.start
+                regions = [allocator.allocate(nr, 2 * nc) for _ in range(n_pairs)]
+                pairs = self.mapping.program(backend, program_fn, self.w_target[rs, cs], regions)
+                adc = [chip.adc_range_A] * n_pairs
+                self.blocks.append(_Block(rs, cs, pairs, adc))
+
+    # ---- what was programmed ----
+    def weight_estimate(self) -> Array:
+        """The weight the read-back conductances represent (all pairs combined)."""
+        w = np.zeros((self.n_in, self.n_out))
+        for blk in self.blocks:
+            for p in blk.pairs:
+                w[blk.row_slice, blk.col_slice] += p.weight_estimate(self.dg)
+        return w
+
+    def cells_used(self) -> int:
+        return sum(p.region.n_rows * p.region.n_cols for blk in self.blocks for p in blk.pairs)
+
+    # ---- calibration ----
+    def calibrate(self, x_cal: Array, *, input_percentile: float = 99.9,
+                  adc_percentile: float = 99.95, adc_margin: float = 1.1) -> None:
+        """Input scale from the calibration activations; each pair's ADC range from the
+        currents its read-back conductances give on those inputs (the ``adc_percentile``-th
+        |I| × ``adc_margin``: rare outliers clip rather than coarsen every conversion)."""
+        a = np.abs(x_cal)
+        xs = float(np.percentile(a, input_percentile)) if a.size else 1.0
+        self.x_scale = xs if xs > 0 else 1.0
+        v = self._volts(x_cal)
+        for blk in self.blocks:
+            vb = v[:, blk.row_slice]
+            for k, p in enumerate(blk.pairs):
+                i = vb @ (p.g_read[:, 0::2] - p.g_read[:, 1::2])
+                peak = float(np.percentile(np.abs(i), adc_percentile)) if i.size else 0.0
+                blk.adc_range_A[k] = max(peak * adc_margin, 1e-9)
+
+    def set_affine(self, gain: Array, offset: Array) -> None:
+        """Per-column digital correction ``y·gain + offset`` (drift compensation hook)."""
+        self.gain = np.broadcast_to(np.asarray(gain, np.float64), (self.n_out,)).copy()
+        self.offset = np.broadcast_to(np.asarray(offset, np.float64), (self.n_out,)).copy()
+
+    def fit_affine(self, x_cal: Array, y_ref: Array | None = None) -> None:
+        """Least-squares per-column gain and offset mapping chip outputs onto ``y_ref``
+        (default: the target weights' float outputs ``x_cal @ W``), as HERMES does from
+        calibration inputs (Le Gallo et al. 2023)."""
+        self.set_affine(np.ones(self.n_out), np.zeros(self.n_out))
+        y = self._matmul(x_cal)
+        ref = x_cal @ self.w_target if y_ref is None else y_ref
+        ym, rm = y.mean(0), ref.mean(0)
+        cov = ((y - ym) * (ref - rm)).mean(0)
+        var = ((y - ym) ** 2).mean(0)
+        gain = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 1.0)
+        self.set_affine(gain, rm - gain * ym)
+
+    # ---- forward ----
+    def _volts(self, x: Array) -> Array:
+        return np.clip(x / self.x_scale, -1.0, 1.0) * self.v_max
+
+    def _matmul(self, x: Array) -> Array:
+        v = self._volts(np.asarray(x, dtype=np.float64))
+        y = np.zeros((v.shape[0], self.n_out))
+        to_act = self.x_scale / (self.dg * self.v_max)
+        for blk in self.blocks:
+            vb = v[:, blk.row_slice]
+            for p, adc in zip(blk.pairs, blk.adc_range_A):
+                r = p.region
+                i = self.backend.mvm(r.tile, vb, rows=r.rows, cols=r.cols, differential=True,
+                                     adc_range_A=adc)
+                y[:, blk.col_slice] += np.asarray(i, dtype=np.float64) * (p.scale * to_act)
+        return y * self.gain + self.offset
+
+    def forward(self, x: Array) -> Array:
+        y = self._matmul(x)
+        return y if self.b is None else y + self.b
+
+    def backward(self, grad_out: Array) -> Array:
+        raise NotImplementedError("AnalogLinear is inference-only; train the float model")
+
+
+class AnalogNetwork(MLP):
+    """An :class:`MLP` whose linear layers are :class:`AnalogLinear`."""
+
+    def analog_layers(self) -> list[AnalogLinear]:
+        return [la for la in self.layers if isinstance(la, AnalogLinear)]
+
+
+def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array, *,
+              mapping: Mapping | None = None, allocator: TileAllocator | None = None,
+              affine: bool = True, skip_first: Sequence[int] = ()) -> AnalogNetwork:
+    """Program every :class:`Linear` of ``model`` onto the chip and calibrate it.
+
+    Calibration runs ``x_cal`` through the *float* model layer by layer: each analog
+    layer's input scale and ADC ranges come from its float inputs, and (with ``affine``)
+    its per-column gain/offset is fitted so its outputs match the float layer's. Linear
+    layers whose index is in ``skip_first`` stay digital.
+    """
+    alloc = allocator if allocator is not None else TileAllocator(backend.chip)
+    layers: list[Layer] = []
+    h = np.asarray(x_cal, dtype=np.float64)
+    k = 0
+    was_training = [la.training for la in model.layers]
+    model.train(False)
+    try:
+        for layer in model.layers:
+            if isinstance(layer, Linear):
+                if k in skip_first:
+                    layers.append(layer)
+                else:
+                    b = None if layer.b is None else layer.b.value
+                    al = AnalogLinear(layer.W.value, b, backend, alloc, program_fn, mapping)
+                    al.calibrate(h)
+                    if affine:
+                        al.fit_affine(h)
+                    layers.append(al)
+                k += 1
+            else:
+                layers.append(layer)
+            h = layer.forward(h)
+    finally:
+        for la, t in zip(model.layers, was_training):
+            la.training = t
+    return AnalogNetwork(layers)
