@@ -23,8 +23,24 @@ from labctl.ledger import Ledger
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendBase", "Capabilities", "Cells", "ChipInfo", "Clock", "CommunicationError",
-    "ConfigError", "EnvelopeViolation", "InstrumentError", "InstrumentFault", "InstrumentTimeout",
-    "LabctlError", "Ledger", "PulseKind", "RequestRejected", "SafetyEnvelope", "VirtualClock",
-    "WallClock", "__version__",
+    "Backend",
+    "BackendBase",
+    "Capabilities",
+    "Cells",
+    "ChipInfo",
+    "Clock",
+    "CommunicationError",
+    "ConfigError",
+    "EnvelopeViolation",
+    "InstrumentError",
+    "InstrumentFault",
+    "InstrumentTimeout",
+    "LabctlError",
+    "Ledger",
+    "PulseKind",
+    "RequestRejected",
+    "SafetyEnvelope",
+    "VirtualClock",
+    "WallClock",
+    "__version__",
 ]

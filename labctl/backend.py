@@ -34,12 +34,18 @@ from labctl.errors import AddressError, ConfigError, RequestRejected
 from labctl.ledger import Ledger
 
 __all__ = [
-    "Backend", "BackendBase", "Capabilities", "ChipInfo", "PulseKind", "Cells",
-    "FloatArray", "BoolArray",
+    "Backend",
+    "BackendBase",
+    "BoolArray",
+    "Capabilities",
+    "Cells",
+    "ChipInfo",
+    "FloatArray",
+    "PulseKind",
 ]
 
 
-class PulseKind(str, enum.Enum):
+class PulseKind(enum.StrEnum):
     """What a programming pulse does, and so which terminal it drives."""
 
     SET = "SET"
@@ -77,11 +83,13 @@ class ChipInfo:
     adc_range_A: float = 100e-6
     """Default full-scale ADC input current (±), amperes; calibration may set another."""
     preset: str = ""
-    terminals: Mapping[str, str] = field(default_factory=lambda: {
-        "BL": "bit line: SET, FORM and read voltage (top electrode)",
-        "SL": "source line: RESET voltage",
-        "WL": "word line: access-transistor gate (compliance)",
-    })
+    terminals: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "BL": "bit line: SET, FORM and read voltage (top electrode)",
+            "SL": "source line: RESET voltage",
+            "WL": "word line: access-transistor gate (compliance)",
+        }
+    )
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -119,26 +127,44 @@ class DescribesChip(Protocol):
 
 @runtime_checkable
 class Pulses(Protocol):
-    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
-              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
-              compliance_A: npt.ArrayLike | None = None) -> None:
+    def pulse(
+        self,
+        cells: Cells,
+        kind: PulseKind | str,
+        amplitude_V: npt.ArrayLike,
+        gate_V: npt.ArrayLike,
+        width_s: npt.ArrayLike,
+        compliance_A: npt.ArrayLike | None = None,
+    ) -> None:
         """Apply one pulse of ``kind`` to every cell of the batch, per-cell parameters."""
         ...
 
 
 @runtime_checkable
 class Reads(Protocol):
-    def read(self, cells: Cells, read_V: float | None = None, gate_V: float | None = None,
-             n_average: int = 1) -> FloatArray:
+    def read(
+        self,
+        cells: Cells,
+        read_V: float | None = None,
+        gate_V: float | None = None,
+        n_average: int = 1,
+    ) -> FloatArray:
         """Conductance of every cell of the batch, siemens (mean of ``n_average`` reads)."""
         ...
 
 
 @runtime_checkable
 class MultipliesVectors(Protocol):
-    def mvm(self, tile: int, inputs_V: npt.ArrayLike, *, rows: slice = slice(None),
-            cols: slice = slice(None), differential: bool = False,
-            adc_range_A: float | None = None) -> npt.NDArray[np.floating[Any]]:
+    def mvm(
+        self,
+        tile: int,
+        inputs_V: npt.ArrayLike,
+        *,
+        rows: slice = slice(None),
+        cols: slice = slice(None),
+        differential: bool = False,
+        adc_range_A: float | None = None,
+    ) -> npt.NDArray[np.floating[Any]]:
         """Analog matrix-vector products through DAC → array → ADC.
 
         ``inputs_V`` has shape (batch, n_rows_selected): row voltages. Returns column
@@ -177,15 +203,20 @@ class BackendBase(abc.ABC):
     failure the safe state. Subclasses implement ``_pulse``, ``_read``, ``_mvm``,
     ``_safe_state`` and ``_close``."""
 
-    def __init__(self, chip: ChipInfo, envelope: SafetyEnvelope, clock: Clock,
-                 capabilities: Capabilities) -> None:
+    def __init__(
+        self, chip: ChipInfo, envelope: SafetyEnvelope, clock: Clock, capabilities: Capabilities
+    ) -> None:
         if not isinstance(envelope, SafetyEnvelope):
-            raise ConfigError("backend", "envelope",
-                              "a backend cannot be built without a SafetyEnvelope")
+            raise ConfigError(
+                "backend", "envelope", "a backend cannot be built without a SafetyEnvelope"
+            )
         if chip.mvm_input_max_V > envelope.max_read_V:
-            raise ConfigError("backend", "mvm_input_max_V",
-                              f"DAC full scale {chip.mvm_input_max_V} V exceeds the envelope's "
-                              f"max_read_V {envelope.max_read_V} V")
+            raise ConfigError(
+                "backend",
+                "mvm_input_max_V",
+                f"DAC full scale {chip.mvm_input_max_V} V exceeds the envelope's "
+                f"max_read_V {envelope.max_read_V} V",
+            )
         self._chip = chip
         self._envelope = envelope
         self._clock = clock
@@ -215,9 +246,15 @@ class BackendBase(abc.ABC):
         return self._ledger
 
     # ---- operations ----
-    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
-              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
-              compliance_A: npt.ArrayLike | None = None) -> None:
+    def pulse(
+        self,
+        cells: Cells,
+        kind: PulseKind | str,
+        amplitude_V: npt.ArrayLike,
+        gate_V: npt.ArrayLike,
+        width_s: npt.ArrayLike,
+        compliance_A: npt.ArrayLike | None = None,
+    ) -> None:
         self._check_open()
         try:
             kind = PulseKind(kind)
@@ -235,8 +272,13 @@ class BackendBase(abc.ABC):
         with self._guard():
             self._pulse(cells, kind, amp, gate, width, comp)
 
-    def read(self, cells: Cells, read_V: float | None = None, gate_V: float | None = None,
-             n_average: int = 1) -> FloatArray:
+    def read(
+        self,
+        cells: Cells,
+        read_V: float | None = None,
+        gate_V: float | None = None,
+        n_average: int = 1,
+    ) -> FloatArray:
         self._check_open()
         v = self._chip.read_V if read_V is None else float(read_V)
         g = self._chip.read_gate_V if gate_V is None else float(gate_V)
@@ -251,9 +293,16 @@ class BackendBase(abc.ABC):
         with self._guard():
             return self._read(cells, v, g, int(n_average))
 
-    def mvm(self, tile: int, inputs_V: npt.ArrayLike, *, rows: slice = slice(None),
-            cols: slice = slice(None), differential: bool = False,
-            adc_range_A: float | None = None) -> npt.NDArray[np.floating[Any]]:
+    def mvm(
+        self,
+        tile: int,
+        inputs_V: npt.ArrayLike,
+        *,
+        rows: slice = slice(None),
+        cols: slice = slice(None),
+        differential: bool = False,
+        adc_range_A: float | None = None,
+    ) -> npt.NDArray[np.floating[Any]]:
         self._check_open()
         if not 0 <= tile < self._chip.n_tiles:
             raise AddressError(f"tile {tile} outside 0..{self._chip.n_tiles - 1}")
@@ -270,14 +319,16 @@ class BackendBase(abc.ABC):
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != len(r):
             raise AddressError(f"inputs_V must have shape (batch, {len(r)}), got {x.shape}")
-        self._envelope.check_voltage("MVM input", x, self._chip.mvm_input_max_V,
-                                     allow_negative=True)
+        self._envelope.check_voltage(
+            "MVM input", x, self._chip.mvm_input_max_V, allow_negative=True
+        )
         adc = self._chip.adc_range_A if adc_range_A is None else float(adc_range_A)
         if not adc > 0 or not np.isfinite(adc):
             raise RequestRejected(f"adc_range_A must be a positive current, got {adc_range_A!r}")
         with self._guard():
-            return self._mvm(tile, x, slice(r.start, r.stop), slice(c.start, c.stop),
-                             differential, adc)
+            return self._mvm(
+                tile, x, slice(r.start, r.stop), slice(c.start, c.stop), differential, adc
+            )
 
     def safe_state(self) -> None:
         self._safe_state()
@@ -294,8 +345,9 @@ class BackendBase(abc.ABC):
     def __enter__(self) -> BackendBase:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # ---- helpers ----
@@ -326,15 +378,29 @@ class BackendBase(abc.ABC):
 
     # ---- primitives ----
     @abc.abstractmethod
-    def _pulse(self, cells: Cells, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,
-               width_s: FloatArray, compliance_A: FloatArray | None) -> None: ...
+    def _pulse(
+        self,
+        cells: Cells,
+        kind: PulseKind,
+        amplitude_V: FloatArray,
+        gate_V: FloatArray,
+        width_s: FloatArray,
+        compliance_A: FloatArray | None,
+    ) -> None: ...
 
     @abc.abstractmethod
     def _read(self, cells: Cells, read_V: float, gate_V: float, n_average: int) -> FloatArray: ...
 
     @abc.abstractmethod
-    def _mvm(self, tile: int, inputs_V: npt.NDArray[np.floating[Any]], rows: slice, cols: slice,
-             differential: bool, adc_range_A: float) -> npt.NDArray[np.floating[Any]]: ...
+    def _mvm(
+        self,
+        tile: int,
+        inputs_V: npt.NDArray[np.floating[Any]],
+        rows: slice,
+        cols: slice,
+        differential: bool,
+        adc_range_A: float,
+    ) -> npt.NDArray[np.floating[Any]]: ...
 
     @abc.abstractmethod
     def _safe_state(self) -> None: ...

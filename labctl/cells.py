@@ -52,8 +52,13 @@ class Cells:
 
     @classmethod
     def block(
-        cls, tile: int, rows: slice | range | npt.ArrayLike, cols: slice | range | npt.ArrayLike,
-        *, n_rows: int | None = None, n_cols: int | None = None,
+        cls,
+        tile: int,
+        rows: slice | range | npt.ArrayLike,
+        cols: slice | range | npt.ArrayLike,
+        *,
+        n_rows: int | None = None,
+        n_cols: int | None = None,
     ) -> Cells:
         """All cells of ``rows`` × ``cols`` on ``tile``, row-major.
 
@@ -90,8 +95,11 @@ class Cells:
 
     def check_bounds(self, n_tiles: int, n_rows: int, n_cols: int) -> None:
         """Raise :class:`AddressError` naming the first cell outside the chip."""
-        for name, a, n in (("tile", self.tile, n_tiles), ("row", self.row, n_rows),
-                           ("col", self.col, n_cols)):
+        for name, a, n in (
+            ("tile", self.tile, n_tiles),
+            ("row", self.row, n_rows),
+            ("col", self.col, n_cols),
+        ):
             bad = (a < 0) | (a >= n)
             if bad.any():
                 k = int(np.argmax(bad))

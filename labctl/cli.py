@@ -49,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"labctl {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"labctl {args.command}: interrupted; hardware left in its safe state",
-              file=sys.stderr)
+        print(
+            f"labctl {args.command}: interrupted; hardware left in its safe state", file=sys.stderr
+        )
         return 130
 
 

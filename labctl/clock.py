@@ -61,4 +61,6 @@ class VirtualClock:
 
 def _check_duration(duration_s: float) -> None:
     if not (duration_s >= 0.0) or duration_s == float("inf"):
-        raise ValueError(f"a wait must be a finite, non-negative number of seconds, got {duration_s}")
+        raise ValueError(
+            f"a wait must be a finite, non-negative number of seconds, got {duration_s}"
+        )

@@ -52,8 +52,15 @@ class SafetyEnvelope:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-                raise ConfigError("safety envelope", f.name, f"must be a positive number, got {v!r}")
+            if (
+                not isinstance(v, int | float)
+                or isinstance(v, bool)
+                or not math.isfinite(v)
+                or v <= 0
+            ):
+                raise ConfigError(
+                    "safety envelope", f.name, f"must be a positive number, got {v!r}"
+                )
         if self.min_width_s > self.max_width_s:
             raise ConfigError("safety envelope", "min_width_s", "must not exceed max_width_s")
 
@@ -63,12 +70,16 @@ class SafetyEnvelope:
         ]
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], source: str = "safety envelope") -> SafetyEnvelope:
+    def from_mapping(
+        cls, data: Mapping[str, Any], source: str = "safety envelope"
+    ) -> SafetyEnvelope:
         """Build from a station-file mapping; unknown keys and bad values name the key."""
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise ConfigError(source, str(key), f"unknown key; allowed: {', '.join(sorted(known))}")
+                raise ConfigError(
+                    source, str(key), f"unknown key; allowed: {', '.join(sorted(known))}"
+                )
         values: dict[str, float] = {}
         for key, raw in data.items():
             if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -84,8 +95,9 @@ class SafetyEnvelope:
 
     # ---- checks (vectorized; raise before anything is applied) ----
 
-    def check_voltage(self, name: str, values: npt.ArrayLike, limit_V: float, *,
-                      allow_negative: bool = False) -> None:
+    def check_voltage(
+        self, name: str, values: npt.ArrayLike, limit_V: float, *, allow_negative: bool = False
+    ) -> None:
         v = np.asarray(values)
         lo = -limit_V if allow_negative else 0.0
         if v.size == 0:
@@ -101,8 +113,14 @@ class SafetyEnvelope:
             rng = f"{lo:g} V ≤ {name} ≤ {limit_V:g} V"
             raise EnvelopeViolation(name, rng, f"{worst:g} V", int(bad.sum()))
 
-    def check_pulse(self, terminal: str, amplitude_V: npt.ArrayLike, gate_V: npt.ArrayLike,
-                    width_s: npt.ArrayLike, compliance_A: npt.ArrayLike | None = None) -> None:
+    def check_pulse(
+        self,
+        terminal: str,
+        amplitude_V: npt.ArrayLike,
+        gate_V: npt.ArrayLike,
+        width_s: npt.ArrayLike,
+        compliance_A: npt.ArrayLike | None = None,
+    ) -> None:
         """Check a pulse on ``terminal`` (``BL`` or ``SL``) with its gate, width and compliance."""
         self.check_voltage(f"{terminal} amplitude", amplitude_V, self.terminal_limit_V(terminal))
         self.check_voltage("gate (WL)", gate_V, self.max_gate_V)
@@ -112,8 +130,10 @@ class SafetyEnvelope:
         if bad.any():
             worst = w[bad][0]
             raise EnvelopeViolation(
-                "width", f"{self.min_width_s:g} s ≤ width ≤ {self.max_width_s:g} s",
-                f"{worst:g} s", int(bad.sum()),
+                "width",
+                f"{self.min_width_s:g} s ≤ width ≤ {self.max_width_s:g} s",
+                f"{worst:g} s",
+                int(bad.sum()),
             )
         if compliance_A is not None:
             self.check_compliance(compliance_A)
@@ -124,8 +144,10 @@ class SafetyEnvelope:
         bad = (c <= 0) | (c > self.max_compliance_A)
         if bad.any():
             raise EnvelopeViolation(
-                "compliance", f"0 A < compliance ≤ {self.max_compliance_A:g} A",
-                f"{c[bad][0]:g} A", int(bad.sum()),
+                "compliance",
+                f"0 A < compliance ≤ {self.max_compliance_A:g} A",
+                f"{c[bad][0]:g} A",
+                int(bad.sum()),
             )
 
     def check_read(self, read_V: npt.ArrayLike, gate_V: npt.ArrayLike) -> None:
@@ -135,4 +157,6 @@ class SafetyEnvelope:
 
 def _check_finite(name: str, v: np.ndarray) -> None:
     if not np.all(np.isfinite(v)):
-        raise EnvelopeViolation(name, "a finite number", "NaN or infinity", int((~np.isfinite(v)).sum()))
+        raise EnvelopeViolation(
+            name, "a finite number", "NaN or infinity", int((~np.isfinite(v)).sum())
+        )

@@ -52,24 +52,32 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(p), "(syntax)", f"not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(
+            str(p), "(syntax)", f"not valid YAML{where}: {getattr(e, 'problem', e)}"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(str(p), "(file)", "not a UTF-8 text file") from None
     if not isinstance(data, dict):
-        raise ConfigError(str(p), "(top level)", f"must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            str(p), "(top level)", f"must be a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
 def parse_station(data: Mapping[str, Any], source: str, path: Path | None = None) -> StationSpec:
     for key in data:
         if key not in ("station", "instruments"):
-            raise ConfigError(source, str(key), "unknown top-level key; allowed: station, instruments")
+            raise ConfigError(
+                source, str(key), "unknown top-level key; allowed: station, instruments"
+            )
     st = data.get("station")
     if not isinstance(st, Mapping):
         raise ConfigError(source, "station", "missing, or not a mapping")
     backend = st.get("backend", "sim")
     if backend not in BACKENDS:
-        raise ConfigError(source, "station.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ConfigError(
+            source, "station.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
     instruments = data.get("instruments", {}) or {}
     if not isinstance(instruments, Mapping):
         raise ConfigError(source, "instruments", "must be a mapping of instrument name → settings")

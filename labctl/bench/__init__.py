@@ -19,7 +19,7 @@ SECTIONS: dict[str, str] = {
 
 
 def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, Any]:
-    names = list(SECTIONS) if not only else only
+    names = only if only else list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown bench section(s) {unknown}; known: {', '.join(SECTIONS)}")
@@ -27,9 +27,13 @@ def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, A
 
     result: dict[str, Any] = {}
     meta: dict[str, Any] = {
-        "labctl_version": __version__, "python": platform.python_version(),
-        "machine": platform.machine(), "cpus": os.cpu_count(), "quick": quick,
-        "sections": names, "section_seconds": {},
+        "labctl_version": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "quick": quick,
+        "sections": names,
+        "section_seconds": {},
     }
     for name in names:
         mod = importlib.import_module(SECTIONS[name])

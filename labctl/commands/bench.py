@@ -14,8 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from labctl.bench import SECTIONS
 
     p.add_argument("--json", dest="json_path", metavar="PATH", help="write results here")
-    p.add_argument("--only", action="append", choices=sorted(SECTIONS), metavar="SECTION",
-                   help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SECTIONS),
+        metavar="SECTION",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
     p.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
 
 

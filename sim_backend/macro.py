@@ -1,0 +1,335 @@
+"""The simulated 1T1R macro: persistent per-cell state and the three primitives.
+
+``Macro`` holds the state of every cell (conductance at its last programming event, when
+that was, whether it is formed, how many events it has seen) and applies pulses, reads and
+MVMs to arrays of cells. It does **no** envelope or address checking — ``SimBackend`` and
+the virtual instruments sit in front of it and check first.
+
+Time: the macro reads ``clock.now()``; operations book their device time and energy on the
+ledger but do not move the clock, so a cell's state is independent of batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from labctl.backend import ChipInfo, PulseKind
+from labctl.cells import Cells
+from labctl.clock import VirtualClock
+from labctl.ledger import Ledger
+from sim_backend import rng
+from sim_backend.device import (
+    Fault,
+    StaticCells,
+    apply_bitline_pulse,
+    apply_sourceline_pulse,
+    draw_static,
+    saturation_current_A,
+)
+from sim_backend.energy import EnergyModel
+from sim_backend.params import Preset
+from sim_backend.periphery import MvmKernel, ir_drop_matrix
+from sim_backend.relaxation import RelaxationModel
+
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+_POOL_WORD = 0x504F4F4C  # "POOL"
+_MVM_STREAM = 50
+
+
+@dataclass
+class _TileCache:
+    version: int
+    valid_until_s: float
+    G_S: F64
+
+
+class Macro:
+    """State and physics of the whole simulated macro."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        seed: int = 0,
+        clock: VirtualClock | None = None,
+        chip_id: str | None = None,
+    ) -> None:
+        self.preset = preset
+        self.seed = int(seed)
+        self.clock = clock if clock is not None else VirtualClock()
+        a, per = preset.array, preset.periphery
+        self.n_tiles, self.n_rows, self.n_cols = a.n_tiles, a.n_rows, a.n_cols
+        self.cells_per_tile = a.n_rows * a.n_cols
+        n = a.n_tiles * self.cells_per_tile
+        self.chip = ChipInfo(
+            chip_id=chip_id or f"sim-{preset.name}-seed{self.seed}",
+            n_tiles=a.n_tiles,
+            n_rows=a.n_rows,
+            n_cols=a.n_cols,
+            g_min_S=a.g_min_S,
+            g_max_S=a.g_max_S,
+            read_V=a.read_V,
+            read_gate_V=a.read_gate_V,
+            mvm_input_max_V=per.mvm_input_max_V,
+            dac_bits=per.dac_bits,
+            adc_bits=per.adc_bits,
+            adc_range_A=per.adc_range_A,
+            preset=preset.name,
+        )
+        sw = preset.switching
+        self.g_prog_S = np.full(n, sw.pristine_S)
+        self.t_prog_s = np.zeros(n)
+        self.events = np.zeros(n, dtype=np.int64)
+        self.prog_event = np.zeros(n, dtype=np.int64)
+        self.formed = np.zeros(n, dtype=bool)
+        self.broken = np.zeros(n, dtype=bool)
+        """Hard-broken by over-compliance forming: stuck at LRS from then on."""
+        self.pulse_count = np.zeros(n, dtype=np.int32)
+        self.relax_rate_S2 = np.zeros(n)
+        self.relax_t0_s = np.ones(n)
+        self._static: StaticCells | None = None
+        self._static_ready = np.zeros(a.n_tiles, dtype=bool)
+        self.relax = RelaxationModel(preset.relaxation, self.seed, sw.pristine_S)
+        self.energy = EnergyModel(preset)
+        self.ledger = Ledger()
+        self._tile_version = np.zeros(a.n_tiles, dtype=np.int64)
+        self._tile_cache: dict[int, _TileCache] = {}
+        self._kernels: dict[tuple[int, int, int, int, int, bool], tuple[MvmKernel, int, float]] = {}
+        self._mvm_calls = np.zeros(a.n_tiles, dtype=np.int64)
+        self._pool: F32 | None = None
+
+    # ---- static (device-to-device) parameters, drawn per tile on first use ----
+    def static(self, idx: I64) -> StaticCells:
+        tiles = np.unique(idx // self.cells_per_tile)
+        for t in tiles[~self._static_ready[tiles]]:
+            self._init_tile(int(t))
+        assert self._static is not None
+        return self._static.take(idx)
+
+    def _init_tile(self, tile: int) -> None:
+        n = self.n_tiles * self.cells_per_tile
+        if self._static is None:
+            z = np.zeros(n)
+            self._static = StaticCells(
+                z,
+                z.copy(),
+                z.copy(),
+                z.copy(),
+                z.copy(),
+                z.copy(),
+                z.copy(),
+                z.copy(),
+                np.zeros(n, dtype=np.int8),
+                z.copy(),
+            )
+        lo = tile * self.cells_per_tile
+        cells = np.arange(lo, lo + self.cells_per_tile, dtype=np.int64)
+        st = draw_static(self.preset, self.seed, cells)
+        for name in StaticCells.__dataclass_fields__:
+            getattr(self._static, name)[lo : lo + self.cells_per_tile] = getattr(st, name)
+        self._static_ready[tile] = True
+
+    def index(self, cells: Cells) -> I64:
+        return cells.flat_index(self.n_rows, self.n_cols)
+
+    # ---- conductance now ----
+    def _conductance(self, idx: I64, st: StaticCells, t_s: float) -> tuple[F64, F64]:
+        """(conductance S, time of the cell's next change s) at time ``t_s``."""
+        g = self.g_prog_S[idx].copy()
+        next_change = np.full(idx.shape, np.inf)
+        relaxing = self.formed[idx] & ~self.broken[idx] & (st.fault == Fault.NONE)
+        if self.preset.relaxation_on and relaxing.any():
+            ii = idx[relaxing]
+            t0 = self.relax_t0_s[ii]
+            dt = t_s - self.t_prog_s[ii]
+            k = self.relax.grid_index(dt, t0)
+            dev = self.relax.deviation(
+                ii, self.prog_event[ii], k, t0, self.relax_rate_S2[ii], self.g_prog_S[ii]
+            )
+            g[relaxing] = np.maximum(g[relaxing] + dev, 0.2 * self.preset.switching.hrs_mean_S)
+            next_change[relaxing] = self.t_prog_s[ii] + self.relax.next_change_s(k, t0)
+        stuck = (st.fault == Fault.STUCK_LRS) | (st.fault == Fault.STUCK_HRS)
+        g[stuck] = st.stuck_S[stuck]
+        g[self.broken[idx]] = np.maximum(
+            st.stuck_S[self.broken[idx]], self.preset.faults.stuck_lrs_mean_S
+        )
+        return g, next_change
+
+    def conductance(self, cells: Cells) -> F64:
+        """Noise-free conductance now, S (the simulator's ground truth, for tests)."""
+        idx = self.index(cells)
+        return self._conductance(idx, self.static(idx), self.clock.now())[0]
+
+    def fault_map(self, tile: int) -> npt.NDArray[np.int8]:
+        """Ground-truth fault code per cell of a tile (``device.Fault``), for tests."""
+        idx = np.arange(tile * self.cells_per_tile, (tile + 1) * self.cells_per_tile)
+        f = self.static(idx).fault.copy()
+        f[self.broken[idx]] = Fault.STUCK_LRS
+        return f.reshape(self.n_rows, self.n_cols)
+
+    # ---- primitives ----
+    def pulse(
+        self,
+        cells: Cells,
+        kind: PulseKind,
+        amplitude_V: F64,
+        gate_V: F64,
+        width_s: F64,
+        compliance_A: F64 | None,
+    ) -> None:
+        idx = self.index(cells)
+        st = self.static(idx)
+        t = self.clock.now()
+        g, _ = self._conductance(idx, st, t)
+        ev = self.events[idx]
+        formed = self.formed[idx]
+        if kind is PulseKind.RESET:
+            out = apply_sourceline_pulse(
+                self.preset, self.seed, idx, ev, st, g, formed, amplitude_V, gate_V, width_s
+            )
+        else:
+            out = apply_bitline_pulse(
+                self.preset,
+                self.seed,
+                idx,
+                ev,
+                st,
+                g,
+                formed,
+                amplitude_V,
+                gate_V,
+                width_s,
+                compliance_A,
+            )
+        self.formed[idx] = formed | out.formed_now
+        self.broken[idx] |= out.broken_now
+        self.g_prog_S[idx] = out.g_new_S
+        self.t_prog_s[idx] = t
+        self.prog_event[idx] = ev
+        self.events[idx] = ev + 1
+        self.pulse_count[idx] += 1
+        rate, t0 = self.relax.params_for(out.g_new_S)
+        self.relax_rate_S2[idx] = rate
+        self.relax_t0_s[idx] = t0
+        self._tile_version[np.unique(cells.tile)] += 1
+        self.energy.book_pulse(
+            self.ledger,
+            cells,
+            kind,
+            amplitude_V,
+            gate_V,
+            width_s,
+            out.current_A,
+            self.n_rows,
+            self.n_cols,
+        )
+
+    def read_current(self, cells: Cells, read_V: float, gate_V: float, n_average: int) -> F64:
+        """Current through each cell at ``read_V`` (A), with read noise averaged n times.
+
+        Averaging n independent reads is drawn as one normal with σ/√n (statistically the
+        same); the relaxation state, not the noise, is shared by repeated reads.
+        """
+        idx = self.index(cells)
+        st = self.static(idx)
+        g, _ = self._conductance(idx, st, self.clock.now())
+        ev = self.events[idx]
+        r = self.preset.read
+        sigma = np.sqrt((r.relative_sigma * g) ** 2 + r.floor_sigma_S**2) / np.sqrt(n_average)
+        if r.relative_sigma > 0 or r.floor_sigma_S > 0:
+            g = g + sigma * rng.normal(self.seed, idx, ev, rng.Stream.READ)
+        self.events[idx] = ev + 1
+        current = read_V * g
+        i_sat = float(saturation_current_A(self.preset, np.array([gate_V]))[0])
+        current = np.clip(current, -i_sat, i_sat)
+        self.energy.book_read(self.ledger, cells, read_V, g, n_average, self.n_rows)
+        return current
+
+    def mvm_current(
+        self,
+        tile: int,
+        inputs_V: npt.NDArray[np.floating],
+        rows: slice,
+        cols: slice,
+        differential: bool,
+        adc_range_A: float,
+    ) -> F32:
+        kernel = self._kernel(tile, rows, cols, differential)
+        codes = kernel.codes(inputs_V)
+        noise = None
+        if kernel.noisy:
+            noise = self._noise(tile, codes.shape[0] * kernel.n_out).reshape(codes.shape[0], -1)
+        y, energy_code2_S = kernel.run(codes, noise, adc_range_A)
+        self.energy.book_mvm(
+            self.ledger,
+            codes.shape[0],
+            codes.shape[1],
+            energy_code2_S,
+            kernel.lsb_in_V,
+            n_outputs=y.shape[1],
+        )
+        return y
+
+    # ---- MVM caches ----
+    def tile_conductance(self, tile: int) -> F64:
+        """Noise-free conductance matrix of a tile now (cached while nothing changes), S."""
+        t = self.clock.now()
+        c = self._tile_cache.get(tile)
+        if c is None or c.version != self._tile_version[tile] or t >= c.valid_until_s:
+            lo = tile * self.cells_per_tile
+            idx = np.arange(lo, lo + self.cells_per_tile, dtype=np.int64)
+            g, nxt = self._conductance(idx, self.static(idx), t)
+            c = _TileCache(
+                int(self._tile_version[tile]), float(nxt.min()), g.reshape(self.n_rows, self.n_cols)
+            )
+            self._tile_cache[tile] = c
+        return c.G_S
+
+    def _kernel(self, tile: int, rows: slice, cols: slice, differential: bool) -> MvmKernel:
+        key = (tile, int(rows.start), int(rows.stop), int(cols.start), int(cols.stop), differential)
+        G = self.tile_conductance(tile)
+        cache = self._tile_cache[tile]
+        hit = self._kernels.get(key)
+        if hit is not None and hit[1] == cache.version and hit[2] == cache.valid_until_s:
+            return hit[0]
+        block = G[rows, cols]
+        per = self.preset.periphery
+        M = ir_drop_matrix(block, per.wire_ohm_per_cell) if per.ir_drop else block
+        if differential:
+            M_eff = M[:, 0::2] - M[:, 1::2]
+            M_var = M[:, 0::2] ** 2 + M[:, 1::2] ** 2
+        else:
+            M_eff, M_var = M, M**2
+        out_sigma = per.output_noise_rel * self.chip.g_max_S * per.mvm_input_max_V
+        kernel = MvmKernel(
+            M_eff,
+            M_var,
+            dac_bits=per.dac_bits,
+            input_max_V=per.mvm_input_max_V,
+            read_sigma_rel=self.preset.read.relative_sigma,
+            output_sigma_A=out_sigma,
+            row_sum_S=block.sum(axis=1),
+            adc_bits=per.adc_bits,
+        )
+        self._kernels[key] = (kernel, cache.version, cache.valid_until_s)
+        return kernel
+
+    def _noise(self, tile: int, n: int) -> F32:
+        """n standard normals for one MVM call, keyed by (seed, tile, call count)."""
+        count = int(self._mvm_calls[tile])
+        self._mvm_calls[tile] += 1
+        size = self.preset.periphery.noise_pool_size
+        if n > size // 4:
+            return rng.generator(self.seed, _POOL_WORD, tile, count).standard_normal(
+                n, dtype=np.float32
+            )
+        if self._pool is None:
+            self._pool = rng.generator(self.seed, _POOL_WORD).standard_normal(
+                size, dtype=np.float32
+            )
+        off = rng.hash_scalar(self.seed, tile, count, _MVM_STREAM) % (size - n)
+        return self._pool[off : off + n]

@@ -1,0 +1,125 @@
+"""MVM periphery: DAC, array (with optional IR drop), output-referred noise, ADC.
+
+Why the MVM is one matmul plus one for the noise variance
+---------------------------------------------------------
+Per-cell read noise in an MVM means each cell's current is x_i·G_ij·(1 + η·ξ_ij). Summed
+on a column, the noise is Gaussian with variance η²·Σ_i x_i² G_ij². Drawing that one
+column-level Gaussian per output is *statistically identical* to drawing a number per cell
+(sum of independent Gaussians), at a cost of one extra matmul instead of batch × rows ×
+cols random draws; ``tests/sim/test_noise_equivalence.py`` checks the equality.
+The normals come from a seeded pool, sliced at an offset keyed by (seed, tile, call count).
+
+IR drop (first order)
+---------------------
+With rows driven from column 0 and columns sensed at row R−1 into virtual ground, wire
+resistance r per segment, and ideal currents I⁰ = x_i G_ij, the first-order voltage loss at
+cell (i, j) is a row drop x_i·a_ij with a_ij = r·Σ_{k≤j} Σ_{m≥k} G_im, plus a column rise
+r·Σ_m x_m G_mj (R − max(i, m)). Both are linear in x, so the output is x @ M with
+M_mj = G_mj (1 − a_mj − c_mj), c_mj = r·Σ_i G_ij (R − max(i, m)): the effective matrix is
+computed once per array state and the MVM stays one matmul. On one line of N equal cells
+the far-end drop is r·g·N(N+1)/2 ≈ r·g·N²/2, REFERENCE.md's worst-case estimate
+(≈ 11 % for N = 128, 0.35 Ω, 40 µS); ``tests/sim/test_periphery.py`` checks it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+def ir_drop_matrix(G: F64, r_ohm: float) -> F64:
+    """Effective conductance matrix with first-order IR drop (see module docstring)."""
+    R = G.shape[0]
+    suffix = np.cumsum(G[:, ::-1], axis=1)[:, ::-1]  # S_i(k) = Σ_{m≥k} G_im
+    a = r_ohm * np.cumsum(suffix, axis=1)  # a_ij = r Σ_{k≤j} S_i(k)
+    i_idx = np.arange(R, dtype=np.float64)[:, None]
+    prefix = np.cumsum(G, axis=0)  # P(m) = Σ_{i≤m} G_ij
+    weighted = G * (R - i_idx)  # G_ij (R − i)
+    tail = np.cumsum(weighted[::-1], axis=0)[::-1]  # Σ_{i≥m} G_ij (R − i)
+    tail_after = np.vstack([tail[1:], np.zeros((1, G.shape[1]))])  # Σ_{i>m}
+    c = r_ohm * ((R - i_idx) * prefix + tail_after)
+    return G * (1.0 - a - c)
+
+
+class MvmKernel:
+    """The cached, ready-to-multiply form of one array block.
+
+    Weights are stored pre-scaled so the hot path is: DAC codes, one matmul for the signal
+    and one for the noise variance (both already in ADC LSB units), one fused noise step,
+    and the ADC (saturate, round, scale). Scaled copies are cached per ADC range.
+    """
+
+    def __init__(
+        self,
+        M: F64,
+        M_var: F64,
+        *,
+        dac_bits: int,
+        input_max_V: float,
+        read_sigma_rel: float,
+        output_sigma_A: float,
+        row_sum_S: F64,
+        adc_bits: int,
+    ) -> None:
+        self.levels_in = float(2 ** (dac_bits - 1) - 1)
+        self.lsb_in_V = input_max_V / self.levels_in
+        self.inv_lsb_in = np.float32(1.0 / self.lsb_in_V)
+        self.levels_out = float(2 ** (adc_bits - 1) - 1)
+        self._M = M * self.lsb_in_V  # A per DAC code
+        self._M_var = M_var * (read_sigma_rel * self.lsb_in_V) ** 2  # A² per code²
+        self._out_var_A2 = output_sigma_A**2
+        self.noisy = read_sigma_rel > 0 or output_sigma_A > 0
+        self.n_out = M.shape[1]
+        self.row_sum_S: F64 = row_sum_S
+        """Physical conductance on each row (both cells of a pair), S — for the energy."""
+        self._scaled: dict[float, tuple[F32, F32, np.float32]] = {}
+        self._sq_buffers: dict[int, F32] = {}
+
+    def codes(self, inputs_V: npt.NDArray[np.floating]) -> F32:
+        x = np.multiply(inputs_V, self.inv_lsb_in, dtype=np.float32)
+        np.rint(x, out=x)
+        return x
+
+    def _for_range(self, adc_range_A: float) -> tuple[F32, F32, np.float32]:
+        """Weights scaled to ADC LSBs, and the variance matrix augmented with one row (the
+        output-referred periphery variance, fed by a constant input of 1) and one column
+        (the physical row conductance, which yields Σ_i x_i² ΣG_i for the energy ledger)."""
+        hit = self._scaled.get(adc_range_A)
+        if hit is None:
+            lsb = adc_range_A / self.levels_out
+            n_in = self._M.shape[0]
+            aug = np.zeros((n_in + 1, self.n_out + 1))
+            aug[:n_in, : self.n_out] = self._M_var / lsb**2
+            aug[n_in, : self.n_out] = self._out_var_A2 / lsb**2
+            aug[:n_in, self.n_out] = self.row_sum_S
+            hit = ((self._M / lsb).astype(np.float32), aug.astype(np.float32), np.float32(lsb))
+            self._scaled[adc_range_A] = hit
+        return hit
+
+    def _square_buffer(self, batch: int) -> F32:
+        buf = self._sq_buffers.get(batch)
+        if buf is None:
+            buf = np.ones((batch, self._M.shape[0] + 1), dtype=np.float32)
+            self._sq_buffers[batch] = buf
+        return buf
+
+    def run(self, codes: F32, noise: F32 | None, adc_range_A: float) -> tuple[F32, float]:
+        """(column currents A, Σ_batch Σ_i codes_i² · ΣG_i in code²·S — for the energy)."""
+        w, w_aug, lsb = self._for_range(adc_range_A)
+        y: F32 = codes @ w
+        buf = self._square_buffer(codes.shape[0])
+        n_in = codes.shape[1]
+        np.square(codes, out=buf[:, :n_in])
+        var = buf @ w_aug
+        energy_code2_S = float(var[:, self.n_out].sum())
+        if self.noisy and noise is not None:
+            sd = np.sqrt(var[:, : self.n_out])
+            sd *= noise
+            y += sd
+        np.clip(y, -self.levels_out, self.levels_out, out=y)
+        np.rint(y, out=y)
+        y *= lsb
+        return y, energy_code2_S

@@ -1,0 +1,147 @@
+"""Relaxation after programming: a persistent per-cell random walk in log time.
+
+After a programming pulse at time t_p a cell's conductance deviates by
+
+    D(t) = sqrt(r(G))·W(τ) + m(G)·ln(1 + Δt / 1 s),   τ = ln(1 + Δt / t0(G)),
+
+where W is a standard Brownian motion in τ, private to the cell and to that programming
+event, and m is the mean shift of [AIHW-CMO] (−0.089 µS per e-fold of t). The variance rate
+r and the time origin t0 are solved per tabulated level so that the ensemble spread
+σ² = σ_prog² + r·τ matches the NeuRRAM-fitted spread at 1 s and at 1 day [AIHW-Wan]
+(REFERENCE.md); between levels they are interpolated (r linearly, t0 in log).
+
+W is built on a grid of 2**L points over [0, τ_max] by a Brownian bridge whose node values
+are counter-based draws keyed by (seed, cell, programming event, node), so W at any grid
+point is a fixed function of the key: reading a cell now or later, once or many times,
+alone or in a batch, gives the same walk. Between grid points D is held constant, so the
+conductance only changes at discrete times — which also lets MVM cache the array.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import brentq
+
+from sim_backend import rng
+from sim_backend.params import RelaxationParams
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class RelaxationFit:
+    """Per-level (r, t0) solved from the spread table."""
+
+    G_S: F64
+    rate_S2: F64
+    """Walk variance per unit τ, S²."""
+    log_t0: F64
+    """ln(t0 / 1 s)."""
+
+
+def fit_levels(p: RelaxationParams) -> RelaxationFit:
+    """Solve r and t0 at each tabulated level (see module docstring)."""
+    G = np.asarray(p.table_G_S, dtype=np.float64)
+    s1 = np.asarray(p.sigma_1s_S, dtype=np.float64)
+    sd = np.asarray(p.sigma_1day_S, dtype=np.float64)
+    if not (len(G) == len(s1) == len(sd)) or len(G) < 2:
+        raise ValueError("relaxation table columns must have one length ≥ 2")
+    rates, logs = [], []
+    for s1_i, sd_i in zip(s1, sd, strict=True):
+        sp = min(p.sigma_prog_S, 0.8 * s1_i)
+        a = s1_i**2 - sp**2
+        b = max(sd_i**2 - s1_i**2, 1e-30)
+        target = a / b
+
+        def f(log_t0: float, target: float = target) -> float:
+            t0 = math.exp(log_t0)
+            t1 = math.log1p(1.0 / t0)
+            return t1 / (math.log1p(DAY_S / t0) - t1) - target
+
+        lo, hi = math.log(1e-12), math.log(1e4)
+        if f(lo) < 0:
+            log_t0 = lo
+        elif f(hi) > 0:
+            log_t0 = hi
+        else:
+            log_t0 = float(brentq(f, lo, hi, xtol=1e-10))
+        t0 = math.exp(log_t0)
+        rates.append(b / (math.log1p(DAY_S / t0) - math.log1p(1.0 / t0)))
+        logs.append(log_t0)
+    return RelaxationFit(G, np.array(rates), np.array(logs))
+
+
+class RelaxationModel:
+    """Evaluates relaxation for arrays of cells."""
+
+    def __init__(self, params: RelaxationParams, seed: int, g_floor_S: float) -> None:
+        self.p = params
+        self.seed = seed
+        self.fit = fit_levels(params)
+        self.n_grid = 1 << params.grid_levels
+        self.dtau = params.tau_max / self.n_grid
+        self.g_floor_S = g_floor_S
+
+    def params_for(self, g_S: F64) -> tuple[F64, F64]:
+        """(rate S², t0 s) for cells just programmed to ``g_S``."""
+        rate = np.interp(g_S, self.fit.G_S, self.fit.rate_S2)
+        t0 = np.exp(np.interp(g_S, self.fit.G_S, self.fit.log_t0))
+        return rate, t0
+
+    def grid_index(self, dt_s: F64, t0_s: F64) -> I64:
+        tau = np.log1p(np.maximum(dt_s, 0.0) / t0_s)
+        return np.minimum((tau / self.dtau).astype(np.int64), self.n_grid)
+
+    def next_change_s(self, k: I64, t0_s: F64) -> F64:
+        """Time after programming at which each cell's grid index next increases."""
+        tau_next = (k + 1).astype(np.float64) * self.dtau
+        out = t0_s * np.expm1(tau_next)
+        out[k >= self.n_grid] = np.inf
+        return out
+
+    def deviation(
+        self, cell: I64, prog_event: I64, k: I64, t0_s: F64, rate_S2: F64, g_prog_S: F64
+    ) -> F64:
+        """Conductance deviation D at grid index ``k`` for each cell, S."""
+        out = np.zeros(cell.shape, dtype=np.float64)
+        live = k > 0
+        if not live.any():
+            return out
+        c, e, kk = cell[live], prog_event[live], k[live]
+        w = self._walk(c, e, kk)
+        dt_grid = t0_s[live] * np.expm1(kk * self.dtau)
+        scale = np.minimum(1.0, g_prog_S[live] / self.p.mean_shift_full_above_S)
+        shift = self.p.mean_shift_S_per_ln_t * np.log1p(dt_grid) * scale
+        out[live] = np.sqrt(rate_S2[live]) * w + shift
+        return out
+
+    def _walk(self, cell: I64, prog_event: I64, k: I64) -> F64:
+        """W(k·Δτ) by a Brownian bridge over the dyadic grid, L draws per cell."""
+        L = self.p.grid_levels
+        n = cell.size
+        lo = np.zeros(n, dtype=np.int64)
+        hi = np.full(n, self.n_grid, dtype=np.int64)
+        wlo = np.zeros(n)
+        key_base = prog_event.astype(np.int64) << (L + 3)
+        whi = np.sqrt(self.p.tau_max) * rng.normal(
+            self.seed, cell, key_base + 1, rng.Stream.RELAX_BRIDGE
+        )
+        node = np.ones(n, dtype=np.int64)
+        for _ in range(L):
+            mid = (lo + hi) >> 1
+            sd = np.sqrt((hi - lo) * self.dtau / 4.0)
+            z = rng.normal(self.seed, cell, key_base + 2 * node, rng.Stream.RELAX_BRIDGE)
+            wmid = 0.5 * (wlo + whi) + sd * z
+            right = k >= mid
+            lo = np.where(right, mid, lo)
+            wlo = np.where(right, wmid, wlo)
+            hi = np.where(right, hi, mid)
+            whi = np.where(right, whi, wmid)
+            node = 2 * node + right
+        return np.where(k >= self.n_grid, whi, wlo)
