@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from labctl.backend import Backend
 from labctl.inference.layers import MLP, Array, Layer, Linear
@@ -29,6 +30,7 @@ from labctl.inference.mapping import (
     Mapping,
     ProgramFn,
     TileAllocator,
+    pair_targets,
 )
 
 __all__ = ["AnalogLinear", "AnalogNetwork", "to_analog"]
@@ -85,6 +87,35 @@ class AnalogLinear(Layer):
 
     def cells_used(self) -> int:
         return sum(p.region.n_rows * p.region.n_cols for blk in self.blocks for p in blk.pairs)
+
+    def reprogram(self, w_new: Array, program_fn: ProgramFn, *, threshold_S: float = 0.5e-6,
+                  headroom: float = 1.5, n_average: int = 2) -> npt.NDArray[np.int64]:
+        """Write new weights in place (single-pair mappings): cells whose target moved by
+        more than ``threshold_S`` are re-programmed; a column whose weights outgrow its
+        scale gets ``headroom`` × its new max |W| and is rewritten. Returns a per-cell
+        write count ``(n_in, 2·n_out)`` of this call (0 or 1)."""
+        if self.mapping.n_pairs != 1:
+            raise ValueError("in-place reprogramming needs a single-pair mapping")
+        chip = self.backend.chip
+        w_new = np.asarray(w_new, dtype=np.float64)
+        written = np.zeros((self.n_in, 2 * self.n_out), dtype=np.int64)
+        for blk in self.blocks:
+            p = blk.pairs[0]
+            wb = w_new[blk.row_slice, blk.col_slice]
+            peak = np.max(np.abs(wb), axis=0)
+            grow = peak > p.scale
+            p.scale = np.where(grow, peak * headroom, p.scale)
+            t = pair_targets(wb, p.scale, chip.g_min_S, chip.g_max_S)
+            changed = np.abs(t - p.targets) > threshold_S
+            if changed.any():
+                cells = p.region.cells().subset(changed.reshape(-1))
+                program_fn(self.backend, cells, t[changed])
+                p.g_read[changed] = self.backend.read(cells, n_average=n_average)
+            p.targets = t
+            cs = slice(2 * blk.col_slice.start, 2 * blk.col_slice.stop)
+            written[blk.row_slice, cs] = changed
+        self.w_target = w_new.copy()
+        return written
 
     # ---- calibration ----
     def calibrate(self, x_cal: Array, *, input_percentile: float = 99.9,

@@ -29,7 +29,7 @@ from labctl.inference.layers import Array, WeightNoise
 
 __all__ = [
     "DifferentialMapping", "MappedPair", "ProgramFn", "Region", "ResidualMapping",
-    "TileAllocator", "device_noise",
+    "TileAllocator", "device_noise", "pair_targets",
 ]
 
 ProgramFn = Callable[[Backend, Cells, Array], object]
@@ -99,6 +99,8 @@ class MappedPair:
     """Per logical column: the weight that maps to a full Δg = g_max − g_min."""
     g_read: Array
     """Conductances read back after programming, ``(n_rows, 2·n_out)``, siemens."""
+    targets: Array
+    """The conductances last asked of ``program_fn``, same shape."""
 
     def weight_estimate(self, dg: float) -> Array:
         return (self.g_read[:, 0::2] - self.g_read[:, 1::2]) * self.scale / dg
@@ -112,7 +114,7 @@ def _column_scale(w: Array, percentile: float) -> Array:
     return np.where(s > 0, s, 1.0)
 
 
-def _pair_targets(w: Array, scale: Array, g_min: float, g_max: float) -> Array:
+def pair_targets(w: Array, scale: Array, g_min: float, g_max: float) -> Array:
     """Interleaved (n_in, 2·n_out) targets: W⁺ on even columns, W⁻ on odd ones."""
     u = np.clip(w / scale, -1.0, 1.0) * (g_max - g_min)
     t = np.empty((w.shape[0], 2 * w.shape[1]))
@@ -122,13 +124,15 @@ def _pair_targets(w: Array, scale: Array, g_min: float, g_max: float) -> Array:
 
 
 def _program_pair(backend: Backend, program_fn: ProgramFn, region: Region, w: Array,
-                  scale: Array, n_average: int) -> MappedPair:
+                  scale: Array, n_average: int, settle_s: float) -> MappedPair:
     chip = backend.chip
-    targets = _pair_targets(w, scale, chip.g_min_S, chip.g_max_S)
+    targets = pair_targets(w, scale, chip.g_min_S, chip.g_max_S)
     cells = region.cells()
     program_fn(backend, cells, targets.reshape(-1))
+    if settle_s > 0:
+        backend.clock.wait(settle_s)  # let the fast part of the relaxation happen first
     g = backend.read(cells, n_average=n_average).reshape(targets.shape)
-    return MappedPair(region, scale, g)
+    return MappedPair(region, scale, g, targets)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,9 @@ class DifferentialMapping:
     percentile: float = 95.0
     n_average: int = 4
     """Reads averaged when reading the programmed block back."""
+    settle_s: float = 0.0
+    """Wait between programming and reading back (relaxation is fast in the first
+    seconds to minutes, REFERENCE.md), on ``backend.clock``."""
 
     @property
     def n_pairs(self) -> int:
@@ -146,7 +153,8 @@ class DifferentialMapping:
     def program(self, backend: Backend, program_fn: ProgramFn, w: Array,
                 regions: list[Region]) -> list[MappedPair]:
         s = _column_scale(w, self.percentile)
-        return [_program_pair(backend, program_fn, regions[0], w, s, self.n_average)]
+        return [_program_pair(backend, program_fn, regions[0], w, s, self.n_average,
+                              self.settle_s)]
 
 
 @dataclass(frozen=True)
@@ -160,19 +168,24 @@ class ResidualMapping:
     """Largest scale ratio between consecutive pairs."""
     residual_percentile: float = 99.0
     n_average: int = 8
+    settle_s: float = 0.0
+    """Wait after programming each pair before reading it back: the next pair then
+    corrects the relaxation that has already happened."""
 
     def program(self, backend: Backend, program_fn: ProgramFn, w: Array,
                 regions: list[Region]) -> list[MappedPair]:
         dg = backend.chip.g_max_S - backend.chip.g_min_S
         s = _column_scale(w, self.percentile)
-        pairs = [_program_pair(backend, program_fn, regions[0], w, s, self.n_average)]
+        pairs = [_program_pair(backend, program_fn, regions[0], w, s, self.n_average,
+                               self.settle_s)]
         est = pairs[0].weight_estimate(dg)
         for p in range(1, self.n_pairs):
             r = w - est
             s_prev = pairs[-1].scale
             s_r = _column_scale(r, self.residual_percentile)
             s = np.clip(s_r, s_prev / self.gain, s_prev)
-            pairs.append(_program_pair(backend, program_fn, regions[p], r, s, self.n_average))
+            pairs.append(_program_pair(backend, program_fn, regions[p], r, s, self.n_average,
+                                       self.settle_s))
             est = est + pairs[-1].weight_estimate(dg)
         return pairs
 
