@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from labctl.backend import Backend
 from labctl.inference.layers import MLP, Array, Layer, Linear
@@ -49,12 +50,19 @@ class AnalogLinear(Layer):
 
     def __init__(self, w: Array, b: Array | None, backend: Backend, allocator: TileAllocator,
                  program_fn: ProgramFn, mapping: Mapping | None = None, *,
-                 max_cols_per_block: int | None = None) -> None:
+                 max_cols_per_block: int | None = None, fault_threshold: float | None = 0.25,
+                 repeats: int = 1, replicas: int | None = None) -> None:
         self.backend = backend
         self.mapping: Mapping = mapping if mapping is not None else DifferentialMapping()
         chip = backend.chip
         self.n_in, self.n_out = w.shape
         self.w_target = np.asarray(w, dtype=np.float64)
+        # row replication: each input drives ``replicas`` rows holding the same weights, so
+        # the signal adds coherently over the fixed periphery noise and the cells'
+        # independent errors average down (None: as many copies as fill a tile's rows)
+        self.replicas = (max(1, chip.n_rows // self.n_in) if replicas is None
+                         else max(1, int(replicas)))
+        self.n_phys = self.n_in * self.replicas
         self.b = None if b is None else np.asarray(b, dtype=np.float64)
         self.dg = chip.g_max_S - chip.g_min_S
         self.v_max = chip.mvm_input_max_V
@@ -66,24 +74,55 @@ class AnalogLinear(Layer):
         if max_cols_per_block is not None:
             max_out = min(max_out, max_cols_per_block // 2)
         self.blocks: list[_Block] = []
-        for r0 in range(0, self.n_in, chip.n_rows):
-            rs = slice(r0, min(self.n_in, r0 + chip.n_rows))
+        w_phys = self._phys(self.w_target)
+        for r0 in range(0, self.n_phys, chip.n_rows):
+            rs = slice(r0, min(self.n_phys, r0 + chip.n_rows))
             for c0 in range(0, self.n_out, max_out):
                 cs = slice(c0, min(self.n_out, c0 + max_out))
                 nr, nc = rs.stop - rs.start, cs.stop - cs.start
                 regions = [allocator.allocate(nr, 2 * nc) for _ in range(n_pairs)]
-                pairs = self.mapping.program(backend, program_fn, self.w_target[rs, cs], regions)
+                pairs = self.mapping.program(backend, program_fn, w_phys[rs, cs], regions)
                 adc = [chip.adc_range_A] * n_pairs
                 self.blocks.append(_Block(rs, cs, pairs, adc))
+        self.repeats = int(repeats)
+        self.fault_threshold = fault_threshold
+        self.correction = self._fault_correction()
+
+    def _fault_correction(self) -> sp.csr_matrix | None:
+        """Sparse digital correction for weights the cells cannot hold.
+
+        Stuck and unformable cells (0.2 % to >10 % of cells, REFERENCE.md) read back far
+        from their targets and no pair can absorb a cell stuck above g_max. Weights whose
+        read-back error exceeds ``fault_threshold`` × their column scale get the error
+        added back digitally — the mixed-precision remedy of the Jiang et al. review (Nat.
+        Mater. 2026). :attr:`digital_fraction` says how many weights that is."""
+        if self.fault_threshold is None:
+            return None
+        err = self.w_target - self.weight_estimate()
+        scale = np.zeros((self.n_phys, self.n_out))
+        for blk in self.blocks:
+            scale[blk.row_slice, blk.col_slice] = blk.pairs[0].scale
+        scale = scale.reshape(self.n_in, self.replicas, self.n_out).mean(axis=1)
+        bad = np.abs(err) > self.fault_threshold * scale
+        return sp.csr_matrix(np.where(bad, err, 0.0)) if bad.any() else None
+
+    @property
+    def digital_fraction(self) -> float:
+        """Fraction of weights with a digital fault correction."""
+        return 0.0 if self.correction is None else self.correction.nnz / self.w_target.size
 
     # ---- what was programmed ----
     def weight_estimate(self) -> Array:
         """The weight the read-back conductances represent (all pairs combined)."""
-        w = np.zeros((self.n_in, self.n_out))
+        w = np.zeros((self.n_phys, self.n_out))
         for blk in self.blocks:
             for p in blk.pairs:
                 w[blk.row_slice, blk.col_slice] += p.weight_estimate(self.dg)
-        return w
+        return w.reshape(self.n_in, self.replicas, self.n_out).mean(axis=1)
+
+    def _phys(self, w: Array) -> Array:
+        """Logical weight rows → physical rows (each repeated ``replicas`` times)."""
+        return np.repeat(w, self.replicas, axis=0)
 
     def cells_used(self) -> int:
         return sum(p.region.n_rows * p.region.n_cols for blk in self.blocks for p in blk.pairs)
@@ -93,12 +132,13 @@ class AnalogLinear(Layer):
         """Write new weights in place (single-pair mappings): cells whose target moved by
         more than ``threshold_S`` are re-programmed; a column whose weights outgrow its
         scale gets ``headroom`` × its new max |W| and is rewritten. Returns a per-cell
-        write count ``(n_in, 2·n_out)`` of this call (0 or 1)."""
+        write count ``(n_in·replicas, 2·n_out)`` of this call (0 or 1)."""
         if self.mapping.n_pairs != 1:
             raise ValueError("in-place reprogramming needs a single-pair mapping")
         chip = self.backend.chip
-        w_new = np.asarray(w_new, dtype=np.float64)
-        written = np.zeros((self.n_in, 2 * self.n_out), dtype=np.int64)
+        w_log = np.asarray(w_new, dtype=np.float64)
+        w_new = self._phys(w_log)
+        written = np.zeros((self.n_phys, 2 * self.n_out), dtype=np.int64)
         for blk in self.blocks:
             p = blk.pairs[0]
             wb = w_new[blk.row_slice, blk.col_slice]
@@ -114,7 +154,8 @@ class AnalogLinear(Layer):
             p.targets = t
             cs = slice(2 * blk.col_slice.start, 2 * blk.col_slice.stop)
             written[blk.row_slice, cs] = changed
-        self.w_target = w_new.copy()
+        self.w_target = w_log.copy()
+        self.correction = self._fault_correction()
         return written
 
     # ---- calibration ----
@@ -154,19 +195,24 @@ class AnalogLinear(Layer):
 
     # ---- forward ----
     def _volts(self, x: Array) -> Array:
-        return np.clip(x / self.x_scale, -1.0, 1.0) * self.v_max
+        """Row voltages for every physical row (inputs repeated over their replicas)."""
+        v = np.clip(x / self.x_scale, -1.0, 1.0) * self.v_max
+        return np.repeat(v, self.replicas, axis=1) if self.replicas > 1 else v
 
     def _matmul(self, x: Array) -> Array:
         v = self._volts(np.asarray(x, dtype=np.float64))
         y = np.zeros((v.shape[0], self.n_out))
-        to_act = self.x_scale / (self.dg * self.v_max)
+        to_act = self.x_scale / (self.dg * self.v_max * self.replicas)
         for blk in self.blocks:
             vb = v[:, blk.row_slice]
             for p, adc in zip(blk.pairs, blk.adc_range_A):
                 r = p.region
-                i = self.backend.mvm(r.tile, vb, rows=r.rows, cols=r.cols, differential=True,
-                                     adc_range_A=adc)
-                y[:, blk.col_slice] += np.asarray(i, dtype=np.float64) * (p.scale * to_act)
+                i = sum(np.asarray(self.backend.mvm(r.tile, vb, rows=r.rows, cols=r.cols,
+                                                    differential=True, adc_range_A=adc),
+                                   dtype=np.float64) for _ in range(self.repeats))
+                y[:, blk.col_slice] += i * (p.scale * to_act / self.repeats)
+        if self.correction is not None:
+            y += np.asarray(self.correction.T @ np.clip(x, -self.x_scale, self.x_scale).T).T
         return y * self.gain + self.offset
 
     def forward(self, x: Array) -> Array:
@@ -186,7 +232,9 @@ class AnalogNetwork(MLP):
 
 def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array, *,
               mapping: Mapping | None = None, allocator: TileAllocator | None = None,
-              affine: bool = True, skip_first: Sequence[int] = ()) -> AnalogNetwork:
+              affine: bool = True, skip_first: Sequence[int] = (),
+              fault_threshold: float | None = 0.25, repeats: int = 1,
+              replicas: int | None = None) -> AnalogNetwork:
     """Program every :class:`Linear` of ``model`` onto the chip and calibrate it.
 
     Calibration runs ``x_cal`` through the *float* model layer by layer: each analog
@@ -207,7 +255,9 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
                     layers.append(layer)
                 else:
                     b = None if layer.b is None else layer.b.value
-                    al = AnalogLinear(layer.W.value, b, backend, alloc, program_fn, mapping)
+                    al = AnalogLinear(layer.W.value, b, backend, alloc, program_fn, mapping,
+                                      fault_threshold=fault_threshold, repeats=repeats,
+                                      replicas=replicas)
                     al.calibrate(h)
                     if affine:
                         al.fit_affine(h)

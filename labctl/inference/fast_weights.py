@@ -45,7 +45,8 @@ def newton_schulz(g: Array, steps: int = 5, eps: float = 1e-7) -> Array:
 class FWParams:
     vocab: int = 512
     n_pairs: int = 256
-    d_model: int = 64
+    d_model: int = 256
+    """Token embedding width; keys span at most this many dimensions."""
     d_key: int = 128
     hidden: int = 256
     chunk: int = 32

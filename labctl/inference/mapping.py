@@ -29,7 +29,7 @@ from labctl.inference.layers import Array, WeightNoise
 
 __all__ = [
     "DifferentialMapping", "MappedPair", "ProgramFn", "Region", "ResidualMapping",
-    "TileAllocator", "device_noise", "pair_targets",
+    "TileAllocator", "device_noise", "make_mapping", "pair_targets",
 ]
 
 ProgramFn = Callable[[Backend, Cells, Array], object]
@@ -168,16 +168,19 @@ class ResidualMapping:
     """Largest scale ratio between consecutive pairs."""
     residual_percentile: float = 99.0
     n_average: int = 8
+    settle_first_s: float = 0.0
+    """Wait after programming the first pair before reading it back. Relaxation runs in
+    log time (REFERENCE.md), so after a long first wait the first pair barely moves while
+    the later pairs are written and settle: their residual then holds what it did move."""
     settle_s: float = 0.0
-    """Wait after programming each pair before reading it back: the next pair then
-    corrects the relaxation that has already happened."""
+    """Wait after programming each later pair before reading it back."""
 
     def program(self, backend: Backend, program_fn: ProgramFn, w: Array,
                 regions: list[Region]) -> list[MappedPair]:
         dg = backend.chip.g_max_S - backend.chip.g_min_S
         s = _column_scale(w, self.percentile)
         pairs = [_program_pair(backend, program_fn, regions[0], w, s, self.n_average,
-                               self.settle_s)]
+                               self.settle_first_s)]
         est = pairs[0].weight_estimate(dg)
         for p in range(1, self.n_pairs):
             r = w - est
@@ -191,6 +194,17 @@ class ResidualMapping:
 
 
 Mapping = DifferentialMapping | ResidualMapping
+
+
+def make_mapping(kind: str, percentile: float, settle_first_s: float = 0.0,
+                 settle_s: float = 0.0) -> Mapping:
+    """``"differential"`` or ``"residual"`` (two pairs) with the given settle times."""
+    if kind == "differential":
+        return DifferentialMapping(percentile=percentile, settle_s=settle_first_s)
+    if kind == "residual":
+        return ResidualMapping(percentile=percentile, settle_first_s=settle_first_s,
+                               settle_s=settle_s)
+    raise ValueError(f"unknown mapping {kind!r}; use differential or residual")
 
 
 def device_noise(chip: ChipInfo, sigma_G_S: float, percentile_frac: float = 1.0) -> WeightNoise:

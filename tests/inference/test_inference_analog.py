@@ -26,7 +26,7 @@ def test_differential_layout_and_ideal_product(fake_backend: FakeBackend) -> Non
     rng = np.random.default_rng(0)
     w = rng.normal(size=(20, 10))
     al = AnalogLinear(w, None, fake_backend, TileAllocator(fake_backend.chip), ideal_program,
-                      DifferentialMapping(percentile=100.0))
+                      DifferentialMapping(percentile=100.0), replicas=1)
     blk = al.blocks[0].pairs[0]
     g = fake_backend.g[0, :20, :20]
     # W+ on even columns, W- on odd ones, one of them at g_min
@@ -73,7 +73,7 @@ def test_affine_correction_compensates_a_column_gain_drift(fake_backend: FakeBac
     rng = np.random.default_rng(3)
     w = rng.normal(size=(16, 8))
     al = AnalogLinear(w, None, fake_backend, TileAllocator(fake_backend.chip), ideal_program,
-                      DifferentialMapping(percentile=100.0))
+                      DifferentialMapping(percentile=100.0), replicas=1)
     x = rng.uniform(-1, 1, (100, 16))
     al.calibrate(x)
     fake_backend.g[0, :16, :16] = (fake_backend.g[0, :16, :16] - 1e-6) * 0.8 + 1e-6  # drift
@@ -93,3 +93,19 @@ def test_to_analog_network_matches_float(noisy_backend: FakeBackend) -> None:
     # three layers of 8-bit DAC and 9-bit ADC quantization plus 1 µS programming error
     assert _rel_err(net.forward(x), model.forward(x)) < 0.1
     assert noisy_backend.ledger.mvm_calls > 0
+
+
+def test_row_replication_averages_cell_errors() -> None:
+    rng = np.random.default_rng(6)
+    w = rng.normal(size=(8, 6))
+    x = rng.uniform(-1, 1, (200, 8))
+    errs = []
+    for replicas in (1, 8):
+        be = FakeBackend(prog_sigma_S=2e-6, seed=7)
+        al = AnalogLinear(w, None, be, TileAllocator(be.chip), ideal_program,
+                          DifferentialMapping(percentile=100.0), replicas=replicas,
+                          fault_threshold=None)
+        assert al.blocks[0].pairs[0].region.n_rows == 8 * replicas
+        al.calibrate(x)
+        errs.append(_rel_err(al.forward(x), x @ w))
+    assert errs[1] < 0.6 * errs[0]
