@@ -42,7 +42,8 @@ class _Block:
     row_slice: slice
     col_slice: slice
     pairs: list[MappedPair]
-    adc_range_A: list[float]
+    adc_range_A: list[list[float]]
+    """ADC full scale per input pass, per pair."""
 
 
 class AnalogLinear(Layer):
@@ -51,7 +52,7 @@ class AnalogLinear(Layer):
     def __init__(self, w: Array, b: Array | None, backend: Backend, allocator: TileAllocator,
                  program_fn: ProgramFn, mapping: Mapping | None = None, *,
                  max_cols_per_block: int | None = None, fault_threshold: float | None = 0.25,
-                 repeats: int = 1, replicas: int | None = None) -> None:
+                 repeats: int = 1, replicas: int | None = None, input_passes: int = 1) -> None:
         self.backend = backend
         self.mapping: Mapping = mapping if mapping is not None else DifferentialMapping()
         chip = backend.chip
@@ -82,9 +83,11 @@ class AnalogLinear(Layer):
                 nr, nc = rs.stop - rs.start, cs.stop - cs.start
                 regions = [allocator.allocate(nr, 2 * nc) for _ in range(n_pairs)]
                 pairs = self.mapping.program(backend, program_fn, w_phys[rs, cs], regions)
-                adc = [chip.adc_range_A] * n_pairs
+                adc = [[chip.adc_range_A] * n_pairs for _ in range(max(1, input_passes))]
                 self.blocks.append(_Block(rs, cs, pairs, adc))
         self.repeats = int(repeats)
+        self.input_passes = int(input_passes)
+        self._dac_q = 2 ** (chip.dac_bits - 1) - 1
         self.fault_threshold = fault_threshold
         self.correction = self._fault_correction()
 
@@ -159,21 +162,22 @@ class AnalogLinear(Layer):
         return written
 
     # ---- calibration ----
-    def calibrate(self, x_cal: Array, *, input_percentile: float = 99.9,
+    def calibrate(self, x_cal: Array, *, input_percentile: float = 100.0,
                   adc_percentile: float = 99.95, adc_margin: float = 1.1) -> None:
-        """Input scale from the calibration activations; each pair's ADC range from the
+        """Input scale from the calibration activations (default their max: an input
+        clipped by the DAC can throw an ODE trajectory off); each pair's ADC range from the
         currents its read-back conductances give on those inputs (the ``adc_percentile``-th
         |I| × ``adc_margin``: rare outliers clip rather than coarsen every conversion)."""
         a = np.abs(x_cal)
         xs = float(np.percentile(a, input_percentile)) if a.size else 1.0
         self.x_scale = xs if xs > 0 else 1.0
-        v = self._volts(x_cal)
-        for blk in self.blocks:
-            vb = v[:, blk.row_slice]
-            for k, p in enumerate(blk.pairs):
-                i = vb @ (p.g_read[:, 0::2] - p.g_read[:, 1::2])
-                peak = float(np.percentile(np.abs(i), adc_percentile)) if i.size else 0.0
-                blk.adc_range_A[k] = max(peak * adc_margin, 1e-9)
+        for n_pass, (v, _) in enumerate(self._passes(x_cal)):
+            for blk in self.blocks:
+                vb = v[:, blk.row_slice]
+                for k, p in enumerate(blk.pairs):
+                    i = vb @ (p.g_read[:, 0::2] - p.g_read[:, 1::2])
+                    peak = float(np.percentile(np.abs(i), adc_percentile)) if i.size else 0.0
+                    blk.adc_range_A[n_pass][k] = max(peak * adc_margin, 1e-9)
 
     def set_affine(self, gain: Array, offset: Array) -> None:
         """Per-column digital correction ``y·gain + offset`` (drift compensation hook)."""
@@ -194,23 +198,34 @@ class AnalogLinear(Layer):
         self.set_affine(gain, rm - gain * ym)
 
     # ---- forward ----
-    def _volts(self, x: Array) -> Array:
-        """Row voltages for every physical row (inputs repeated over their replicas)."""
-        v = np.clip(x / self.x_scale, -1.0, 1.0) * self.v_max
-        return np.repeat(v, self.replicas, axis=1) if self.replicas > 1 else v
+    def _passes(self, x: Array) -> list[tuple[Array, float]]:
+        """Row voltages for every physical row (inputs repeated over their replicas), per
+        input pass, with the pass's weight. Two passes slice each input: the DAC-quantized
+        value, then its quantization residual magnified to full scale (bit-sliced inputs,
+        REFERENCE.md "Periphery") — ~2·dac_bits of input resolution for two MVMs."""
+        u = np.clip(np.asarray(x, dtype=np.float64) / self.x_scale, -1.0, 1.0)
+        parts: list[tuple[Array, float]] = []
+        if self.input_passes <= 1:
+            parts.append((u, 1.0))
+        else:
+            q = float(self._dac_q)
+            u1 = np.round(u * q) / q
+            parts += [(u1, 1.0), (np.clip((u - u1) * 2.0 * q, -1.0, 1.0), 1.0 / (2.0 * q))]
+        return [((np.repeat(a, self.replicas, axis=1) if self.replicas > 1 else a) * self.v_max,
+                 wgt) for a, wgt in parts]
 
     def _matmul(self, x: Array) -> Array:
-        v = self._volts(np.asarray(x, dtype=np.float64))
-        y = np.zeros((v.shape[0], self.n_out))
+        y = np.zeros((len(x), self.n_out))
         to_act = self.x_scale / (self.dg * self.v_max * self.replicas)
-        for blk in self.blocks:
-            vb = v[:, blk.row_slice]
-            for p, adc in zip(blk.pairs, blk.adc_range_A):
-                r = p.region
-                i = sum(np.asarray(self.backend.mvm(r.tile, vb, rows=r.rows, cols=r.cols,
-                                                    differential=True, adc_range_A=adc),
-                                   dtype=np.float64) for _ in range(self.repeats))
-                y[:, blk.col_slice] += i * (p.scale * to_act / self.repeats)
+        for n_pass, (v, wgt) in enumerate(self._passes(x)):
+            for blk in self.blocks:
+                vb = v[:, blk.row_slice]
+                for p, adc in zip(blk.pairs, blk.adc_range_A[n_pass]):
+                    r = p.region
+                    i = sum(np.asarray(self.backend.mvm(r.tile, vb, rows=r.rows, cols=r.cols,
+                                                        differential=True, adc_range_A=adc),
+                                       dtype=np.float64) for _ in range(self.repeats))
+                    y[:, blk.col_slice] += i * (p.scale * to_act * wgt / self.repeats)
         if self.correction is not None:
             y += np.asarray(self.correction.T @ np.clip(x, -self.x_scale, self.x_scale).T).T
         return y * self.gain + self.offset
@@ -234,7 +249,8 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
               mapping: Mapping | None = None, allocator: TileAllocator | None = None,
               affine: bool = True, skip_first: Sequence[int] = (),
               fault_threshold: float | None = 0.25, repeats: int = 1,
-              replicas: int | None = None) -> AnalogNetwork:
+              replicas: int | None = None, input_percentile: float = 100.0,
+              first_input_passes: int = 1) -> AnalogNetwork:
     """Program every :class:`Linear` of ``model`` onto the chip and calibrate it.
 
     Calibration runs ``x_cal`` through the *float* model layer by layer: each analog
@@ -257,8 +273,9 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
                     b = None if layer.b is None else layer.b.value
                     al = AnalogLinear(layer.W.value, b, backend, alloc, program_fn, mapping,
                                       fault_threshold=fault_threshold, repeats=repeats,
-                                      replicas=replicas)
-                    al.calibrate(h)
+                                      replicas=replicas,
+                                      input_passes=first_input_passes if k == 0 else 1)
+                    al.calibrate(h, input_percentile=input_percentile)
                     if affine:
                         al.fit_affine(h)
                     layers.append(al)
