@@ -56,6 +56,9 @@ class FWParams:
     """Cells whose new target differs by less than this are not rewritten."""
     headroom: float = 1.5
     """Column scale grows to headroom × max |W| when a weight outgrows it."""
+    replicas: int = 1
+    """Row copies per input (1: every copy is rewritten on every update, so writes cost
+    ``replicas`` × more)."""
     seed: int = 0
 
 
@@ -135,9 +138,9 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
     before = backend.ledger.snapshot()
     c1, c3, c2 = s.w1.copy(), s.w3.copy(), s.w2.copy()
     # W2 starts at zero: program it with the scale it will need (headroom over 1 step)
-    layers = [AnalogLinear(w, None, backend, alloc, pf, mapping)
+    layers = [AnalogLinear(w, None, backend, alloc, pf, mapping, replicas=p.replicas)
               for w in (c1, c3, c2 + 1e-3)]
-    writes = [np.ones((w.shape[0], 2 * w.shape[1]), dtype=np.int64) for w in (c1, c3, c2)]
+    writes = [np.ones((la.n_phys, 2 * la.n_out), dtype=np.int64) for la in layers]
     for k, c in enumerate(chunks):
         kk = s.keys[c]
         for la in layers[:2]:
