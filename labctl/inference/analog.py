@@ -250,17 +250,19 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
               affine: bool = True, skip_first: Sequence[int] = (),
               fault_threshold: float | None = 0.25, repeats: int = 1,
               replicas: int | None = None, input_percentile: float = 100.0,
-              first_input_passes: int = 1) -> AnalogNetwork:
+              first_input_passes: int = 1, progressive: bool = True) -> AnalogNetwork:
     """Program every :class:`Linear` of ``model`` onto the chip and calibrate it.
 
     Calibration runs ``x_cal`` through the *float* model layer by layer: each analog
     layer's input scale and ADC ranges come from its float inputs, and (with ``affine``)
-    its per-column gain/offset is fitted so its outputs match the float layer's. Linear
+    its per-column gain/offset is fitted so its outputs match the float layer's — with
+    ``progressive``, from the inputs the chip layers before it actually produce. Linear
     layers whose index is in ``skip_first`` stay digital.
     """
     alloc = allocator if allocator is not None else TileAllocator(backend.chip)
     layers: list[Layer] = []
     h = np.asarray(x_cal, dtype=np.float64)
+    h_chip = h
     k = 0
     was_training = [la.training for la in model.layers]
     model.train(False)
@@ -269,6 +271,7 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
             if isinstance(layer, Linear):
                 if k in skip_first:
                     layers.append(layer)
+                    h_chip = layer.forward(h_chip)
                 else:
                     b = None if layer.b is None else layer.b.value
                     al = AnalogLinear(layer.W.value, b, backend, alloc, program_fn, mapping,
@@ -277,11 +280,16 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
                                       input_passes=first_input_passes if k == 0 else 1)
                     al.calibrate(h, input_percentile=input_percentile)
                     if affine:
-                        al.fit_affine(h)
+                        # progressive: map what this layer computes from the *chip's* inputs
+                        # onto the float layer's outputs from float inputs, so each layer
+                        # also absorbs the per-column part of the error upstream
+                        al.fit_affine(h_chip if progressive else h, h @ layer.W.value)
                     layers.append(al)
+                    h_chip = al.forward(h_chip)
                 k += 1
             else:
                 layers.append(layer)
+                h_chip = layer.forward(h_chip)
             h = layer.forward(h)
     finally:
         for la, t in zip(model.layers, was_training):

@@ -172,8 +172,10 @@ class ResidualMapping:
     """Wait after programming the first pair before reading it back. Relaxation runs in
     log time (REFERENCE.md), so after a long first wait the first pair barely moves while
     the later pairs are written and settle: their residual then holds what it did move."""
+    settle_mid_s: float = 0.0
+    """Wait after programming each middle pair (neither first nor last)."""
     settle_s: float = 0.0
-    """Wait after programming each later pair before reading it back."""
+    """Wait after programming the last pair before reading it back (and using it)."""
 
     def program(self, backend: Backend, program_fn: ProgramFn, w: Array,
                 regions: list[Region]) -> list[MappedPair]:
@@ -187,8 +189,9 @@ class ResidualMapping:
             s_prev = pairs[-1].scale
             s_r = _column_scale(r, self.residual_percentile)
             s = np.clip(s_r, s_prev / self.gain, s_prev)
+            settle = self.settle_s if p == self.n_pairs - 1 else self.settle_mid_s
             pairs.append(_program_pair(backend, program_fn, regions[p], r, s, self.n_average,
-                                       self.settle_s))
+                                       settle))
             est = est + pairs[-1].weight_estimate(dg)
         return pairs
 
@@ -197,12 +200,14 @@ Mapping = DifferentialMapping | ResidualMapping
 
 
 def make_mapping(kind: str, percentile: float, settle_first_s: float = 0.0,
-                 settle_s: float = 0.0) -> Mapping:
-    """``"differential"`` or ``"residual"`` (two pairs) with the given settle times."""
+                 settle_s: float = 0.0, n_pairs: int = 2) -> Mapping:
+    """``"differential"`` or ``"residual"`` (``n_pairs`` pairs) with settle times: the first
+    pair ``settle_first_s``, middle pairs ``settle_first_s / 6``, the last ``settle_s``."""
     if kind == "differential":
         return DifferentialMapping(percentile=percentile, settle_s=settle_first_s)
     if kind == "residual":
-        return ResidualMapping(percentile=percentile, settle_first_s=settle_first_s,
+        return ResidualMapping(n_pairs=n_pairs, percentile=percentile,
+                               settle_first_s=settle_first_s, settle_mid_s=settle_first_s / 6,
                                settle_s=settle_s)
     raise ValueError(f"unknown mapping {kind!r}; use differential or residual")
 
