@@ -7,7 +7,8 @@ Figures reported (Yang et al., Nat. Commun. 2026; REFERENCE.md):
   the true-against-true floor at the same sample size; class accuracy of classifier-free
   guided samples under the rings' Bayes classifier;
 - cost per sample, chip: energy and device time from the backend's ledger over the stepped
-  chip sampler (every ODE step one pass of MVMs through DAC and ADC);
+  chip sampler (every ODE step one pass of MVMs through DAC and ADC). Layers kept digital
+  are not in the ledger; their MAC count is reported (``digital_macs_per_sample_hybrid``);
 - continuous-time estimate: the network in closed loop with an analog integrator for
   ``integration_time_s`` per sample; array power from the ledger's energy per device-second
   of MVM (an upper bound: it includes the DAC/ADC conversions a closed loop would not need)
@@ -172,7 +173,13 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
     led = backend.ledger.since(before)
     xc_chip = sample_ode(cnd, chip_c.forward, sde, x1, n_steps=p.n_steps, c=cls,
                          guidance=p.guidance)
+    lin = [la for la in unc.net.layers if isinstance(la, Linear)]
+    digital = {i for i in kw["skip_first"]}
     out.update({
+        "digital_macs_per_sample_hybrid": evals_per_sample
+        * sum(la.n_in * la.n_out for i, la in enumerate(lin) if i in digital),
+        "analog_macs_per_sample_hybrid": evals_per_sample
+        * sum(la.n_in * la.n_out for i, la in enumerate(lin) if i not in digital),
         "swd_chip": sliced_wasserstein(xs_chip, true_a),
         "cfg_accuracy_chip": float(np.mean(classify_rings(xc_chip, p.radii) == cls)),
         "energy_J_per_sample_chip": led.get("energy_J", 0.0) / n,

@@ -115,3 +115,17 @@ def test_default_verify_write_on_the_simulated_chip() -> None:
     ok = np.abs(g - t) <= 1e-6
     assert ok.mean() > 0.9  # the rest: stuck/unformable cells and slow ones
     assert be.ledger.pulses > len(cells)
+
+
+def test_bench_section_quick_reports_every_figure() -> None:
+    pytest.importorskip("sim_backend")
+    from labctl.bench import SECTIONS
+    from labctl.bench.inference import run
+
+    assert SECTIONS["inference"] == "labctl.bench.inference"
+    figures = run(quick=True)
+    for key in ("nf_psnr_float_db", "nf_psnr_chip_db", "nf_psnr_fbp_db", "diff_swd_float",
+                "diff_swd_chip", "diff_swd_floor", "diff_cfg_class_accuracy_chip",
+                "fw_recall_float", "fw_recall_chip", "fw_write_pulses_per_token",
+                "diff_energy_J_per_sample_chip", "diff_device_time_s_per_sample_chip"):
+        assert np.isfinite(figures[key]), key
