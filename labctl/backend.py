@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import enum
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +44,68 @@ __all__ = [
     "FloatArray",
     "PulseKind",
 ]
+
+
+MAX_AVERAGE = 10_000
+"""Most reads one read request may average (a guard against typos booking days of reads)."""
+
+
+def real_array(value: npt.ArrayLike, name: str) -> npt.NDArray[np.floating[Any]]:
+    """``value`` as a real floating array, or :class:`RequestRejected` naming ``name``."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise RequestRejected(f"{name} must be a numeric array: {e}") from None
+    if a.dtype.kind in "iu":
+        return a.astype(np.float64)
+    if a.dtype.kind != "f":
+        raise RequestRejected(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def _tile_index(tile: object, n_tiles: int) -> int:
+    if isinstance(tile, bool | np.bool_):
+        raise AddressError(f"tile must be an integer, got {tile!r}")
+    try:
+        t = operator.index(tile)  # type: ignore[arg-type]
+    except TypeError:
+        raise AddressError(f"tile must be an integer, got {tile!r}") from None
+    if not 0 <= t < n_tiles:
+        raise AddressError(f"tile {t} outside 0..{n_tiles - 1}; nothing was applied")
+    return int(t)
+
+
+def _contiguous(sel: slice, n: int, name: str) -> range:
+    """A slice as a range inside 0..n, rejecting (never clipping) anything outside."""
+    if not isinstance(sel, slice) or sel.step not in (None, 1):
+        raise AddressError(f"{name} must be a contiguous slice with step 1, got {sel!r}")
+    start = 0 if sel.start is None else sel.start
+    stop = n if sel.stop is None else sel.stop
+    for v in (start, stop):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise AddressError(f"{name} bounds must be integers, got {sel!r}")
+    if not 0 <= start < stop <= n:
+        raise AddressError(
+            f"{name} {start}:{stop} is not a non-empty range inside 0:{n}; nothing was applied"
+        )
+    return range(int(start), int(stop))
+
+
+def _real_scalar(value: object, name: str) -> float:
+    a = real_array(value, name)  # type: ignore[arg-type]
+    if a.ndim != 0:
+        raise RequestRejected(f"{name} must be one number, got shape {a.shape}")
+    return float(a)
+
+
+def _positive(value: object, name: str) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RequestRejected(f"{name} must be a positive number, got {value!r}") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise RequestRejected(f"{name} must be a positive, finite number, got {value!r}")
+    return v
 
 
 class PulseKind(enum.StrEnum):
@@ -280,10 +343,16 @@ class BackendBase(abc.ABC):
         n_average: int = 1,
     ) -> FloatArray:
         self._check_open()
-        v = self._chip.read_V if read_V is None else float(read_V)
-        g = self._chip.read_gate_V if gate_V is None else float(gate_V)
-        if not isinstance(n_average, int | np.integer) or n_average < 1:
-            raise RequestRejected(f"n_average must be a positive integer, got {n_average!r}")
+        v = self._chip.read_V if read_V is None else _real_scalar(read_V, "read_V")
+        g = self._chip.read_gate_V if gate_V is None else _real_scalar(gate_V, "gate_V")
+        if (
+            isinstance(n_average, bool)
+            or not isinstance(n_average, int | np.integer)
+            or not 1 <= n_average <= MAX_AVERAGE
+        ):
+            raise RequestRejected(
+                f"n_average must be an integer from 1 to {MAX_AVERAGE}, got {n_average!r}"
+            )
         if v == 0.0:
             raise RequestRejected("read voltage must be non-zero to measure a conductance")
         self._check_cells(cells)
@@ -304,30 +373,32 @@ class BackendBase(abc.ABC):
         adc_range_A: float | None = None,
     ) -> npt.NDArray[np.floating[Any]]:
         self._check_open()
-        if not 0 <= tile < self._chip.n_tiles:
-            raise AddressError(f"tile {tile} outside 0..{self._chip.n_tiles - 1}")
-        r = range(*rows.indices(self._chip.n_rows))
-        c = range(*cols.indices(self._chip.n_cols))
-        if r.step != 1 or c.step != 1 or len(r) == 0 or len(c) == 0:
-            raise AddressError("mvm rows and cols must be non-empty contiguous slices")
+        t = _tile_index(tile, self._chip.n_tiles)
+        r = _contiguous(rows, self._chip.n_rows, "rows")
+        c = _contiguous(cols, self._chip.n_cols, "cols")
         if differential and len(c) % 2:
             raise AddressError(f"differential mvm needs an even number of columns, got {len(c)}")
-        x = np.asarray(inputs_V)
-        if x.dtype.kind != "f":
-            x = x.astype(np.float32)
+        x = real_array(inputs_V, "inputs_V")
         if x.ndim == 1:
             x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != len(r):
-            raise AddressError(f"inputs_V must have shape (batch, {len(r)}), got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != len(r) or x.shape[0] == 0:
+            raise RequestRejected(
+                f"inputs_V must have shape (batch ≥ 1, {len(r)}) for {len(r)} selected rows, "
+                f"got {x.shape}"
+            )
         self._envelope.check_voltage(
-            "MVM input", x, self._chip.mvm_input_max_V, allow_negative=True
+            "MVM input",
+            x,
+            self._chip.mvm_input_max_V,
+            allow_negative=True,
+            limit_name="the DAC full scale (chip.mvm_input_max_V)",
         )
-        adc = self._chip.adc_range_A if adc_range_A is None else float(adc_range_A)
-        if not adc > 0 or not np.isfinite(adc):
-            raise RequestRejected(f"adc_range_A must be a positive current, got {adc_range_A!r}")
+        adc = (
+            self._chip.adc_range_A if adc_range_A is None else _positive(adc_range_A, "adc_range_A")
+        )
         with self._guard():
             return self._mvm(
-                tile, x, slice(r.start, r.stop), slice(c.start, c.stop), differential, adc
+                t, x, slice(r.start, r.stop), slice(c.start, c.stop), differential, adc
             )
 
     def safe_state(self) -> None:
@@ -359,6 +430,12 @@ class BackendBase(abc.ABC):
         if not isinstance(cells, Cells):
             raise RequestRejected(f"cells must be a labctl.Cells, got {type(cells).__name__}")
         cells.check_bounds(self._chip.n_tiles, self._chip.n_rows, self._chip.n_cols)
+        flat = cells.flat_index(self._chip.n_rows, self._chip.n_cols)
+        if flat.size > 1 and np.unique(flat).size != flat.size:
+            raise AddressError(
+                "a cell appears more than once in one batch; split repeated operations on a "
+                "cell into separate calls (nothing was applied)"
+            )
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.errors import AddressError
+from labctl.errors import AddressError, RequestRejected
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -30,7 +30,10 @@ class Cells:
     col: IntArray
 
     def __post_init__(self) -> None:
-        arrays = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in self.arrays()]
+        arrays = [
+            _int_array(a, name)
+            for a, name in zip(self.arrays(), ("tile", "row", "col"), strict=True)
+        ]
         n = arrays[0].size
         if any(a.size != n for a in arrays):
             raise AddressError(
@@ -116,6 +119,24 @@ class Cells:
         return {"tile": self.tile.tolist(), "row": self.row.tolist(), "col": self.col.tolist()}
 
 
+def _int_array(value: object, name: str) -> IntArray:
+    """Cell indices as int64, rejecting (never truncating) non-integer values."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise AddressError(f"{name} indices must be an integer array: {e}") from None
+    if a.dtype.kind == "b":
+        raise AddressError(f"{name} indices must be integers, not booleans (use Cells.from_mask)")
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            raise AddressError(f"{name} indices must be whole numbers")
+    elif a.dtype.kind not in "iu" and a.size:
+        raise AddressError(f"{name} indices must be integers, got dtype {a.dtype}")
+    if a.size and a.dtype.kind in "uf" and np.max(a) >= 2**62:
+        raise AddressError(f"{name} index too large")
+    return np.ascontiguousarray(a, dtype=np.int64).reshape(-1)
+
+
 def _as_index(sel: slice | range | npt.ArrayLike, n: int | None, what: str) -> IntArray:
     if isinstance(sel, slice):
         if n is None and (sel.stop is None or (sel.start or 0) < 0 or sel.stop < 0):
@@ -128,10 +149,16 @@ def _as_index(sel: slice | range | npt.ArrayLike, n: int | None, what: str) -> I
 
 def broadcast_param(value: npt.ArrayLike, n: int, name: str) -> FloatArray:
     """A per-cell parameter as a float64 array of length ``n`` (scalars broadcast)."""
-    a = np.asarray(value, dtype=np.float64)
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise RequestRejected(f"{name} must be a number or an array of numbers: {e}") from None
+    if raw.dtype.kind not in "iuf":
+        raise RequestRejected(f"{name} must hold real numbers, got dtype {raw.dtype}")
+    a = raw.astype(np.float64)
     if a.ndim == 0:
         return np.full(n, float(a))
     a = a.reshape(-1)
     if a.size != n:
-        raise AddressError(f"{name} has {a.size} values for {n} cells; give one or one per cell")
+        raise RequestRejected(f"{name} has {a.size} values for {n} cells; give one or one per cell")
     return a

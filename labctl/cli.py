@@ -40,8 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return 2
     try:
         code: int = args._handler(args)
         return code

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
+from labctl.errors import RequestRejected
+
 
 @runtime_checkable
 class Clock(Protocol):
@@ -54,13 +56,14 @@ class VirtualClock:
 
     def set(self, t_s: float) -> None:
         """Jump to an absolute time (used by the virtual instruments to share one clock)."""
-        if t_s < self._t:
-            raise ValueError(f"virtual time cannot go backwards ({t_s} < {self._t})")
+        if not t_s >= self._t:
+            raise RequestRejected(f"virtual time cannot go backwards ({t_s} < {self._t})")
         self._t = float(t_s)
 
 
 def _check_duration(duration_s: float) -> None:
-    if not (duration_s >= 0.0) or duration_s == float("inf"):
-        raise ValueError(
-            f"a wait must be a finite, non-negative number of seconds, got {duration_s}"
+    ok = isinstance(duration_s, int | float) and not isinstance(duration_s, bool)
+    if not ok or not 0.0 <= duration_s < float("inf"):
+        raise RequestRejected(
+            f"a wait must be a finite, non-negative number of seconds, got {duration_s!r}"
         )

@@ -96,8 +96,16 @@ class SafetyEnvelope:
     # ---- checks (vectorized; raise before anything is applied) ----
 
     def check_voltage(
-        self, name: str, values: npt.ArrayLike, limit_V: float, *, allow_negative: bool = False
+        self,
+        name: str,
+        values: npt.ArrayLike,
+        limit_V: float,
+        *,
+        allow_negative: bool = False,
+        limit_name: str = "",
     ) -> None:
+        """Reject values outside [0, limit] (or [−limit, limit]); ``limit_name`` says which
+        limit it is when it is not the envelope itself (e.g. a DAC's full scale)."""
         v = np.asarray(values)
         lo = -limit_V if allow_negative else 0.0
         if v.size == 0:
@@ -111,7 +119,8 @@ class SafetyEnvelope:
         if bad.any():
             worst = v[bad][np.argmax(np.abs(v[bad]))]
             rng = f"{lo:g} V ≤ {name} ≤ {limit_V:g} V"
-            raise EnvelopeViolation(name, rng, f"{worst:g} V", int(bad.sum()))
+            hint = f"Scale the request into {limit_name}." if limit_name else ""
+            raise EnvelopeViolation(name, rng, f"{worst:g} V", int(bad.sum()), hint=hint)
 
     def check_pulse(
         self,

@@ -29,16 +29,21 @@ class EnvelopeViolation(RequestRejected):
     Raised before the operation reaches the model or the wire; never clipped.
     """
 
-    def __init__(self, parameter: str, limit: str, offending: str, n_cells: int = 1) -> None:
+    def __init__(
+        self, parameter: str, limit: str, offending: str, n_values: int = 1, hint: str = ""
+    ) -> None:
         self.parameter = parameter
         self.limit = limit
         self.offending = offending
-        self.n_cells = n_cells
-        cells = f" ({n_cells} cell{'s' if n_cells != 1 else ''})" if n_cells else ""
+        self.n_values = n_values
+        count = f" ({n_values} value{'s' if n_values != 1 else ''})" if n_values else ""
+        advice = hint or (
+            "Lower the request or, if the chip's datasheet allows it, widen the envelope in "
+            "the station file."
+        )
         super().__init__(
-            f"{parameter} = {offending}{cells} is outside the safety envelope ({limit}); "
-            "nothing was applied. Lower the request or, if the chip's datasheet allows it, "
-            "widen the envelope in the station file."
+            f"{parameter} = {offending}{count} is outside the allowed range ({limit}); "
+            f"nothing was applied. {advice}"
         )
 
 

@@ -24,11 +24,20 @@ from typing import Any
 
 import yaml
 
+from labctl import yamlio
 from labctl.backend import BackendBase
 from labctl.errors import ConfigError
 
 BACKENDS = ("sim", "instruments")
-DEFAULT_STATION: dict[str, Any] = {"station": {"backend": "sim"}}
+DEFAULT_STATION: dict[str, Any] = {
+    "station": {
+        "backend": "sim",
+        "chip_id": "sim-180nm-0001",
+        "preset": "default_180nm",
+        "seed": 1234,
+    }
+}
+"""With no station file: the same chip as ``protocols/stations/sim.yaml``."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(str(p), "(file)", f"{what} file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yamlio.load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -50,14 +50,13 @@ class StaticCells:
 def draw_static(preset: Preset, seed: int, cells: I64) -> StaticCells:
     """Device-to-device parameters for global cell indices ``cells``."""
     s, f = preset.switching, preset.faults
-    var = 1.0 if preset.variation_on else 0.0
 
     def n(stream: rng.Stream) -> F64:
         if not preset.variation_on:
             return np.zeros(cells.shape)
         return rng.normal(seed, cells, 0, stream)
 
-    gain_sigma = s.gain_d2d_sigma * var
+    gain_sigma = s.gain_d2d_sigma
     u = rng.uniform(seed, cells, 0, rng.Stream.D2D_STUCK)
     fault = np.zeros(cells.shape, dtype=np.int8)
     c1 = f.stuck_lrs_rate
@@ -79,7 +78,7 @@ def draw_static(preset: Preset, seed: int, cells: I64) -> StaticCells:
         reset_V=s.reset_V_mean + s.reset_V_sigma * n(rng.Stream.D2D_RESET_V),
         set_gain=s.set_gain * np.exp(gain_sigma * n(rng.Stream.D2D_SET_GAIN)),
         reset_gain=s.reset_gain * np.exp(gain_sigma * n(rng.Stream.D2D_RESET_GAIN)),
-        cap_factor=1.0 + s.cap_d2d_sigma * var * n(rng.Stream.D2D_CAP),
+        cap_factor=1.0 + s.cap_d2d_sigma * n(rng.Stream.D2D_CAP),
         as_formed_S=np.maximum(
             s.as_formed_mean_S + s.as_formed_sigma_S * n(rng.Stream.D2D_AS_FORMED), 2 * s.hrs_mean_S
         ),
@@ -130,7 +129,6 @@ def apply_bitline_pulse(
     formed ones toward the gate-limited cap. Which happens depends on the cell, not the
     kind requested, as on a real chip."""
     s = preset.switching
-    var = 1.0 if preset.variation_on else 0.0
     i_c, cap = compliance_cap_S(preset, gate_V, compliance_A)
     cap = cap * st.cap_factor
     if preset.variation_on:
@@ -150,7 +148,7 @@ def apply_bitline_pulse(
         rate = st.set_gain * np.exp((amplitude_V - st.set_V) / s.set_V0) * (width_s / s.t_ref_s)
         if preset.variation_on:
             rate = rate * np.exp(
-                s.step_c2c_sigma * var * rng.normal(seed, cells, events, rng.Stream.C2C_SET)
+                s.step_c2c_sigma * rng.normal(seed, cells, events, rng.Stream.C2C_SET)
             )
         p = -np.expm1(-rate)
         g_new = np.where(active, g_S + p * (cap - g_S), g_new)

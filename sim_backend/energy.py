@@ -2,8 +2,9 @@
 
 What each operation books (assumptions in ``params.EnergyParams``, each stated there):
 
-- pulse, per cell: Joule energy V·I·width through the cell, plus charging its bit or source
-  line (n_rows · C_cell · V²) and its word line (n_cols · C_cell · V_gate²). Device time:
+- pulse: per cell, Joule energy V·I·width through the cell and charging its bit or source
+  line (n_rows · C_cell · V²); per pulsed row, charging its word line once
+  (n_cols · C_cell · V_gate²). Device time:
   cells on one row of one tile are pulsed in parallel (one driver per column), rows in
   sequence: Σ over rows of (longest width on the row + driver settling).
 - read, per cell: V²·G·t_read per read plus one ADC conversion (Walden FOM · 2^bits) per
@@ -38,7 +39,6 @@ def _row_groups(cells: Cells, n_rows: int) -> tuple[npt.NDArray[np.int64], npt.N
 class EnergyModel:
     def __init__(self, preset: Preset) -> None:
         self.e = preset.energy
-        self.adc_bits = preset.periphery.adc_bits
         self.adc_conv_J = self.e.adc_fom_J_per_step * 2.0**preset.periphery.adc_bits
 
     def book_pulse(
@@ -55,8 +55,12 @@ class EnergyModel:
     ) -> None:
         c = self.e.line_cap_F_per_cell
         joule = float(np.sum(amplitude_V * current_A * width_s))
-        lines = float(np.sum(c * (n_rows * amplitude_V**2 + n_cols * gate_V**2)))
         order, starts = _row_groups(cells, n_rows)
+        # each pulsed cell's bit (or source) line is charged; each row's word line once
+        bit_lines = float(np.sum(c * n_rows * amplitude_V**2))
+        row_gate = np.maximum.reduceat(gate_V[order], starts)
+        word_lines = float(np.sum(c * n_cols * row_gate**2))
+        lines = bit_lines + word_lines
         longest = np.maximum.reduceat(width_s[order], starts)
         t = float(longest.sum() + starts.size * self.e.pulse_overhead_s)
         e = joule + lines

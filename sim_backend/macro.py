@@ -39,6 +39,8 @@ F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 _POOL_WORD = 0x504F4F4C  # "POOL"
 _MVM_STREAM = 50
+SWITCH_THRESHOLD_REL = 1e-3
+"""A pulse that changes G by less than this fraction did not switch the cell."""
 
 
 @dataclass
@@ -93,13 +95,15 @@ class Macro:
         self.relax_t0_s = np.ones(n)
         self._static: StaticCells | None = None
         self._static_ready = np.zeros(a.n_tiles, dtype=bool)
-        self.relax = RelaxationModel(preset.relaxation, self.seed, sw.pristine_S)
+        self.relax = RelaxationModel(preset.relaxation, self.seed)
         self.energy = EnergyModel(preset)
         self.ledger = Ledger()
         self._tile_version = np.zeros(a.n_tiles, dtype=np.int64)
         self._tile_cache: dict[int, _TileCache] = {}
         self._kernels: dict[tuple[int, int, int, int, int, bool], tuple[MvmKernel, int, float]] = {}
-        self._mvm_calls = np.zeros(a.n_tiles, dtype=np.int64)
+        self._mvm_stream_pos = np.zeros(a.n_tiles, dtype=np.int64)
+        """Position in each tile's MVM output-noise stream (values drawn so far)."""
+        self._g_floor = 0.2 * preset.switching.hrs_mean_S
         self._pool: F32 | None = None
 
     # ---- static (device-to-device) parameters, drawn per tile on first use ----
@@ -150,7 +154,7 @@ class Macro:
             dev = self.relax.deviation(
                 ii, self.prog_event[ii], k, t0, self.relax_rate_S2[ii], self.g_prog_S[ii]
             )
-            g[relaxing] = np.maximum(g[relaxing] + dev, 0.2 * self.preset.switching.hrs_mean_S)
+            g[relaxing] = np.maximum(g[relaxing] + dev, self._g_floor)
             next_change[relaxing] = self.t_prog_s[ii] + self.relax.next_change_s(k, t0)
         stuck = (st.fault == Fault.STUCK_LRS) | (st.fault == Fault.STUCK_HRS)
         g[stuck] = st.stuck_S[stuck]
@@ -205,17 +209,25 @@ class Macro:
                 width_s,
                 compliance_A,
             )
+        # Only a pulse that switched the cell restarts its relaxation: a pulse below
+        # threshold, or a SET on a cell already at its cap, leaves the filament (and its
+        # relaxation walk) as it was.
+        switched = out.formed_now | (
+            np.abs(out.g_new_S - g) > SWITCH_THRESHOLD_REL * np.maximum(g, self._g_floor)
+        )
         self.formed[idx] = formed | out.formed_now
         self.broken[idx] |= out.broken_now
-        self.g_prog_S[idx] = out.g_new_S
-        self.t_prog_s[idx] = t
-        self.prog_event[idx] = ev
+        sw = idx[switched]
+        self.g_prog_S[sw] = out.g_new_S[switched]
+        self.t_prog_s[sw] = t
+        self.prog_event[sw] = ev[switched]
+        rate, t0 = self.relax.params_for(out.g_new_S[switched])
+        self.relax_rate_S2[sw] = rate
+        self.relax_t0_s[sw] = t0
         self.events[idx] = ev + 1
         self.pulse_count[idx] += 1
-        rate, t0 = self.relax.params_for(out.g_new_S)
-        self.relax_rate_S2[idx] = rate
-        self.relax_t0_s[idx] = t0
-        self._tile_version[np.unique(cells.tile)] += 1
+        if sw.size:
+            self._refresh_cached_tiles(sw, t)
         self.energy.book_pulse(
             self.ledger,
             cells,
@@ -262,7 +274,7 @@ class Macro:
         codes = kernel.codes(inputs_V)
         noise = None
         if kernel.noisy:
-            noise = self._noise(tile, codes.shape[0] * kernel.n_out).reshape(codes.shape[0], -1)
+            noise = self._noise(tile, codes.shape[0], kernel.n_out)
         y, energy_code2_S = kernel.run(codes, noise, adc_range_A)
         self.energy.book_mvm(
             self.ledger,
@@ -289,6 +301,23 @@ class Macro:
             self._tile_cache[tile] = c
         return c.G_S
 
+    def _refresh_cached_tiles(self, idx: I64, t_s: float) -> None:
+        """After a pulse, update cached tile matrices in place (only the switched cells)
+        instead of recomputing every cell of the tile on the next MVM."""
+        tiles = idx // self.cells_per_tile
+        for tile in np.unique(tiles):
+            tile = int(tile)
+            c = self._tile_cache.get(tile)
+            stale = c is None or c.version != self._tile_version[tile] or t_s >= c.valid_until_s
+            self._tile_version[tile] += 1
+            if stale or c is None:
+                continue
+            ii = idx[tiles == tile]
+            g, nxt = self._conductance(ii, self.static(ii), t_s)
+            c.G_S.reshape(-1)[ii - tile * self.cells_per_tile] = g
+            c.version = int(self._tile_version[tile])
+            c.valid_until_s = min(c.valid_until_s, float(nxt.min()))
+
     def _kernel(self, tile: int, rows: slice, cols: slice, differential: bool) -> MvmKernel:
         key = (tile, int(rows.start), int(rows.stop), int(cols.start), int(cols.stop), differential)
         G = self.tile_conductance(tile)
@@ -298,7 +327,9 @@ class Macro:
             return hit[0]
         block = G[rows, cols]
         per = self.preset.periphery
-        M = ir_drop_matrix(block, per.wire_ohm_per_cell) if per.ir_drop else block
+        # IR drop depends on every cell on the lines, selected or not (unselected rows are
+        # held at 0 V, every column at virtual ground), so it is computed on the whole tile.
+        M = ir_drop_matrix(G, per.wire_ohm_per_cell)[rows, cols] if per.ir_drop else block
         if differential:
             M_eff = M[:, 0::2] - M[:, 1::2]
             M_var = M[:, 0::2] ** 2 + M[:, 1::2] ** 2
@@ -318,18 +349,31 @@ class Macro:
         self._kernels[key] = (kernel, cache.version, cache.valid_until_s)
         return kernel
 
-    def _noise(self, tile: int, n: int) -> F32:
-        """n standard normals for one MVM call, keyed by (seed, tile, call count)."""
-        count = int(self._mvm_calls[tile])
-        self._mvm_calls[tile] += 1
+    def _noise(self, tile: int, batch: int, n_out: int) -> F32:
+        """Standard normals for ``batch`` input vectors × ``n_out`` outputs.
+
+        Each tile draws its MVM output noise from a stream consumed vector by vector: so
+        one call with 4 vectors draws exactly what four calls with 1 vector draw, and the
+        direct and wire paths agree. Stream position q maps into the seeded pool by laps of
+        half the pool, each lap at its own offset keyed by (seed, tile, lap), so a batch is
+        one contiguous slice (two at a lap boundary) and the noise never repeats in step.
+        """
+        n = batch * n_out
+        q0 = int(self._mvm_stream_pos[tile])
+        self._mvm_stream_pos[tile] += n
         size = self.preset.periphery.noise_pool_size
-        if n > size // 4:
-            return rng.generator(self.seed, _POOL_WORD, tile, count).standard_normal(
-                n, dtype=np.float32
-            )
         if self._pool is None:
             self._pool = rng.generator(self.seed, _POOL_WORD).standard_normal(
                 size, dtype=np.float32
             )
-        off = rng.hash_scalar(self.seed, tile, count, _MVM_STREAM) % (size - n)
-        return self._pool[off : off + n]
+        lap_len = size // 2
+        parts = []
+        q = q0
+        while q < q0 + n:
+            lap, r = divmod(q, lap_len)
+            take = min(lap_len - r, q0 + n - q)
+            off = rng.hash_scalar(self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
+            parts.append(self._pool[off + r : off + r + take])
+            q += take
+        flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return flat.reshape(batch, n_out)

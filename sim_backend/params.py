@@ -21,12 +21,41 @@ model fitted to a real chip (``calibration`` fitting → preset file) replaces t
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from labctl.errors import ConfigError
 
 uS = 1e-6
+
+
+def _check(section: str, obj: object, rules: dict[str, tuple[str, object]]) -> None:
+    """Validate fields of a parameter dataclass: rule is (kind, bound) with kind one of
+    'pos' (> 0), 'nonneg' (≥ 0), 'rate' (in [0, 1]), 'int' (integer in [lo, hi]).
+    Every float must be finite. Raises ConfigError naming section.field."""
+    for f in fields(obj):  # type: ignore[arg-type]
+        v = getattr(obj, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError("preset", f"{section}.{f.name}", f"must be finite, got {v!r}")
+    for name, (kind, bound) in rules.items():
+        v = getattr(obj, name)
+        key = f"{section}.{name}"
+        if kind == "pos" and not v > 0:
+            raise ConfigError("preset", key, f"must be > 0, got {v!r}")
+        if kind == "nonneg" and not v >= 0:
+            raise ConfigError("preset", key, f"must be ≥ 0, got {v!r}")
+        if kind == "rate" and not 0 <= v <= 1:
+            raise ConfigError("preset", key, f"must be in [0, 1], got {v!r}")
+        if kind == "int":
+            lo, hi = cast(tuple[int, int], bound)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError("preset", key, f"must be an integer in [{lo}, {hi}], got {v!r}")
+
+
+def _all(kind: str, *names: str) -> dict[str, tuple[str, object]]:
+    return {n: (kind, None) for n in names}
 
 
 @dataclass(frozen=True)
@@ -39,11 +68,18 @@ class TransistorParams:
     v_th_V: float = 0.7
     """Threshold voltage, V. *assumption*: typical 180 nm thick-oxide NMOS."""
     beta_A_per_V2: float = 10.2e-6
-    """Transconductance factor β = µCox·W/L, A/V². *assumption*: chosen so gate 1.0–2.8 V
-    spans the 1–40 µS window through the compliance relation below, matching the NeuRRAM
-    SET gate range 2.5–3.0 V for the top of the window [Wan22]."""
+    """Transconductance factor β = µCox·W/L, A/V². *assumption*: chosen so gate 1.0–2.7 V
+    spans the 1–40 µS window (40 µS at 2.68 V) through the compliance relation below,
+    matching the NeuRRAM SET gate range 2.5–3.0 V for the top of the window [Wan22]."""
     v_hold_V: float = 0.5
     """Voltage across a just-SET filament, V: G_LRS ≈ I_C / v_hold [Ielmini]."""
+
+    def __post_init__(self) -> None:
+        _check(
+            "transistor",
+            self,
+            {**_all("nonneg", "v_th_V"), **_all("pos", "beta_A_per_V2", "v_hold_V")},
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +101,7 @@ class SwitchingParams:
     """Forming voltage acceleration, V per e-fold. *assumption*."""
     form_t_ref_s: float = 1e-3
     """Forming reference time: at threshold, a pulse of this width forms with p ≈ 63 %."""
-    overform_current_A: float = 100e-6
+    overform_current_A: float = 70e-6
     """Compliance above which forming hard-breaks the cell (stuck at LRS), A. *assumption*:
     why forming ramps the gate gently [Stanford, REFERENCE.md]."""
     as_formed_mean_S: float = 14.25 * uS
@@ -100,6 +136,43 @@ class SwitchingParams:
     pristine_S: float = 0.01 * uS
     """Conductance of an unformed cell, S: it conducts ~nothing until formed."""
 
+    def __post_init__(self) -> None:
+        _check(
+            "switching",
+            self,
+            {
+                **_all(
+                    "pos",
+                    "form_V0",
+                    "form_t_ref_s",
+                    "overform_current_A",
+                    "as_formed_mean_S",
+                    "set_V0",
+                    "set_gain",
+                    "reset_V0",
+                    "reset_gain",
+                    "t_ref_s",
+                    "hrs_mean_S",
+                    "pristine_S",
+                ),
+                **_all(
+                    "nonneg",
+                    "form_V_mean",
+                    "form_V_sigma",
+                    "as_formed_sigma_S",
+                    "set_V_mean",
+                    "set_V_sigma",
+                    "reset_V_mean",
+                    "reset_V_sigma",
+                    "gain_d2d_sigma",
+                    "step_c2c_sigma",
+                    "cap_d2d_sigma",
+                    "cap_c2c_sigma",
+                    "hrs_sigma_S",
+                ),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class FaultParams:
@@ -112,6 +185,19 @@ class FaultParams:
     stuck_lrs_mean_S: float = 60 * uS
     """Conductance of a stuck-at-LRS cell, S. *assumption*: above the window."""
     stuck_lrs_sigma_S: float = 10 * uS
+
+    def __post_init__(self) -> None:
+        _check(
+            "faults",
+            self,
+            {
+                **_all("rate", "stuck_lrs_rate", "stuck_hrs_rate", "unformable_rate"),
+                **_all("pos", "stuck_lrs_mean_S"),
+                **_all("nonneg", "stuck_lrs_sigma_S"),
+            },
+        )
+        if self.stuck_lrs_rate + self.stuck_hrs_rate + self.unformable_rate > 1:
+            raise ConfigError("preset", "faults", "the fault rates add up to more than 1")
 
 
 @dataclass(frozen=True)
@@ -156,6 +242,32 @@ class RelaxationParams:
     grid_levels: int = 10
     """The walk is built on 2**grid_levels points over [0, τ_max] by a Brownian bridge."""
 
+    def __post_init__(self) -> None:
+        _check(
+            "relaxation",
+            self,
+            {
+                **_all("nonneg", "sigma_prog_S", "mean_shift_full_above_S"),
+                **_all("pos", "tau_max"),
+                "grid_levels": ("int", (1, 20)),
+            },
+        )
+        g, s1, sd = self.table_G_S, self.sigma_1s_S, self.sigma_1day_S
+        if not len(g) == len(s1) == len(sd) or len(g) < 2:
+            raise ConfigError(
+                "preset",
+                "relaxation.table_G_S",
+                "table_G_S, sigma_1s_S and sigma_1day_S need one length ≥ 2",
+            )
+        if any(b <= a for a, b in itertools.pairwise(g)):
+            raise ConfigError("preset", "relaxation.table_G_S", "must be strictly increasing")
+        if any(not (0 < a <= b) for a, b in zip(s1, sd, strict=True)):
+            raise ConfigError(
+                "preset",
+                "relaxation.sigma_1day_S",
+                "spreads must be > 0 and not shrink from 1 s to 1 day",
+            )
+
 
 @dataclass(frozen=True)
 class ReadParams:
@@ -163,6 +275,9 @@ class ReadParams:
     """Read noise σ as a fraction of G per read: 1–2 % (AIHWKit RRAM docstring ~1 %, HKU 2 %)."""
     floor_sigma_S: float = 0.005 * uS
     """Additive read-noise floor, S. *assumption*: measurement floor of a 0.2 V read."""
+
+    def __post_init__(self) -> None:
+        _check("read", self, _all("nonneg", "relative_sigma", "floor_sigma_S"))
 
 
 @dataclass(frozen=True)
@@ -187,6 +302,19 @@ class PeripheryParams:
     noise_pool_size: int = 1 << 22
     """Size of the seeded pool of normals MVM output noise is drawn from."""
 
+    def __post_init__(self) -> None:
+        _check(
+            "periphery",
+            self,
+            {
+                "dac_bits": ("int", (2, 24)),
+                "adc_bits": ("int", (2, 24)),
+                "noise_pool_size": ("int", (1 << 16, 1 << 28)),
+                **_all("pos", "mvm_input_max_V", "adc_range_A"),
+                **_all("nonneg", "output_noise_rel", "wire_ohm_per_cell"),
+            },
+        )
+
 
 @dataclass(frozen=True)
 class EnergyParams:
@@ -208,6 +336,9 @@ class EnergyParams:
     adc_conversion_s: float = 100e-9
     """ADC conversion time, s (one ADC per column, parallel)."""
 
+    def __post_init__(self) -> None:
+        _check("energy", self, _all("nonneg", *(f.name for f in fields(self))))
+
 
 @dataclass(frozen=True)
 class ArrayParams:
@@ -216,14 +347,29 @@ class ArrayParams:
     n_rows: int = 256
     n_cols: int = 512
     """Columns per tile: 512 holds a 256-wide weight matrix as differential pairs."""
-    g_min_S: float = 1 * uS
+    g_min_S: float = 1e-6
     """Bottom of the programmable window, S [Wan22]."""
-    g_max_S: float = 40 * uS
+    g_max_S: float = 40e-6
     """Top of the programmable window, S [Wan22]."""
     read_V: float = 0.2
     """Default verify-read voltage, V [Wan22: 0.1–0.2 V; Stanford 0.2 V]."""
     read_gate_V: float = 2.5
     """Default read gate voltage, V [Stanford]."""
+
+    def __post_init__(self) -> None:
+        _check(
+            "array",
+            self,
+            {
+                "n_tiles": ("int", (1, 1024)),
+                "n_rows": ("int", (1, 8192)),
+                "n_cols": ("int", (2, 8192)),
+                **_all("pos", "g_min_S", "g_max_S", "read_V"),
+                **_all("nonneg", "read_gate_V"),
+            },
+        )
+        if not self.g_min_S < self.g_max_S:
+            raise ConfigError("preset", "array.g_max_S", "must be above g_min_S")
 
 
 @dataclass(frozen=True)
@@ -249,7 +395,13 @@ class Preset:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "preset") -> Preset:
-        return _from_plain(cls, data, source, "")
+        try:
+            preset: Preset = _from_plain(cls, data, source, "")
+        except ConfigError as e:
+            if e.source == source:
+                raise
+            raise ConfigError(source, e.key, e.problem) from None
+        return preset
 
     def with_changes(self, **sections: dict[str, Any]) -> Preset:
         """A copy with fields of named sections replaced, e.g.

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from labctl import yamlio
 from labctl.errors import ConfigError
 from sim_backend.params import FaultParams, PeripheryParams, Preset, ReadParams
-
-PRESET_DIR = Path(__file__).parent / "presets"
 
 
 def default_180nm() -> Preset:
@@ -49,14 +48,10 @@ def load_preset(name_or_path: str | Path) -> Preset:
     if key in NAMED:
         return NAMED[key]()
     path = Path(key)
-    if not path.suffix:
-        candidate = PRESET_DIR / f"{key}.yaml"
-        if candidate.is_file():
-            path = candidate
     if not path.is_file():
         raise ConfigError(key, "preset", f"not a named preset ({', '.join(NAMED)}) nor a file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlio.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(str(path), "(syntax)", f"not valid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -80,13 +80,12 @@ def fit_levels(p: RelaxationParams) -> RelaxationFit:
 class RelaxationModel:
     """Evaluates relaxation for arrays of cells."""
 
-    def __init__(self, params: RelaxationParams, seed: int, g_floor_S: float) -> None:
+    def __init__(self, params: RelaxationParams, seed: int) -> None:
         self.p = params
         self.seed = seed
         self.fit = fit_levels(params)
         self.n_grid = 1 << params.grid_levels
         self.dtau = params.tau_max / self.n_grid
-        self.g_floor_S = g_floor_S
 
     def params_for(self, g_S: F64) -> tuple[F64, F64]:
         """(rate S², t0 s) for cells just programmed to ``g_S``."""

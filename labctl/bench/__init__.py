@@ -62,3 +62,26 @@ def median_time_s(fn: Any, *, repeats: int, warmup: int = 3) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts))
+
+
+def interleaved_ratio(
+    fn: Any, floor: Any, *, repeats: int, warmup: int = 5
+) -> tuple[float, float, float]:
+    """(median fn time / median floor time, median fn s, median floor s), timing the two
+    alternately call by call so that machine load falls on both alike."""
+    import numpy as np
+
+    for _ in range(warmup):
+        fn()
+        floor()
+    t_fn, t_floor = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        floor()
+        t1 = time.perf_counter()
+        fn()
+        t2 = time.perf_counter()
+        t_floor.append(t1 - t0)
+        t_fn.append(t2 - t1)
+    f, c = float(np.median(t_fn)), float(np.median(t_floor))
+    return f / c, f, c

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from labctl.backend import BackendBase
-from labctl.bench import median_time_s
+from labctl.bench import interleaved_ratio
 from labctl.cells import Cells
 
 
@@ -36,27 +36,23 @@ def _programmed(ir_drop: bool, seed: int = 7) -> tuple[BackendBase, np.ndarray]:
 
 
 def run(quick: bool = False) -> dict[str, float]:
-    repeats = 30 if quick else 300
+    repeats = 50 if quick else 1000
     rng = np.random.default_rng(0)
     a = rng.standard_normal((64, 256)).astype(np.float32)
     w = rng.standard_normal((256, 256)).astype(np.float32)
     out: dict[str, float] = {}
     for name, ir in (("mvm_overhead_ratio", False), ("mvm_overhead_ratio_irdrop", True)):
         be, x = _programmed(ir)
+
         def analog(be: BackendBase = be, x: np.ndarray = x) -> object:
             return be.mvm(0, x, rows=slice(0, 256), cols=slice(0, 512), differential=True)
 
         analog()  # build the cached array state once, as a programmed chip would hold it
-        # Interleave floor and analog measurements so machine load affects both alike.
-        ratios = []
-        for _ in range(5):
-            floor = median_time_s(lambda a=a, w=w: a @ w, repeats=repeats // 5 + 3)
-            chip = median_time_s(analog, repeats=repeats // 5 + 3)
-            ratios.append(chip / floor)
-        out[name] = float(np.median(ratios))
+        ratio, chip_s, floor_s = interleaved_ratio(analog, lambda a=a, w=w: a @ w, repeats=repeats)
+        out[name] = ratio
         if not ir:
-            out["mvm_floor_matmul_us"] = floor * 1e6
-            out["mvm_time_us"] = chip * 1e6
+            out["mvm_floor_matmul_us"] = floor_s * 1e6
+            out["mvm_time_us"] = chip_s * 1e6
     out.update(_pulse_read(quick))
     return out
 

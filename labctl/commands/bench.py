@@ -25,9 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from labctl.bench import run_bench, write_json
+    from pathlib import Path
 
-    result = run_bench(args.only, quick=args.quick)
+    from labctl.bench import run_bench, write_json
+    from labctl.errors import RequestRejected
+
+    if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
+        raise RequestRejected(f"--json {args.json_path}: its folder does not exist")
+    only = list(dict.fromkeys(args.only)) if args.only else None
+    result = run_bench(only, quick=args.quick)
     for k, v in result.items():
         if k != "meta":
             print(f"{k:<40} {v:.6g}" if isinstance(v, float) else f"{k:<40} {v}")

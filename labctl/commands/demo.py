@@ -8,6 +8,7 @@ import argparse
 import numpy as np
 
 from labctl.cells import Cells
+from labctl.errors import RequestRejected
 
 NAME = "demo"
 HELP = "form, pulse and read a block of the simulated chip and print a conductance summary"
@@ -15,14 +16,30 @@ HELP = "form, pulse and read a block of the simulated chip and print a conductan
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--station", help="station file (default: simulated 180 nm macro)")
-    p.add_argument("--size", type=int, default=128, help="block is SIZE × SIZE cells (default 128)")
+    p.add_argument(
+        "--size", type=_size, default=128, help="block is SIZE × SIZE cells, 2–256 (default 128)"
+    )
+
+
+def _size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 2 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{n} is outside 2–256")
+    return n
 
 
 def main(args: argparse.Namespace) -> int:
     from labctl.station import open_backend
 
     with open_backend(args.station) as be:
-        n = min(args.size, be.chip.n_rows, be.chip.n_cols)
+        n = args.size
+        if n > min(be.chip.n_rows, be.chip.n_cols):
+            raise RequestRejected(
+                f"--size {n} does not fit this chip's {be.chip.n_rows} × {be.chip.n_cols} tiles"
+            )
         cells = Cells.block(0, slice(0, n), slice(0, n))
         print(
             f"chip {be.chip.chip_id}: {be.chip.n_tiles} tiles of {be.chip.n_rows}×"
