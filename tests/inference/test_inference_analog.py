@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakeBackend, ideal_program
 
 from labctl.errors import AddressError
 from labctl.inference import (
@@ -16,6 +15,7 @@ from labctl.inference import (
     TileAllocator,
     to_analog,
 )
+from tests.inference.helpers import FakeBackend, ideal_program
 
 
 def _rel_err(a: np.ndarray, b: np.ndarray) -> float:

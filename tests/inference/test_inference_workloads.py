@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FakeBackend, ideal_program
 
 from labctl.cells import Cells
 from labctl.inference.diffusion import (
@@ -21,6 +20,7 @@ from labctl.inference.fast_weights import newton_schulz, run_fast_weights
 from labctl.inference.neural_field import run_neural_field
 from labctl.inference.programming import VerifyWrite
 from labctl.inference.tomography import ParallelProjector, fbp, psnr, shepp_logan
+from tests.inference.helpers import FakeBackend, ideal_program
 
 
 def test_projector_adjoint_is_exact_and_fbp_reconstructs() -> None:
