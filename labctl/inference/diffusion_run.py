@@ -94,6 +94,8 @@ class DiffParams:
     percentile: float = 99.5
     n_pairs: int = 2
     """Cell pairs per weight with the residual mapping."""
+    replicas: int | None = None
+    """Row copies per input (None: fill a tile's rows; more spans several row blocks)."""
     settle_first_s: float = 3600.0
     """Wait before reading back the first cell pair (see ``ResidualMapping``); the
     differential mapping waits this long before use."""
@@ -163,6 +165,7 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
 
     kw: dict[str, Any] = {"mapping": mapping, "allocator": alloc,
                           "fault_threshold": p.fault_threshold, "repeats": p.repeats,
+                          "replicas": p.replicas,
                           "skip_first": ((0,) if p.digital_first else ())
                           + ((p.depth,) if p.digital_last else ())}
     chip_u = to_analog(unc.net, backend, pf, cal(rec_u), **kw)
