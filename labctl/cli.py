@@ -15,6 +15,9 @@ COMMANDS: dict[str, str] = {
     "info": "labctl.commands.info",
     "bench": "labctl.commands.bench",
     "demo": "labctl.commands.demo",
+    "run": "labctl.commands.run",
+    "show": "labctl.commands.show",
+    "plot": "labctl.commands.plot",
 }
 
 
