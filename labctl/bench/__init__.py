@@ -16,6 +16,7 @@ from typing import Any
 SECTIONS: dict[str, str] = {
     "sim": "labctl.bench.sim",
     "wire": "labctl.bench.wire",
+    "inference": "labctl.bench.inference",
 }
 
 
