@@ -20,7 +20,25 @@ SECTIONS: dict[str, str] = {
 }
 
 
-def run_bench(only: list[str] | None = None, quick: bool = False) -> dict[str, Any]:
+def run_bench(only: list[str] | None = None, quick: bool = False,
+              blas_threads: int | None = 1) -> dict[str, Any]:
+    """Run the named sections (all by default). ``blas_threads`` pins the BLAS thread pool
+    for every section — floor and measured path alike — so ratios do not swing with the
+    load on a small shared machine (``None``: leave the library default)."""
+    import contextlib
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    limit = (threadpool_limits(limits=blas_threads, user_api="blas") if blas_threads
+             else contextlib.nullcontext())
+    with limit:
+        result = _run_sections(only, quick)
+    result["meta"]["blas_threads"] = blas_threads or [
+        p.get("num_threads") for p in threadpool_info() if p.get("user_api") == "blas"]
+    return result
+
+
+def _run_sections(only: list[str] | None, quick: bool) -> dict[str, Any]:
     names = only if only else list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:

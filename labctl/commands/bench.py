@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
     )
     p.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="BLAS threads for every measurement, floor included (default 1; "
+                        "0: the library default)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
         raise RequestRejected(f"--json {args.json_path}: its folder does not exist")
     only = list(dict.fromkeys(args.only)) if args.only else None
-    result = run_bench(only, quick=args.quick)
+    result = run_bench(only, quick=args.quick, blas_threads=args.threads or None)
     for k, v in result.items():
         if k != "meta":
             print(f"{k:<40} {v:.6g}" if isinstance(v, float) else f"{k:<40} {v}")
