@@ -238,3 +238,11 @@ def check_policy(spec: Mapping[str, Any], env: SafetyEnvelope, chip: ChipInfo) -
                                  f"value ≤ {env.max_width_s:g} s (the safety envelope)")
         if spec["width_start_s"] > spec["width_stop_s"]:
             raise ParamError("policy.width_start_s", "must not exceed width_stop_s")
+
+
+def default_policy() -> Policy:
+    """The default policy with default parameters (gate ladder; NeuRRAM RESET ramp)."""
+    from labctl.params import validate
+
+    p = validate({"policy": POLICY, "reset": ramp_section("", 1.2, 2.5, 5.0, 1e-6)}, {})
+    return make_policy(p["policy"], {}, p["reset"])
