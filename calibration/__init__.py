@@ -18,6 +18,7 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.verify_write",
     "calibration.read_map",
     "calibration.drift_monitor",
+    "calibration.levels",
 )
 
 
