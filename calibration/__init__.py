@@ -19,6 +19,9 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.read_map",
     "calibration.drift_monitor",
     "calibration.levels",
+    "calibration.drift_compensation",
+    "calibration.refresh",
+    "calibration.report",
 )
 
 
