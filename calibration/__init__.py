@@ -21,6 +21,7 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.levels",
     "calibration.drift_compensation",
     "calibration.refresh",
+    "calibration.fault_map",
     "calibration.report",
 )
 

@@ -82,7 +82,8 @@ class ColumnRemap:
         bad_col = np.asarray(is_bad(fault_map_block).any(axis=0), bool)
         width = 2 if pair else 1
         phys = np.arange(n_logical)
-        free = [int(s) for s in spares if not bad_col[s:s + width].any()]
+        ok_col = np.asarray((fault_map_block == FAULT_CODES["ok"]).all(axis=0), bool)
+        free = [int(s) for s in spares if ok_col[s:s + width].all()]
         unrepaired: list[int] = []
         for k in range(0, n_logical, width):
             if bad_col[k:k + width].any():
