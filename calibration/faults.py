@@ -66,7 +66,8 @@ class ColumnRemap:
 
     ``physical[k]`` is where logical column k lives. Built from a fault map: every logical
     column whose physical column has a faulty cell in the used rows is moved to the first
-    unused fault-free spare; columns that find no spare stay put and are listed in
+    unused spare whose cells are all known good (formed, not stuck); columns that find no
+    spare stay put and are listed in
     ``unrepaired``. With ``pair`` (differential layouts) columns move two at a time.
     """
 
