@@ -47,7 +47,7 @@ def test_fit_recovers_read_noise_and_spread(tmp_path: Path, cal_dir: Path) -> No
     """Recovered within: read noise ±10 %; spread table at 10/20/30/40 µS ±12 % (5 µS at
     1 day is truncated by the model's 0.1 µS floor, see test_levels: ±20 %); mean shift
     within 0.03 µS per e-fold of the default −0.089 (the fit uses levels ≥ 8 µS)."""
-    res, arr = run_protocol(tmp_path, PROTOCOL, station=STATION)
+    run_protocol(tmp_path, PROTOCOL, station=STATION)
     preset = load_preset(tmp_path / "twin.yaml")            # the simulator loads the file
     assert preset.name == "fitted"
     assert preset.read.relative_sigma == pytest.approx(TRUE_READ, rel=0.10)
