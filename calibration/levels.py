@@ -11,8 +11,9 @@ Reported per time: mean and σ of each level over its converged cells (the sprea
 conductance), and the number of **distinguishable levels**, criterion: walking up from the
 lowest level, a level counts when its mean is at least ``k_sigma``·(σ_a + σ_b) above the last
 counted level a (k = 2: their ±2σ intervals do not overlap, ≈ 2 % of each level's cells on
-the wrong side of the midpoint for normal spreads). Optionally writes a digital-twin preset
-fitted to the data (:mod:`calibration.fitting`).
+the wrong side of the midpoint for normal spreads). Stuck cells found while programming are
+marked in the chip's calibration record, converged ones as good. Optionally writes a
+digital-twin preset fitted to the data (:mod:`calibration.fitting`).
 """
 
 from __future__ import annotations
@@ -166,6 +167,14 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], level: np.ndarray,
            for lab, s in zip(labels, stats, strict=True)},
         **{f"mean_shift_{lab}_uS": [round(float(x) * 1e6, 3) for x in s.mean_S - levels]
            for lab, s in zip(labels, stats, strict=True)})
+    cells = reg.region_cells(p["region"])
+    stuck = st["outcome"] == pg.STUCK
+    g_last = g[0]
+    for mask, fault in ((stuck & (g_last > target), "stuck_lrs"),
+                        (stuck & ~(g_last > target), "stuck_hrs"), (ok, "ok")):
+        c = cells.subset(mask)
+        ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
+    ctx.touch_calibration()
     if p["preset_out"]:
         from calibration import fitting
 
@@ -177,7 +186,6 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], level: np.ndarray,
                                     description=f"fitted to chip {ctx.chip.chip_id}")
         ctx.event("fitted preset written", path=str(path))
         ctx.calibration.programming["device_model"] = fit
-        ctx.touch_calibration()
 
 
 ROUTINE = RoutineSpec("characterize", __doc__ or "", PARAMS, run, check)
