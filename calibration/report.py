@@ -39,11 +39,11 @@ def _fmt(v: Any) -> str:
 
 
 def lines(results: dict[int, dict[str, Any]]) -> list[str]:
+    """Report lines: for each step, the figures listed in :data:`SHOWN` for the routine
+    whose first key it saved (all its figures when none matches)."""
     out = []
     for step, figs in sorted(results.items()):
-        routine = figs.get("_routine", "")
-        keys = next((ks for name, ks in SHOWN.items() if all(k in figs for k in ks[:1])
-                     and (routine == name or not routine)), tuple(figs))
+        keys = next((ks for ks in SHOWN.values() if ks[0] in figs), tuple(figs))
         out.append(f"step {step + 1}:")
         out += [f"    {k:<24} {_fmt(figs[k])}" for k in keys if k in figs]
     return out
