@@ -4,7 +4,8 @@ tolerance (:mod:`calibration.refresh_core`).
 Round k (k = 1 … ``n_rounds``) happens ``k·interval_s`` after the step starts (virtual time
 on the simulator): every cell of the region is read (averaged), the cells further than
 ``drift_tolerance_S`` from their target are verify-written again with the chosen policy, and
-the RMS error before and after is reported. The default tolerance, 0.5 µS, is the
+the RMS error before and after is reported (and, with ``mvm_error``, the relative MVM
+error of the block against its targets after the round). The default tolerance, 0.5 µS, is the
 verify-write aim band (:mod:`calibration.programming`), so a refreshed block is as accurate
 as a freshly programmed one; with the NeuRRAM-fitted spread of 2.8–3.9 µS after a day
 (REFERENCE.md) that means most cells. Cells known faulty are left alone. Checkpointed before
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration import compensation as cp
 from calibration import programming as pg
 from calibration import region as reg
 from calibration.faults import is_bad
@@ -26,7 +28,7 @@ from calibration.refresh_core import drifted
 from calibration.targets import TARGET, check_target, make_target
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Int, Param, ParamError
+from labctl.params import Bool, Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 
 PARAMS: dict[str, Param] = {
@@ -43,6 +45,9 @@ PARAMS: dict[str, Param] = {
                         unit="s", min=0.0, max=1e8, default=86400.0),
     "n_rounds": Int("refresh rounds", min=1, max=1000, default=1),
     "n_average": Int("reads averaged for the drift measurement", min=1, max=64, default=8),
+    "mvm_error": Bool("after each round, also report the relative MVM error of the block read "
+                      "as a differential matrix against its targets (needs even columns)",
+                      default=False),
 }
 
 
@@ -53,6 +58,19 @@ def check(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> Non
         raise ParamError("reset.stop_V", f"must be ≤ {env.max_sourceline_V:g} V (the safety "
                          "envelope)")
     check_policy(params["policy"], env, chip)
+    if params["mvm_error"] and reg.region_shape(params["region"])[1] % 2:
+        raise ParamError("mvm_error", "needs an even number of region columns (pairs)")
+
+
+def _mvm_error(ctx: StepContext, g_S: np.ndarray, target_S: np.ndarray,
+               usable: np.ndarray) -> float:
+    """‖y − x·W‖/‖x·W‖ on 128 fixed random inputs; faulty cells enter W as read."""
+    r = ctx.params["region"]
+    shape = reg.region_shape(r)
+    view = cp.MvmView(r["tile"], tuple(r["rows"]), tuple(r["cols"]), differential=True)
+    W = view.weights_S(np.where(usable, target_S, g_S).reshape(shape))
+    x = cp.reference_inputs(shape[0], 128, ctx.chip.mvm_input_max_V, 102)
+    return cp.relative_error(view.mvm(ctx.backend, x), x @ W)
 
 
 def run(ctx: StepContext) -> Iterator[Checkpoint]:
@@ -69,7 +87,8 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
         st: dict[str, np.ndarray] = {
             "k": np.array(0), "phase": np.array(0), "t0_s": np.array(be.clock.now()),
             "fraction": np.full(rounds, np.nan), "rms_before_S": np.full(rounds, np.nan),
-            "rms_after_S": np.full(rounds, np.nan), **pg.new_state(n, policy)}
+            "rms_after_S": np.full(rounds, np.nan), "mvm_error": np.full(rounds, np.nan),
+            **pg.new_state(n, policy)}
     else:
         st = {k: np.array(v) for k, v in ctx.resume.state.items()}
     while int(st["k"]) < rounds:
@@ -92,6 +111,8 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
                 done=int((st["outcome"] != pg.PENDING).sum()), total=n)
         g = be.read(cells, n_average=p["n_average"])
         st["rms_after_S"][k] = np.sqrt(np.mean((g - target)[usable] ** 2))
+        if p["mvm_error"]:
+            st["mvm_error"][k] = _mvm_error(ctx, g, target, usable)
         st["k"], st["phase"] = np.array(k + 1), np.array(0)
         yield Checkpoint(state=st, meta={"round": k}, done=n, total=n)
     ctx.save_arrays(refresh_fraction=st["fraction"], refresh_rms_before_S=st["rms_before_S"],
@@ -99,7 +120,9 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
     ctx.result(rounds=rounds, fraction_refreshed=[round(float(f), 4) for f in st["fraction"]],
                rms_before_uS=[round(float(v) * 1e6, 3) for v in st["rms_before_S"]],
                rms_after_uS=[round(float(v) * 1e6, 3) for v in st["rms_after_S"]],
-               drift_tolerance_S=p["drift_tolerance_S"])
+               drift_tolerance_S=p["drift_tolerance_S"],
+               **({"mvm_error_after": [round(float(v), 4) for v in st["mvm_error"]]}
+                  if p["mvm_error"] else {}))
     ctx.calibration.programming["refresh"] = {"drift_tolerance_S": p["drift_tolerance_S"],
                                               "interval_s": p["interval_s"]}
     ctx.touch_calibration()

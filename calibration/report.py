@@ -25,7 +25,7 @@ SHOWN = {
                      "sigma_86400s_uS"),
     "compensate": ("mvm_error_t0", "mvm_error_raw", "mvm_error_global",
                    "mvm_error_compensated", "systematic_fraction", "global_scale"),
-    "refresh": ("fraction_refreshed", "rms_before_uS", "rms_after_uS"),
+    "refresh": ("fraction_refreshed", "rms_before_uS", "rms_after_uS", "mvm_error_after"),
     "drift_monitor": ("mean_shift_at_end_S", "shift_spread_at_end_S"),
 }
 

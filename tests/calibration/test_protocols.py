@@ -46,6 +46,7 @@ def test_quickstart_cli_show_plot(tmp_path: Path, cal_dir: Path,
     assert res[1]["rms_error_usable_S"] <= 0.6e-6
     assert res[2]["mvm_error_compensated"] < res[2]["mvm_error_raw"]
     assert res[3]["rms_after_uS"][0] < 0.6
+    assert res[3]["mvm_error_after"][0] <= 1.2 * res[2]["mvm_error_t0"]
     assert cli_main(["show", str(out)]) == 0
     assert "status     completed" in capsys.readouterr().out
     assert cli_main(["plot", str(out), "--outdir", str(tmp_path / "fig")]) == 0
