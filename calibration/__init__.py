@@ -18,6 +18,11 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.verify_write",
     "calibration.read_map",
     "calibration.drift_monitor",
+    "calibration.levels",
+    "calibration.drift_compensation",
+    "calibration.refresh",
+    "calibration.fault_map",
+    "calibration.report",
 )
 
 

@@ -1,14 +1,13 @@
-"""Batched verify-write: amplitude-stepping SET / RESET until every cell is in its band.
+"""Batched verify-write with a pluggable policy, until every cell is in its band.
 
-Each iteration reads all pending cells in one call, decides per cell (vectorized), and
-plans one SET batch and one RESET batch — never a Python loop over cells. Amplitudes ramp
-per cell and polarity: SET bit line from 1.2 V up 0.1 V per pulse, RESET source line from
-1.2 V up 0.1 V per pulse, restarting the ramp when a cell changes direction (NeuRRAM chip
-test code, Wan et al., Nature 608, 504, 2022 — REFERENCE.md). A cell is *converged* after two
-consecutive reads in the band with no pulse between (NeuRRAM's confirming read), *stuck* when
-``stuck_pulses`` consecutive pulses at the top amplitude moved it by less than
-``stuck_delta_S``, and *gave up* when it used ``max_pulses`` pulses. Cells the chip's
-calibration record already marks unformed or stuck are *skipped* (never pulsed).
+Each iteration reads all pending cells in one call, decides per cell (vectorized) and plans
+one SET batch and one RESET batch — never a Python loop over cells. The engine and its
+acceptance rules are :mod:`calibration.programming`; how the next pulse is chosen is a
+policy (:mod:`calibration.policies`), selected in the protocol with ``policy: {kind: ...}``:
+``gate`` (default: gate-voltage ladder for SET, the ``reset`` amplitude ramp for RESET),
+``amplitude`` (NeuRRAM ramps ``set`` / ``reset``, Wan et al. 2022 — REFERENCE.md) or
+``pulse_width``. Cells the chip's calibration record already marks unformed or stuck are
+*skipped* (never pulsed); cells found stuck are marked in it.
 
 Resumable: the state is checkpointed before every pulse batch. A resumed run re-reads the
 pending cells and re-plans them from the checkpointed state; cells that had finished are never
@@ -24,48 +23,50 @@ from typing import Any
 
 import numpy as np
 
+from calibration import programming as pg
 from calibration import region as reg
+from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.targets import TARGET, check_target, make_target
-from labctl.backend import ChipInfo, PulseKind
+from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
-from labctl.params import Bool, Float, Int, Param, ParamError, Section
+from labctl.params import Bool, Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 from labctl.store.calibration import FAULT_CODES
 
-PENDING, CONVERGED, GAVE_UP, STUCK, SKIPPED = 0, 1, 2, 3, 4
-OUTCOMES = {"pending": PENDING, "converged": CONVERGED, "gave_up": GAVE_UP, "stuck": STUCK,
-            "skipped": SKIPPED}
+PENDING, CONVERGED, GAVE_UP, STUCK, SKIPPED = (pg.PENDING, pg.CONVERGED, pg.GAVE_UP, pg.STUCK,
+                                               pg.SKIPPED)
+OUTCOMES = pg.OUTCOMES
 KNOWN_BAD = [FAULT_CODES[k] for k in ("unformed", "stuck_lrs", "stuck_hrs")]
-
-
-def _ramp(doc: str, start: float, stop: float, gate: float, width: float) -> Param:
-    return Section(doc, {
-        "start_V": Float("first pulse amplitude", unit="V", min=0.1, max=5.0, default=start),
-        "step_V": Float("amplitude increase per pulse", unit="V", min=0.0, max=1.0, default=0.1),
-        "stop_V": Float("largest amplitude", unit="V", min=0.1, max=5.0, default=stop),
-        "gate_V": Float("word-line (gate) voltage", unit="V", min=0.0, max=6.0, default=gate),
-        "width_s": Float("pulse width", unit="s", min=1e-9, max=1e-3, default=width),
-    }, default={})
-
 
 PARAMS: dict[str, Param] = {
     **reg.PARAMS,
     "target": TARGET,
+    "policy": POLICY,
     "tolerance_S": Float("acceptance band half-width (NeuRRAM: ±1 µS)", unit="S",
                          min=1e-8, max=20e-6, default=1e-6),
-    "read_V": Float("verify-read voltage across the cell", unit="V", min=0.05, max=0.3,
-                    default=0.2),
+    "aim_S": Float("stop pulsing when a read is this close to the target (0: half the band)",
+                   unit="S", min=0.0, max=20e-6, default=0.0),
+    "read_V": Float("verify-read voltage across the cell (NeuRRAM 0.1–0.2 V)", unit="V",
+                    min=0.05, max=0.3, default=0.2),
     "n_average": Int("reads averaged per verify (NeuRRAM: 3–8)", min=1, max=64, default=3),
-    "confirm": Bool("require a second read in the band before accepting", default=True),
+    "confirm": Bool("require a second read in the band before accepting (NeuRRAM)",
+                    default=True),
     "skip_known_faults": Bool("leave cells the chip's calibration record marks unformed or "
                               "stuck unpulsed (outcome 'skipped')", default=True),
-    "max_pulses": Int("pulses per cell before giving up", min=1, max=10000, default=100),
-    "stuck_pulses": Int("top-amplitude pulses without response before calling a cell stuck",
-                        min=1, max=1000, default=30),
-    "stuck_delta_S": Float("response below which a top-amplitude pulse counts as none",
+    "max_pulses": Int("pulses per cell before giving up (NeuRRAM: 30 at the top voltage per "
+                      "polarity)", min=1, max=10000, default=60),
+    "max_alternations": Int("SET/RESET direction changes per cell (NeuRRAM: 20–50)", min=0,
+                            max=10000, default=20),
+    "max_device_time_s": Float("device time per cell: pulse widths plus reads (NeuRRAM: 10 s)",
+                               unit="s", min=1e-6, max=1e4, default=10.0),
+    "stuck_pulses": Int("consecutive pulses in one direction without progress before calling "
+                        "a cell stuck", min=1, max=1000, default=12),
+    "stuck_delta_S": Float("progress toward the target below which a pulse counts as none",
                            unit="S", min=0.0, max=1e-4, default=0.2e-6),
-    "set": _ramp("SET pulses (bit line; the gate limits the current)", 1.2, 3.3, 2.5, 1e-6),
-    "reset": _ramp("RESET pulses (source line, gate fully on)", 1.2, 2.5, 5.0, 1e-6),
+    "set": ramp_section("SET amplitude ramp (bit line; gate 2.5–3.0 V per NeuRRAM)", 1.2, 3.3,
+                        2.8, 1e-6),
+    "reset": ramp_section("RESET amplitude ramp (source line, gate fully on)", 1.2, 2.5, 5.0,
+                          1e-6),
 }
 
 
@@ -85,6 +86,7 @@ def check(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> Non
         if not env.min_width_s <= r["width_s"] <= env.max_width_s:
             raise ParamError(f"{key}.width_s", f"must be within {env.min_width_s:g} s ≤ value ≤ "
                              f"{env.max_width_s:g} s (the safety envelope)")
+    check_policy(params["policy"], env, chip)
     if params["read_V"] > env.max_read_V:
         raise ParamError("read_V", f"must be ≤ {env.max_read_V:g} V (the safety envelope)")
 
@@ -92,20 +94,15 @@ def check(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> Non
 def run(ctx: StepContext) -> Iterator[Checkpoint]:
     p = ctx.params
     be = ctx.backend
-    region = p["region"]
-    shape = reg.region_shape(region)
-    cells = reg.region_cells(region)
+    cells = reg.region_cells(p["region"])
+    shape = reg.region_shape(p["region"])
     n = len(cells)
     target = make_target(p["target"], shape, ctx.seed).reshape(-1)
-    tol = p["tolerance_S"]
-    s_ramp, r_ramp = p["set"], p["reset"]
+    settings = pg.Settings.from_params(p)
+    policy = make_policy(p["policy"], p["set"], p["reset"])
 
     if ctx.resume is None:
-        st: dict[str, np.ndarray] = {
-            "outcome": np.zeros(n, np.int8), "n_pulses": np.zeros(n, np.int64),
-            "set_level": np.zeros(n, np.int64), "reset_level": np.zeros(n, np.int64),
-            "candidate": np.zeros(n, bool), "top_count": np.zeros(n, np.int64),
-            "at_top": np.zeros(n, bool), "g_prev_S": np.full(n, np.nan)}
+        st = pg.new_state(n, policy)
         if p["skip_known_faults"]:
             known = ctx.calibration.fault_map[cells.tile, cells.row, cells.col]
             st["outcome"][np.isin(known, KNOWN_BAD)] = SKIPPED
@@ -117,51 +114,14 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
                   "finished cells get no pulse and are re-read in the closing read",
                   iteration=iteration, converged=int((st["outcome"] == CONVERGED).sum()))
 
-    while True:
-        act = np.flatnonzero(st["outcome"] == PENDING)
-        if act.size == 0:
-            break
-        g = be.read(cells.subset(act), p["read_V"], n_average=p["n_average"])
-        err = g - target[act]
-        in_band = np.abs(err) <= tol
-        accept = in_band & (st["candidate"][act] | (not p["confirm"]))
-        st["candidate"][act] = in_band & ~accept
-        st["outcome"][act[accept]] = CONVERGED
-
-        # response to the last pulse, for cells that were pulsed at the top amplitude
-        moved = np.abs(g - st["g_prev_S"][act])
-        dead = st["at_top"][act] & ~(moved >= p["stuck_delta_S"])
-        st["top_count"][act] = np.where(dead, st["top_count"][act] + 1, 0)
-        st["g_prev_S"][act] = g
-
-        need = ~in_band
-        stuck = need & (st["top_count"][act] >= p["stuck_pulses"])
-        gave_up = need & ~stuck & (st["n_pulses"][act] >= p["max_pulses"])
-        st["outcome"][act[stuck]] = STUCK
-        st["outcome"][act[gave_up]] = GAVE_UP
-        go = need & ~stuck & ~gave_up
-        up, down = act[go & (err < 0)], act[go & (err > 0)]
-
-        batches = []
-        for idx, ramp, level, other, kind in (
-                (up, s_ramp, "set_level", "reset_level", PulseKind.SET),
-                (down, r_ramp, "reset_level", "set_level", PulseKind.RESET)):
-            if idx.size == 0:
-                continue
-            amp = np.minimum(ramp["start_V"] + st[level][idx] * ramp["step_V"], ramp["stop_V"])
-            st[level][idx] += 1
-            st[other][idx] = 0          # a change of direction restarts the other ramp
-            st["at_top"][idx] = amp >= ramp["stop_V"] - 1e-12
-            batches.append(PulseBatch(cells.subset(idx), kind, amp, ramp["gate_V"],
-                                      ramp["width_s"]))
-        st["at_top"][act[~go]] = False
-        for b_idx in (up, down):
-            st["n_pulses"][b_idx] += 1
+    for planned in pg.iterate(be, cells, target, settings, policy, st):
         iteration += 1
+        batches = [PulseBatch(cells.subset(q.idx), q.kind, q.amplitude_V, q.gate_V, q.width_s)
+                   for q in planned]
         yield Checkpoint(state=st, pulses=batches, meta={"iteration": iteration},
                          done=int((st["outcome"] != PENDING).sum()), total=n)
 
-    g_final = be.read(cells, p["read_V"], n_average=p["n_average"])
+    g_final = be.read(cells, settings.read_V, n_average=settings.n_average)
     _report(ctx, st, target, g_final, shape, iteration)
 
 
@@ -169,18 +129,11 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
             g_final: np.ndarray, shape: tuple[int, int], iterations: int) -> None:
     out = st["outcome"]
     conv = out == CONVERGED
-    err = g_final - target
     ctx.save_arrays(target_S=target.reshape(shape), g_final_S=g_final.reshape(shape),
                     outcome=out.reshape(shape), n_pulses=st["n_pulses"].reshape(shape))
-    counts = {name: int((out == code).sum()) for name, code in OUTCOMES.items() if code}
-    ctx.result(**counts, n_cells=int(out.size), iterations=iterations,
-               success_rate=float(conv.sum() / max(int((out != SKIPPED).sum()), 1)),
-               mean_pulses=float(st["n_pulses"].mean()) if out.size else 0.0,
-               rms_error_converged_S=float(np.sqrt(np.mean(err[conv] ** 2))) if conv.any()
-               else float("nan"),
-               outcome_codes=OUTCOMES)
-    region = ctx.params["region"]
-    cells = reg.region_cells(region)
+    ctx.result(**pg.summary(dict(st), g_final, target), iterations=iterations,
+               policy=ctx.params["policy"]["kind"], outcome_codes=OUTCOMES)
+    cells = reg.region_cells(ctx.params["region"])
     stuck = out == STUCK
     if stuck.any():
         hi = stuck & (g_final > target)
@@ -188,9 +141,12 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
             c = cells.subset(mask)
             ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
     if conv.any():
+        ok = cells.subset(conv)
+        ctx.calibration.mark_faults(ok.tile, ok.row, ok.col, "ok")
         ctx.calibration.programming["verify_write"] = {
-            k: ctx.params[k] for k in ("tolerance_S", "read_V", "n_average", "set", "reset")
-        } | {"success_rate": float(conv.mean())}
+            k: ctx.params[k] for k in ("tolerance_S", "aim_S", "read_V", "n_average", "policy",
+                                       "set", "reset", "max_pulses")
+        } | {"success_rate": float(conv.sum() / max(int((out != SKIPPED).sum()), 1))}
     ctx.touch_calibration()
 
 

@@ -3,7 +3,8 @@
 Each figure is drawn only when the run holds its data: conductance maps (any step that saved
 ``g_final_S``, ``g_map_S`` or ``g_formed_S``), the verify-write convergence histogram
 (``n_pulses`` by ``outcome``), spread against conductance (``g_final_S`` / ``g_map_S`` of
-the cells a verify-write step converged, grouped by ``target_S``) and drift curves
+the cells a verify-write step converged, grouped by ``target_S``), level spread against
+conductance at each read time (``level_std_S`` of a characterize step) and drift curves
 (``drift_*``).
 """
 
@@ -74,6 +75,14 @@ def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
         if (g is not None and last_target is not None and ok is not None
                 and g.shape == last_target.shape and ok.any()):
             _spread(plt, save, step, last_target[ok], g[ok])
+        if "level_std_S" in arr and "levels_S" in arr:
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            for t, sd in zip(arr["level_t_s"], arr["level_std_S"], strict=True):
+                ax.plot(arr["levels_S"] * 1e6, sd * 1e6, "o-", label=f"t = {t:g} s")
+            ax.set(title=f"step {step + 1}: level spread vs conductance",
+                   xlabel="level target G (µS)", ylabel="σ over cells (µS)")
+            ax.legend()
+            save(fig, f"step{step + 1}_level_spread.png")
         if "drift_t_s" in arr:
             fig, ax = plt.subplots(figsize=(5, 3.5))
             t = arr["drift_t_s"]

@@ -104,6 +104,12 @@ class StepContext:
     def event(self, message: str, **data: Any) -> None:
         self.sink.event(self.step, message, **data)
 
+    def earlier_results(self) -> dict[int, dict[str, Any]]:
+        """Key figures earlier steps saved in this process (step index → figures); steps
+        finished before a resume are not included."""
+        return {k: dict(v) for k, v in getattr(self.sink, "step_results", {}).items()
+                if k < self.step}
+
     def touch_calibration(self) -> None:
         """Say that this step changed ``calibration`` (saved at the end of the step)."""
         self.calibration_changed = True

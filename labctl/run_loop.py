@@ -69,6 +69,8 @@ class Runner:
         self.rec = RecordingBackend(backend, writer)
         self.calibration = calibration
         self._interrupt = False
+        self.step_results: dict[int, dict[str, Any]] = {}
+        """Key figures each step saved in this process (a ``report`` step prints them)."""
         tty = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
         self.interactive = tty if opts.interactive is None else opts.interactive
 
@@ -168,6 +170,7 @@ class Runner:
                            payload={"names": list(arrays)}, arrays=arrays)
 
     def save_result(self, step: int, figures: Mapping[str, Any]) -> None:
+        self.step_results.setdefault(step, {}).update(figures)
         self.writer.record(Kind.RESULT, step=step, t_chip_s=self.backend.clock.now(),
                            payload=dict(figures))
 

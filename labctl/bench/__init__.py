@@ -15,6 +15,7 @@ from typing import Any
 
 SECTIONS: dict[str, str] = {
     "sim": "labctl.bench.sim",
+    "calibration": "labctl.bench.calibration",
     "wire": "labctl.bench.wire",
     "inference": "labctl.bench.inference",
 }

@@ -10,6 +10,8 @@ file + rename) so a killed run never leaves a half-written record. It holds:
 - ``drift/<name>``: drift baselines (any float arrays a drift routine wants to keep)
 - ``programming``: JSON of the programming parameters that worked, by routine name
 - ``history``: JSON list of (run file, time, routine) that updated the record
+- ``remap`` (schema 2): JSON, logical → physical column maps around faulty columns, by name
+  (``calibration.faults.ColumnRemap.to_dict``); schema-1 records load with none
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class CalibrationRecord:
     drift: dict[str, np.ndarray] = field(default_factory=dict)
     programming: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    remap: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def blank(cls, chip_id: str, shape: tuple[int, int, int]) -> CalibrationRecord:
@@ -91,7 +94,8 @@ class CalibrationRecord:
                           f["fault_map"][...], f["column_gain"][...], f["column_offset_A"][...],
                           {k: v[...] for k, v in f.get("drift", {}).items()},
                           json.loads(f.attrs.get("programming", "{}")),
-                          json.loads(f.attrs.get("history", "[]")))
+                          json.loads(f.attrs.get("history", "[]")),
+                          json.loads(f.attrs.get("remap", "{}")))
         except OSError as e:
             raise ConfigError(str(p), "(file)", f"unreadable calibration record: {e}") from None
         if rec.shape != tuple(shape):
@@ -110,6 +114,7 @@ class CalibrationRecord:
             f.attrs["updated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             f.attrs["programming"] = json.dumps(self.programming)
             f.attrs["history"] = json.dumps(self.history)
+            f.attrs["remap"] = json.dumps(self.remap)
             f.create_dataset("fault_map", data=self.fault_map, compression="gzip")
             f.create_dataset("column_gain", data=self.column_gain)
             f.create_dataset("column_offset_A", data=self.column_offset_A)

@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 """Bump when a reader of the old version could misread a new file."""
 FORMAT_NAME = "labctl-run"
 CALIBRATION_FORMAT_NAME = "labctl-calibration"
-CALIBRATION_SCHEMA_VERSION = 1
+CALIBRATION_SCHEMA_VERSION = 2
 
 
 class Kind(enum.IntEnum):

@@ -1,0 +1,107 @@
+"""Fault maps and column remapping.
+
+Faults are classified from forming and programming outcomes and from reads (REFERENCE.md:
+distinguish stuck-at-LRS, stuck-at-HRS and unformed; 0.2 % in a mature process, Li 2018, up
+to 10–13 % in research arrays):
+
+- *unformed*: never read above the forming threshold during the gate ramp;
+- *stuck at LRS*: verify-write could not move it and it reads above its target (or above
+  the window);
+- *stuck at HRS*: could not move it and it reads below its target.
+
+Codes are the calibration record's (:data:`labctl.store.calibration.FAULT_CODES`).
+:class:`ColumnRemap` maps logical columns that contain faults to spare physical columns —
+a small object the inference layer can use to place a weight matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labctl.backend import Backend
+from labctl.cells import Cells
+from labctl.store.calibration import FAULT_CODES
+
+BAD_CODES = (FAULT_CODES["unformed"], FAULT_CODES["stuck_lrs"], FAULT_CODES["stuck_hrs"])
+FORMED_THRESHOLD_S = 2e-6
+"""A cell reading above this after a FORM pulse is formed (protocols/forming.yaml)."""
+
+
+def form_block(be: Backend, cells: Cells, *, bitline_V: float = 3.3, gate_start_V: float = 1.3,
+               gate_step_V: float = 0.05, gate_stop_V: float = 4.0, width_s: float = 1e-3,
+               threshold_S: float = FORMED_THRESHOLD_S) -> np.ndarray:
+    """Form ``cells`` directly (no run file) with the gate ramp of the ``forming`` routine
+    (Stanford NI-RRAM-Python settings — REFERENCE.md); returns the unformed mask."""
+    todo = np.ones(len(cells), bool)
+    for gate in np.arange(gate_start_V, gate_stop_V + 1e-9, gate_step_V):
+        idx = np.flatnonzero(todo)
+        sub = cells.subset(idx)
+        be.pulse(sub, "FORM", bitline_V, gate, width_s)
+        todo[idx[be.read(sub) > threshold_S]] = False
+        if not todo.any():
+            break
+    return todo
+
+
+def classify(unformed: np.ndarray, stuck: np.ndarray, g_S: np.ndarray,
+             target_S: np.ndarray) -> np.ndarray:
+    """Per-cell fault codes from a forming mask, a verify-write stuck mask and a read."""
+    code = np.full(g_S.shape, FAULT_CODES["ok"], np.int8)
+    code[stuck & (g_S > target_S)] = FAULT_CODES["stuck_lrs"]
+    code[stuck & (g_S <= target_S)] = FAULT_CODES["stuck_hrs"]
+    code[unformed] = FAULT_CODES["unformed"]
+    return code
+
+
+def is_bad(fault_map: np.ndarray) -> np.ndarray:
+    return np.isin(fault_map, BAD_CODES)
+
+
+@dataclass
+class ColumnRemap:
+    """Logical column → physical column of one tile block, with spares.
+
+    ``physical[k]`` is where logical column k lives. Built from a fault map: every logical
+    column whose physical column has a faulty cell in the used rows is moved to the first
+    unused spare whose cells are all known good (formed, not stuck); columns that find no
+    spare stay put and are listed in
+    ``unrepaired``. With ``pair`` (differential layouts) columns move two at a time.
+    """
+
+    physical: np.ndarray
+    unrepaired: list[int] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, fault_map_block: np.ndarray, n_logical: int, spares: list[int] | np.ndarray,
+              pair: bool = False) -> ColumnRemap:
+        """``fault_map_block``: (used rows × physical columns) codes; logical columns are the
+        first ``n_logical`` physical ones; ``spares`` are physical columns (pair starts when
+        ``pair``) available as replacements."""
+        bad_col = np.asarray(is_bad(fault_map_block).any(axis=0), bool)
+        width = 2 if pair else 1
+        phys = np.arange(n_logical)
+        ok_col = np.asarray((fault_map_block == FAULT_CODES["ok"]).all(axis=0), bool)
+        free = [int(s) for s in spares if ok_col[s:s + width].all()]
+        unrepaired: list[int] = []
+        for k in range(0, n_logical, width):
+            if bad_col[k:k + width].any():
+                if free:
+                    s = free.pop(0)
+                    phys[k:k + width] = np.arange(s, s + width)
+                else:
+                    unrepaired.append(k)
+        return cls(phys, unrepaired)
+
+    def gather(self, y_physical: np.ndarray) -> np.ndarray:
+        """Logical outputs from a vector (or batch) of physical column outputs."""
+        return y_physical[..., self.physical]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"physical": self.physical.tolist(), "unrepaired": self.unrepaired}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ColumnRemap:
+        return cls(np.asarray(d["physical"], np.int64), list(d.get("unrepaired", [])))

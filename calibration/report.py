@@ -1,0 +1,61 @@
+"""Routine ``report``: print a summary of the run's key figures (the quickstart's last step).
+
+Prints, for every earlier step of this run that saved figures in this process, the figures
+that say whether the chip and the routines did their job: forming yield, verify-write
+convergence / RMS error / pulses, spread and distinguishable levels over time, drift
+compensation and refresh errors. The same figures are in the run file (``labctl show``);
+``labctl plot`` draws the maps, convergence, spread and drift figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from labctl.params import Param
+from labctl.routine import Checkpoint, RoutineSpec, StepContext
+
+PARAMS: dict[str, Param] = {}
+SHOWN = {
+    "forming": ("formed", "unformable", "yield_fraction"),
+    "verify_write": ("policy", "converged", "gave_up", "stuck", "skipped", "success_rate",
+                     "rms_error_usable_S", "mean_pulses", "iterations"),
+    "characterize": ("levels_uS", "criterion", "distinguishable_t0", "distinguishable_1s",
+                     "distinguishable_3600s", "distinguishable_86400s", "sigma_1s_uS",
+                     "sigma_86400s_uS"),
+    "compensate": ("mvm_error_t0", "mvm_error_raw", "mvm_error_global",
+                   "mvm_error_compensated", "systematic_fraction", "global_scale"),
+    "refresh": ("fraction_refreshed", "rms_before_uS", "rms_after_uS", "mvm_error_after"),
+    "drift_monitor": ("mean_shift_at_end_S", "shift_spread_at_end_S"),
+}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def lines(results: dict[int, dict[str, Any]]) -> list[str]:
+    """Report lines: for each step, the figures listed in :data:`SHOWN` for the routine
+    whose first key it saved (all its figures when none matches)."""
+    out = []
+    for step, figs in sorted(results.items()):
+        keys = next((ks for ks in SHOWN.values() if ks[0] in figs), tuple(figs))
+        out.append(f"step {step + 1}:")
+        out += [f"    {k:<24} {_fmt(figs[k])}" for k in keys if k in figs]
+    return out
+
+
+def run(ctx: StepContext) -> Iterator[Checkpoint]:
+    run_file = getattr(getattr(ctx.sink, "writer", None), "path", "RUN.h5")
+    text = [f"=== labctl report: chip {ctx.chip.chip_id} ===", *lines(ctx.earlier_results()),
+            f"figures: labctl plot {run_file} (maps, convergence, spread vs G, drift)"]
+    print("\n".join(text), flush=True)
+    ctx.result(lines=len(text))
+    yield from ()
+
+
+ROUTINE = RoutineSpec("report", __doc__ or "", PARAMS, run)
