@@ -6,10 +6,10 @@ can ask for just what it uses. Three things implement it: ``sim_backend.SimBacke
 (in-process simulated macro), ``drivers.InstrumentBackend`` on real instruments, and the same
 ``InstrumentBackend`` on the virtual instruments served on loopback.
 
-:class:`~labctl.backend_base.BackendBase` holds what every implementation must do identically — bounds checks,
-the safety envelope, per-cell parameter broadcasting, and ending every failure in
-``safe_state()`` — so an implementation only writes the ``_pulse`` / ``_read`` / ``_mvm``
-primitives and cannot forget a check.
+:class:`~labctl.backend_base.BackendBase` holds what every implementation must do
+identically — bounds checks, the safety envelope, per-cell parameter broadcasting, and
+ending every failure in ``safe_state()`` — so an implementation only writes the ``_pulse`` /
+``_read`` / ``_mvm`` primitives and cannot forget a check.
 
 Units are SI throughout: volts, amperes, siemens, seconds, joules.
 """
