@@ -235,7 +235,10 @@ class AnalogLinear(Layer):
         return y if self.b is None else y + self.b
 
     def backward(self, grad_out: Array) -> Array:
-        raise NotImplementedError("AnalogLinear is inference-only; train the float model")
+        raise RuntimeError(
+            "AnalogLinear is inference-only: train the float model (with hardware-aware "
+            "noise), then map it to the chip"
+        )
 
 
 class AnalogNetwork(MLP):

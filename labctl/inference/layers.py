@@ -18,6 +18,7 @@ Hardware-aware training (Yang et al.: ``W·(1+n)``, n ~ N(0, 0.1) clipped at ±0
 
 from __future__ import annotations
 
+import abc
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,16 +58,16 @@ class Param:
         self.grad[...] = 0.0
 
 
-class Layer:
+class Layer(abc.ABC):
     """Base class: ``forward`` caches, ``backward`` returns d(loss)/d(input)."""
 
     training: bool = False
 
-    def forward(self, x: Array) -> Array:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, x: Array) -> Array: ...
 
-    def backward(self, grad_out: Array) -> Array:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def backward(self, grad_out: Array) -> Array: ...
 
     def params(self) -> list[Param]:
         return []
