@@ -112,6 +112,27 @@ class PulseOutcome:
     """Current through the cell during the pulse (for the energy ledger), A."""
 
 
+def switched_fraction(
+    preset: Preset,
+    seed: int,
+    cells: I64,
+    events: I64,
+    gain: F64,
+    overdrive_V: F64,
+    v0_V: float,
+    width_s: F64,
+    stream: rng.Stream,
+) -> F64:
+    """Fraction of the way a SET or RESET pulse moves G:
+    p = 1 − exp(−gain · exp(overdrive / V0) · width / t_ref · c2c), with a log-normal
+    cycle-to-cycle factor keyed by (seed, cell, event) (see ``SwitchingParams``)."""
+    s = preset.switching
+    rate = gain * np.exp(overdrive_V / v0_V) * (width_s / s.t_ref_s)
+    if preset.variation_on:
+        rate = rate * np.exp(s.step_c2c_sigma * rng.normal(seed, cells, events, stream))
+    return -np.expm1(-rate)
+
+
 def apply_bitline_pulse(
     preset: Preset,
     seed: int,
@@ -145,12 +166,17 @@ def apply_bitline_pulse(
     # SET on formed cells below their cap
     active = formed & (st.fault == Fault.NONE) & (g_S < cap)
     if active.any():
-        rate = st.set_gain * np.exp((amplitude_V - st.set_V) / s.set_V0) * (width_s / s.t_ref_s)
-        if preset.variation_on:
-            rate = rate * np.exp(
-                s.step_c2c_sigma * rng.normal(seed, cells, events, rng.Stream.C2C_SET)
-            )
-        p = -np.expm1(-rate)
+        p = switched_fraction(
+            preset,
+            seed,
+            cells,
+            events,
+            st.set_gain,
+            amplitude_V - st.set_V,
+            s.set_V0,
+            width_s,
+            rng.Stream.C2C_SET,
+        )
         g_new = np.where(active, g_S + p * (cap - g_S), g_new)
     current = np.minimum(amplitude_V * np.maximum(g_new, g_S), i_c)
     return PulseOutcome(g_new, formed_now, broken_now, current)
@@ -177,17 +203,17 @@ def apply_sourceline_pulse(
     active = formed & (st.fault == Fault.NONE) & (g_S > st.hrs_S)
     g_new = g_S.copy()
     if active.any():
-        rate = (
-            st.reset_gain
-            * np.exp((amplitude_V - st.reset_V) / s.reset_V0)
-            * (width_s / s.t_ref_s)
-            * drive
+        p = switched_fraction(
+            preset,
+            seed,
+            cells,
+            events,
+            st.reset_gain * drive,
+            amplitude_V - st.reset_V,
+            s.reset_V0,
+            width_s,
+            rng.Stream.C2C_RESET,
         )
-        if preset.variation_on:
-            rate = rate * np.exp(
-                s.step_c2c_sigma * rng.normal(seed, cells, events, rng.Stream.C2C_RESET)
-            )
-        p = -np.expm1(-rate)
         g_new = np.where(active, g_S - p * (g_S - st.hrs_S), g_S)
     current = np.minimum(amplitude_V * g_S, i_sat)
     none = np.zeros(g_S.shape, dtype=bool)
