@@ -18,6 +18,10 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.verify_write",
     "calibration.read_map",
     "calibration.drift_monitor",
+    # the inference workloads' routines live in the labctl core (labctl.inference.routines)
+    "labctl.inference.routines.neural_field",
+    "labctl.inference.routines.diffusion",
+    "labctl.inference.routines.fast_weights",
 )
 
 
