@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from labctl.backend import Backend
-from labctl.inference.analog import to_analog
+from labctl.inference.analog import recalibrate, to_analog
 from labctl.inference.diffusion import (
     VPSDE,
     EpsModel,
@@ -105,6 +105,11 @@ class DiffParams:
     """MVMs averaged per layer call (periphery noise ÷ √repeats, cost × repeats)."""
     fault_threshold: float = 0.25
     """Weights read back further than this × column scale get a digital correction."""
+    recalibrate: str = "none"
+    """Chip-in-the-loop recalibration of each network right before it samples: "none",
+    "affine" (refit the per-column gain/offset from calibration inputs through the chip) or
+    "reread" (re-read the cells, re-derive ADC ranges, then refit). See
+    :func:`~labctl.inference.analog.recalibrate`."""
     seed: int = 0
 
 
@@ -168,12 +173,23 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
                           "replicas": p.replicas,
                           "skip_first": ((0,) if p.digital_first else ())
                           + ((p.depth,) if p.digital_last else ())}
-    chip_u = to_analog(unc.net, backend, pf, cal(rec_u), **kw)
-    chip_c = to_analog(cnd.net, backend, pf, cal(rec_c), **kw)
+    cal_u, cal_c = cal(rec_u), cal(rec_c)
+    chip_u = to_analog(unc.net, backend, pf, cal_u, **kw)
+    t_cal_u = backend.clock.now()
+    chip_c = to_analog(cnd.net, backend, pf, cal_c, **kw)
+    t_cal_c = backend.clock.now()
 
+    if p.recalibrate != "none":
+        recalibrate(chip_u, unc.net, cal_u, reread=p.recalibrate == "reread")
+        t_cal_u = backend.clock.now()
     before = backend.ledger.snapshot()
     xs_chip = sample_ode(unc, chip_u.forward, sde, x1, n_steps=p.n_steps)
     led = backend.ledger.since(before)
+    age_u = backend.clock.now() - t_cal_u
+    if p.recalibrate != "none":
+        recalibrate(chip_c, cnd.net, cal_c, reread=p.recalibrate == "reread")
+        t_cal_c = backend.clock.now()
+    age_c = backend.clock.now() - t_cal_c
     xc_chip = sample_ode(cnd, chip_c.forward, sde, x1, n_steps=p.n_steps, c=cls,
                          guidance=p.guidance)
     lin = [la for la in unc.net.layers if isinstance(la, Linear)]
@@ -184,6 +200,8 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
         "analog_macs_per_sample_hybrid": evals_per_sample
         * sum(la.n_in * la.n_out for i, la in enumerate(lin) if i not in digital),
         "swd_chip": sliced_wasserstein(xs_chip, true_a),
+        "calibration_age_s_uncond": age_u,
+        "calibration_age_s_cond": age_c,
         "cfg_accuracy_chip": float(np.mean(classify_rings(xc_chip, p.radii) == cls)),
         "energy_J_per_sample_chip": led.get("energy_J", 0.0) / n,
         "device_time_s_per_sample_chip": led.get("device_time_s", 0.0) / n,
