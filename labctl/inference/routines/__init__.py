@@ -30,6 +30,9 @@ import numpy as np
 
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
+from labctl.inference import diffusion_run as _df_mod
+from labctl.inference import fast_weights as _fw_mod
+from labctl.inference import neural_field as _nf_mod
 from labctl.inference.diffusion_run import DiffParams, run_diffusion
 from labctl.inference.fast_weights import FWParams, run_fast_weights
 from labctl.inference.neural_field import NFParams, run_neural_field
@@ -159,7 +162,7 @@ def _run_nf(ctx: StepContext) -> Iterator[Checkpoint]:
                **_ledger("programming", out["ledger_programming"]))
 
 
-NEURAL_FIELD = RoutineSpec("neural_field", __doc__ or "", NF_PARAMS, _run_nf, _check_nf)
+NEURAL_FIELD = RoutineSpec("neural_field", _nf_mod.__doc__ or "", NF_PARAMS, _run_nf, _check_nf)
 
 # ---------------------------------------------------------------- diffusion
 DF_PARAMS: dict[str, Param] = {
@@ -186,6 +189,10 @@ DF_PARAMS: dict[str, Param] = {
     "digital_first": Bool("keep the input layer digital", default=_DF.digital_first),
     "digital_last": Bool("keep the output layer digital", default=_DF.digital_last),
     "replicas": Int("row copies per input (0: fill a tile's rows)", min=0, max=64, default=0),
+    "recalibrate": Choice("chip-in-the-loop recalibration right before each network samples: "
+                          "none, affine (refit per-column gain/offset from calibration "
+                          "inputs) or reread (re-read cells and ADC ranges, then refit)",
+                          ("none", "affine", "reread"), default=_DF.recalibrate),
     **_MAPPING,
     "seed": _SEED,
 }
@@ -217,7 +224,7 @@ def _run_df(ctx: StepContext) -> Iterator[Checkpoint]:
                **_ledger("sampling", out["ledger_sampling_uncond"]))
 
 
-DIFFUSION = RoutineSpec("diffusion", __doc__ or "", DF_PARAMS, _run_df, _check_df)
+DIFFUSION = RoutineSpec("diffusion", _df_mod.__doc__ or "", DF_PARAMS, _run_df, _check_df)
 
 # ---------------------------------------------------------------- fast weights
 FW_PARAMS: dict[str, Param] = {
@@ -262,7 +269,7 @@ def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
     ctx.result(**_scalars(out), seed=p["seed"], **_ledger("query", out["ledger_query"]))
 
 
-FAST_WEIGHTS = RoutineSpec("fast_weights", __doc__ or "", FW_PARAMS, _run_fw, _check_fw)
+FAST_WEIGHTS = RoutineSpec("fast_weights", _fw_mod.__doc__ or "", FW_PARAMS, _run_fw, _check_fw)
 
 ROUTINES: tuple[RoutineSpec, ...] = (NEURAL_FIELD, DIFFUSION, FAST_WEIGHTS)
 MODULES: tuple[str, ...] = tuple(f"labctl.inference.routines.{r.name}" for r in ROUTINES)
