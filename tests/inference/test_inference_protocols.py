@@ -86,8 +86,11 @@ def test_parameters_are_range_checked(tmp_path: Path) -> None:
         load_protocol(str(p), load_registry())
 
 
-def test_results_arrays_and_show(sim_run: tuple[Path, dict[str, Any]]) -> None:
-    _, c = sim_run
+def test_results_arrays_show_and_plot(sim_run: tuple[Path, dict[str, Any]],
+                                     tmp_path: Path) -> None:
+    from labctl.plots import plot_run
+
+    path, c = sim_run
     nf, df, fw = (c["results"][i] for i in range(3))
     assert {"psnr_prior_db", "psnr_fbp_db", "psnr_float_db", "psnr_chip_db"} <= set(nf)
     assert {"swd_float", "swd_chip", "swd_floor", "cfg_accuracy_chip",
@@ -99,6 +102,10 @@ def test_results_arrays_and_show(sim_run: tuple[Path, dict[str, Any]]) -> None:
     assert c["pulses"].size > 0  # programming through program_fn is recorded
     assert "psnr_chip_db" in c["summary"]
     assert "recall_chip" in c["summary"]
+    with RunReader(path) as rd:
+        names = {p.name for p in plot_run(rd, tmp_path / "figs")}
+    assert {"step1_reconstruction.png", "step2_samples.png", "step2_samples_guided.png",
+            "step3_recall.png", "step3_writes_per_cell.png"} <= names
 
 
 @pytest.mark.parametrize("station", ["protocols/stations/virtual-lab.yaml",

@@ -193,6 +193,9 @@ DF_PARAMS: dict[str, Param] = {
                           "none, affine (refit per-column gain/offset from calibration "
                           "inputs) or reread (re-read cells and ADC ranges, then refit)",
                           ("none", "affine", "reread"), default=_DF.recalibrate),
+    "program_order": Choice("both_first: program both networks, then sample; just_in_time: "
+                            "program each network right before it samples",
+                            ("both_first", "just_in_time"), default=_DF.program_order),
     **_MAPPING,
     "seed": _SEED,
 }
