@@ -13,6 +13,11 @@ Figures reported (Yang et al., Nat. Commun. 2026; REFERENCE.md):
   ``integration_time_s`` per sample; array power from the ledger's energy per device-second
   of MVM (an upper bound: it includes the DAC/ADC conversions a closed loop would not need)
   plus an assumed integrator power;
+- calibration: each network's per-column affine correction is refitted from calibration
+  inputs through the chip right before it samples (``recalibrate``, HERMES-style, Le Gallo
+  et al. 2023): relaxation keeps moving the cells after read-back, and with both networks
+  programmed first the unconditional one samples ``programmed_age_s_uncond`` (7,320 s by
+  default) after its last read-back (measurements in docs/inference.md);
 - digital baseline, stated not measured: the paper's IEDM 2024 figures, 3.0 ms and 22.5 µJ
   per sample in software against 0.02 ms and 7.2 µJ analog (REFERENCE.md), beside the MAC
   count our sampler needs.
