@@ -23,6 +23,10 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.refresh",
     "calibration.fault_map",
     "calibration.report",
+    # the inference workloads' routines live in the labctl core (labctl.inference.routines)
+    "labctl.inference.routines.neural_field",
+    "labctl.inference.routines.diffusion",
+    "labctl.inference.routines.fast_weights",
 )
 
 

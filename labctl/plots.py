@@ -4,8 +4,9 @@ Each figure is drawn only when the run holds its data: conductance maps (any ste
 ``g_final_S``, ``g_map_S`` or ``g_formed_S``), the verify-write convergence histogram
 (``n_pulses`` by ``outcome``), spread against conductance (``g_final_S`` / ``g_map_S`` of
 the cells a verify-write step converged, grouped by ``target_S``), level spread against
-conductance at each read time (``level_std_S`` of a characterize step) and drift curves
-(``drift_*``).
+conductance at each read time (``level_std_S`` of a characterize step), drift curves
+(``drift_*``) and the inference routines' figures (``recon_*``, ``samples_*``,
+``recall_by_chunk_*``; :mod:`labctl.inference.plots`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,22 @@ def step_arrays(rd: RunReader) -> dict[int, dict[str, np.ndarray]]:
     return out
 
 
+def step_results(rd: RunReader) -> dict[int, dict[str, Any]]:
+    """step → its latest RESULT payload."""
+    return {r.step: r.payload for r in rd.of_kind(Kind.RESULT)}
+
+
 def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from labctl.inference.plots import plot_inference
+
     outdir.mkdir(parents=True, exist_ok=True)
     arrays = step_arrays(rd)
+    results = step_results(rd)
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
@@ -92,6 +101,7 @@ def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
                    ylabel="µS")
             ax.legend()
             save(fig, f"step{step + 1}_drift.png")
+        plot_inference(plt, save, step, arr, results.get(step, {}))
     return written
 
 

@@ -68,9 +68,14 @@ def plan_resume(reader: RunReader, n_steps: int) -> ResumePlan:
         cut = max((r.seq for r in recs if r.kind not in (Kind.READ, Kind.EVENT)), default=0)
     late_pulses = [r for r in mine if r.kind == Kind.PULSE and r.seq > cut]
     if late_pulses:
+        routine = begin[-1].payload.get("routine", "?") if begin else "?"
         raise CannotResume(
-            f"step {first} pulsed cells outside a checkpoint (record {late_pulses[0].seq}) after "
-            "its last checkpoint; resuming could repeat those pulses. Re-run the step instead.")
+            f"step {first + 1} ({routine}) pulsed cells directly, outside a checkpoint (record "
+            f"{late_pulses[0].seq}), after its last checkpoint; resuming could repeat those "
+            "pulses, so this run cannot be resumed mid-step (routines that program through "
+            "direct pulses, such as the inference workloads, are resumable only at step "
+            "boundaries). The file stays readable (labctl show / plot); start a new run of the "
+            "protocol instead.")
     late_reads = [r.seq for r in mine if r.kind == Kind.READ and r.seq > cut]
     return ResumePlan(first, state, bool(begin), cut, skip | set(late_reads), late_reads)
 

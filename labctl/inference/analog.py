@@ -34,7 +34,7 @@ from labctl.inference.mapping import (
     pair_targets,
 )
 
-__all__ = ["AnalogLinear", "AnalogNetwork", "to_analog"]
+__all__ = ["AnalogLinear", "AnalogNetwork", "recalibrate", "to_analog"]
 
 
 @dataclass
@@ -160,6 +160,15 @@ class AnalogLinear(Layer):
         self.w_target = w_log.copy()
         self.correction = self._fault_correction()
         return written
+
+    def refresh_readback(self, n_average: int = 8) -> None:
+        """Re-read every programmed cell (``g_read``): the conductances as they are now,
+        after the relaxation since programming, for :meth:`calibrate`'s ADC ranges."""
+        for blk in self.blocks:
+            for p in blk.pairs:
+                cells = p.region.cells()
+                p.g_read = np.asarray(self.backend.read(cells, n_average=n_average),
+                                      dtype=np.float64).reshape(p.g_read.shape)
 
     # ---- calibration ----
     def calibrate(self, x_cal: Array, *, input_percentile: float = 100.0,
@@ -298,3 +307,25 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
         for la, t in zip(model.layers, was_training):
             la.training = t
     return AnalogNetwork(layers)
+
+
+def recalibrate(net: AnalogNetwork, model: MLP, x_cal: Array, *, reread: bool = False,
+                n_average: int = 8) -> None:
+    """Chip-in-the-loop recalibration right before use (HERMES-style per-column affine
+    correction from calibration inputs, Le Gallo et al., Nat. Electron. 2023): run
+    ``x_cal`` through the chip network and the float ``model`` side by side and refit each
+    analog layer's per-column gain/offset, progressively (from the inputs the chip layers
+    before it produce now). Relaxation keeps moving the cells after programming (in log
+    time, REFERENCE.md), so an affine fitted at programming time goes stale while other
+    layers are programmed and settle; this refits it against the cells as they are.
+    With ``reread`` the cells are read again first and the ADC ranges re-derived."""
+    h = np.asarray(x_cal, dtype=np.float64)
+    h_chip = h
+    for f_layer, c_layer in zip(model.layers, net.layers, strict=True):
+        if isinstance(c_layer, AnalogLinear) and isinstance(f_layer, Linear):
+            if reread:
+                c_layer.refresh_readback(n_average)
+                c_layer.calibrate(h)
+            c_layer.fit_affine(h_chip, h @ f_layer.W.value)
+        h_chip = c_layer.forward(h_chip)
+        h = f_layer.forward(h)

@@ -112,6 +112,11 @@ def _update(k: Array, v: Array, w1: Array, w3: Array, w2: Array, lr: float,
     return w1 - lr * upd[0], w3 - lr * upd[1], w2 - lr * upd[2]
 
 
+def _by_chunk(hit: npt.NDArray[np.bool_], chunks: list[slice]) -> Array:
+    """Recall of each chunk's pairs at the end, in write order (a forgetting curve)."""
+    return np.array([float(np.mean(hit[c])) for c in chunks])
+
+
 def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] | None = None,
                      program_fn: ProgramFn | None = None) -> dict[str, Any]:
     """Write 256 key/value pairs chunk by chunk, then query every key. Float always; with a
@@ -128,6 +133,7 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
         "params": asdict(p),
         "recall_float": float(np.mean(pred_f == s.val_tok)),
         "recall_chance": 1.0 / p.vocab,
+        "recall_by_chunk_float": _by_chunk(pred_f == s.val_tok, chunks),
     }
     if backend is None:
         return out
@@ -168,6 +174,8 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
     all_writes = np.concatenate([w.reshape(-1) for w in writes])
     out.update({
         "recall_chip": float(np.mean(pred_c == s.val_tok)),
+        "recall_by_chunk_chip": _by_chunk(pred_c == s.val_tok, chunks),
+        "writes_per_cell": all_writes,
         "write_pulses_per_token": write.get("pulses", 0.0) / n_tok,
         "write_energy_J_per_token": write.get("energy_J", 0.0) / n_tok,
         "write_device_time_s_per_token": write.get("device_time_s", 0.0) / n_tok,

@@ -105,6 +105,10 @@ def _step_state(mine: list[Record]) -> str:
     if any(r.kind == Kind.STEP_END for r in mine):
         return "completed"
     ck = [r for r in mine if r.kind == Kind.CHECKPOINT]
+    last_ck = ck[-1].seq if ck else 0
+    if any(r.kind == Kind.PULSE and r.seq > last_ck for r in mine):
+        return (f"interrupted after direct pulses ({len(ck)} checkpoints); not resumable "
+                "mid-step — start a new run")
     if ck:
         p = ck[-1].payload
         return (f"interrupted after {len(ck)} checkpoints ({p.get('done')}/{p.get('total')} "

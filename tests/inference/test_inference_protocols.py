@@ -1,0 +1,151 @@
+"""The inference routines as protocols: validation, and the three workloads run unchanged on
+the simulated chip and over the wire (virtual instruments, both topologies) with identical
+recorded reads and pulses, identical result arrays (reconstructions, samples, recall curves
+— the MVMs are bit-identical too) and identical figures apart from the ledger's cost
+estimates, which only the simulator models (energy is NaN over the wire; device time there
+is the instruments' own accounting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from labctl.errors import ConfigError
+from labctl.protocol import load_protocol
+from labctl.replay import CannotResume, plan_resume
+from labctl.run_loop import RunOptions
+from labctl.runner import load_registry, run
+from labctl.store.reader import RunReader
+from labctl.store.schema import Kind
+from labctl.store.summary import summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = """\
+name: inference-small
+steps:
+  - routine: neural_field
+    params: {n: 12, n_angles: 6, width: 8, depth: 2, prior_steps: 20, finetune_steps: 5,
+             mapping: differential, settle_first_s: 60.0}
+  - routine: diffusion
+    params: {width: 8, depth: 2, train_steps: 30, batch: 32, n_train: 128, n_samples: 32,
+             n_steps: 3, continuous_steps: 6, mapping: differential, replicas: 1}
+  - routine: fast_weights
+    params: {vocab: 32, n_pairs: 16, d_model: 32, d_key: 16, hidden: 16, chunk: 8}
+"""
+COST_KEYS = ("energy", "device_time", "power")
+"""Result keys from the backend's ledger: a simulator cost model, not measured over the wire."""
+
+
+def _is_cost(key: str) -> bool:
+    return any(c in key for c in COST_KEYS)
+
+
+def _run(tmp: Path, station: str, name: str, seed: int | None) -> Path:
+    out = tmp / f"{name}.h5"
+    outcome = run(RunOptions(protocol=str(tmp / "p.yaml"), station=str(ROOT / station),
+                             out=str(out), seed=seed, calibration_dir=str(tmp / f"cal-{name}"),
+                             interactive=False, progress=False))
+    assert outcome.status == "completed", outcome.message
+    return out
+
+
+def _contents(path: Path) -> dict[str, Any]:
+    with RunReader(path) as rd:
+        arrays = {(r.step, n): r.array(n) for r in rd.of_kind(Kind.ARRAY)
+                  for n in r.array_names()}
+        results = {r.step: r.payload for r in rd.of_kind(Kind.RESULT)}
+        return {"reads": rd.raw("reads"), "pulses": rd.raw("pulses"), "arrays": arrays,
+                "results": results, "summary": "\n".join(summarize(rd))}
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("infer-sim")
+    (tmp / "p.yaml").write_text(SMALL, encoding="utf-8")
+    path = _run(tmp, "protocols/stations/sim.yaml", "sim", seed=0)
+    return path, _contents(path)
+
+
+def test_shipped_protocols_validate() -> None:
+    reg = load_registry()
+    for name in ("neural_field", "diffusion", "fast_weights"):
+        proto = load_protocol(str(ROOT / "protocols" / f"{name}.yaml"), reg)
+        assert [s.routine for s in proto.steps] == [name]
+
+
+def test_parameters_are_range_checked(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("routine: diffusion\nparams: {width: 0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"width.*4 ≤ value ≤ 256"):
+        load_protocol(str(p), load_registry())
+    p.write_text("routine: fast_weights\nparams: {mapping: residual}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_protocol(str(p), load_registry())
+
+
+def test_results_arrays_show_and_plot(sim_run: tuple[Path, dict[str, Any]],
+                                     tmp_path: Path) -> None:
+    from labctl.plots import plot_run
+
+    path, c = sim_run
+    nf, df, fw = (c["results"][i] for i in range(3))
+    assert {"psnr_prior_db", "psnr_fbp_db", "psnr_float_db", "psnr_chip_db"} <= set(nf)
+    assert {"swd_float", "swd_chip", "swd_floor", "cfg_accuracy_chip",
+            "energy_J_per_sample_chip", "device_time_s_per_sample_chip"} <= set(df)
+    assert {"recall_float", "recall_chip", "recall_chance", "write_pulses_per_token",
+            "writes_per_cell_max"} <= set(fw)
+    names = {n for _, n in c["arrays"]}
+    assert {"recon_chip", "samples_chip", "samples_true", "recall_by_chunk_chip"} <= names
+    assert c["pulses"].size > 0  # programming through program_fn is recorded
+    assert "psnr_chip_db" in c["summary"]
+    assert "recall_chip" in c["summary"]
+    with RunReader(path) as rd:
+        names = {p.name for p in plot_run(rd, tmp_path / "figs")}
+    assert {"step1_reconstruction.png", "step2_samples.png", "step2_samples_guided.png",
+            "step3_recall.png", "step3_writes_per_cell.png"} <= names
+
+
+@pytest.mark.parametrize("station", ["protocols/stations/virtual-lab.yaml",
+                                     "protocols/stations/virtual-lab-discrete.yaml"])
+def test_wire_path_equals_simulator(tmp_path: Path, station: str,
+                                    sim_run: tuple[Path, dict[str, Any]]) -> None:
+    (tmp_path / "p.yaml").write_text(SMALL, encoding="utf-8")
+    _, sim = sim_run
+    wire = _contents(_run(tmp_path, station, "wire", seed=None))  # the station's seed is 0
+    assert np.array_equal(sim["reads"], wire["reads"])
+    for f in sim["pulses"].dtype.names or ():
+        assert np.array_equal(sim["pulses"][f], wire["pulses"][f],
+                              equal_nan=sim["pulses"][f].dtype.kind == "f"), f
+    assert sim["arrays"].keys() == wire["arrays"].keys()
+    for k, a in sim["arrays"].items():
+        assert np.array_equal(a, wire["arrays"][k]), k
+    for step, res in sim["results"].items():
+        same = {k: v for k, v in res.items() if not _is_cost(k)}
+        assert same == {k: v for k, v in wire["results"][step].items() if not _is_cost(k)}
+
+
+def test_killed_run_is_readable_and_resume_refused(sim_run: tuple[Path, dict[str, Any]],
+                                                   tmp_path: Path) -> None:
+    """A copy of the run cut just after the first direct pulse of the neural-field step
+    stands for a process killed mid-programming: show still reads it, resume is refused."""
+    import h5py
+
+    src, _ = sim_run
+    cut = tmp_path / "killed.h5"
+    with RunReader(src) as rd:
+        first_pulse = next(r.seq for r in rd.all() if r.kind == Kind.PULSE)
+    import shutil
+
+    shutil.copy(src, cut)
+    with h5py.File(cut, "r+") as f:  # drop every record after it: the committed prefix
+        rec = f["log/records"]
+        rec.resize((first_pulse,))
+    with RunReader(cut) as rd:
+        text = "\n".join(summarize(rd))
+        assert "truncated" in text
+        assert "not resumable" in text
+        with pytest.raises(CannotResume, match=r"step 1 \(neural_field\).*start a new run"):
+            plan_resume(rd, 3)
