@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from labctl.errors import LabctlError
+from labctl.errors import InstrumentFault, LabctlError, RequestRejected, RunInterrupted
 
 COMMANDS: dict[str, str] = {
     "info": "labctl.commands.info",
@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_code(e: LabctlError) -> int:
+    """2: the request was refused before anything reached the hardware; 3: an instrument
+    fault after operations began (the hardware was put in its safe state); 130: stopped at a
+    checkpoint on request; 1: any other labctl error."""
+    if isinstance(e, RequestRejected):
+        return 2
+    if isinstance(e, InstrumentFault):
+        return 3
+    if isinstance(e, RunInterrupted):
+        return 130
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except LabctlError as e:
         print(f"labctl {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return exit_code(e)
     except KeyboardInterrupt:
         print(
             f"labctl {args.command}: interrupted; hardware left in its safe state", file=sys.stderr

@@ -69,6 +69,8 @@ class Runner:
         self.rec = RecordingBackend(backend, writer)
         self.calibration = calibration
         self._interrupt = False
+        self._terminate: str | None = None
+        """Name of the signal (SIGTERM, SIGHUP) that asked the run to stop, if any."""
         self.step_results: dict[int, dict[str, Any]] = {}
         """Key figures each step saved in this process (a ``report`` step prints them)."""
         tty = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
@@ -191,20 +193,33 @@ class Runner:
             if self._interrupt:
                 raise KeyboardInterrupt
             self._interrupt = True
-            print("\nlabctl: Ctrl+C — pausing at the next checkpoint (Ctrl+C again to stop "
-                  "now)", file=sys.stderr, flush=True)
+            if signum == signal.SIGINT:
+                print("\nlabctl: Ctrl+C — pausing at the next checkpoint (Ctrl+C again to stop "
+                      "now)", file=sys.stderr, flush=True)
+            else:  # SIGTERM (kill, systemd, a scheduler) or SIGHUP (the terminal went away)
+                self._terminate = signal.Signals(signum).name
+                print(f"\nlabctl: {self._terminate} — aborting at the next checkpoint",
+                      file=sys.stderr, flush=True)
 
-        old = signal.signal(signal.SIGINT, handler)
+        signums = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):
+            signums.append(signal.SIGHUP)
+        old = {sig: signal.signal(sig, handler) for sig in signums}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, old)
+            for sig, h in old.items():
+                signal.signal(sig, h)
 
     def _pause_point(self, step: Step) -> None:
         if not self._interrupt:
             return
         self._safe_state()
         where = f"step {step.index + 1} ({step.name})"
+        if self._terminate:
+            self.event(step.index, f"aborted at a checkpoint ({self._terminate})")
+            raise RunInterrupted(f"aborted at a checkpoint in {where} ({self._terminate})",
+                                 aborted=True)
         if not self.interactive:
             self.event(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
             raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)

@@ -32,7 +32,7 @@ from labctl.protocol import Protocol, check_against_chip, load_protocol, parse_p
 from labctl.replay import plan_resume, replay
 from labctl.routine import RoutineSpec
 from labctl.run_loop import Runner, RunOptions, RunOutcome
-from labctl.station import StationSpec, load_station, parse_station
+from labctl.station import StationSpec, chip_state_in_process, load_station, parse_station
 from labctl.store.calibration import CalibrationRecord
 from labctl.store.reader import RunReader
 from labctl.store.schema import Kind
@@ -90,13 +90,24 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             if given.text != protocol.text:
                 raise ConfigError(opts.protocol, "(file)", f"differs from the protocol recorded "
                                   f"in {path}; a resume runs the recorded protocol")
-        if opts.station or opts.seed is not None:
-            raise ConfigError("labctl run", "--resume", "a resume uses the station and seed "
-                              "recorded in the run file; do not give --station or --seed")
+        if opts.seed is not None:
+            raise ConfigError("labctl run", "--seed", "a resume uses the seed recorded in the "
+                              "run file; do not give --seed")
         station_map = json.loads(str(attrs.get("station_effective", "{}")))
         spath = str(attrs.get("station_path", ""))
         spec = parse_station(station_map, f"{path} (recorded station)",
                              Path(spath) if spath else None)
+        if opts.station:
+            # On real instruments an address can change (a re-plugged USB adapter); the chip
+            # id check below still guards against resuming on the wrong chip.
+            if chip_state_in_process(spec):
+                raise ConfigError("labctl run", "--station", "this run was on a simulated chip, "
+                                  "which a resume rebuilds from the recorded station; do not "
+                                  "give --station")
+            spec = load_station(opts.station)
+            if chip_state_in_process(spec):
+                raise ConfigError(str(opts.station), "station", "a run on real instruments "
+                                  "cannot be resumed on a simulated or virtual station")
         seed = int(attrs.get("seed", 0))
         if rd.complete:
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
@@ -112,7 +123,10 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             check_against_chip(protocol, reg, backend.chip, backend.envelope)
             calibration = _load_calibration(backend, opts)
             stats: dict[str, Any] = {"replayed_pulses": 0, "replayed_reads": 0}
-            if backend.capabilities.virtual_clock:
+            if chip_state_in_process(spec) and backend.capabilities.virtual_clock:
+                # The simulated chip died with the killed process: rebuild its state by
+                # replaying the record onto a fresh one. A live chip (hardware, or virtual
+                # instruments some other process serves) *is* the state: never replay onto it.
                 stats = replay(rd, backend, plan)
             ledger_after_replay = backend.ledger.snapshot()
         except BaseException:
@@ -172,6 +186,10 @@ def _effective_station(station: str | None, seed: int | None) -> tuple[StationSp
     if seed < 0:
         raise ConfigError("labctl run", "--seed", f"must be a non-negative integer, got {seed}")
     if spec.backend == "sim":
+        if seed != st.get("seed", 0) and "chip_id" in st:
+            # A different seed is a different simulated chip: it must not share the
+            # station's chip id, or it would load another chip's calibration record.
+            st["chip_id"] = f"{st['chip_id']}-seed{seed}"
         st["seed"] = seed
     return replace(spec, station=st), seed
 

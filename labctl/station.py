@@ -99,6 +99,13 @@ def load_station(path: str | Path | None) -> StationSpec:
     return parse_station(load_yaml_mapping(path, "station"), str(path), Path(path))
 
 
+def chip_state_in_process(spec: StationSpec) -> bool:
+    """Whether the chip's state is created by this process when the backend opens (the
+    in-process simulator, or virtual instruments the station starts itself): then a run
+    killed with the process lost its chip, and a resume rebuilds it by replay."""
+    return spec.backend == "sim" or spec.station.get("virtual") is True
+
+
 def open_backend(station: str | Path | StationSpec | None = None) -> BackendBase:
     """Build the backend a station file describes (the simulated chip when ``None``)."""
     spec = station if isinstance(station, StationSpec) else load_station(station)

@@ -13,8 +13,30 @@ from typing import Any
 import yaml
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice (YAML would silently keep the last)."""
+
+
 class SafeLoader(yaml.SafeLoader):
-    """SafeLoader that reads 1e-4 as a float."""
+    """SafeLoader that reads 1e-4 as a float and rejects duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                break  # the base class reports unhashable keys
+            if key in seen:
+                raise DuplicateKeyError(
+                    None, None,
+                    f"key {key!r} appears twice (first at line {seen[key].line + 1}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 SafeLoader.add_implicit_resolver(

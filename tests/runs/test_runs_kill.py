@@ -150,9 +150,13 @@ def test_kill9_at_random_moments_then_resume(tmp_path: Path, reference: tuple,
     assert killed_mid_run >= 1, logs
 
 
-def test_sigint_subprocess_aborts_safely_then_resumes(tmp_path: Path, reference: tuple) -> None:
-    """Ctrl+C without a terminal: the run stops at the next checkpoint, reaches the safe
-    state, exits 130 and leaves a readable, resumable file."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_signal_aborts_safely_then_resumes(tmp_path: Path, reference: tuple,
+                                           sig: signal.Signals) -> None:
+    """Ctrl+C without a terminal, kill (SIGTERM) or a lost terminal (SIGHUP): the run stops
+    at the next checkpoint, reaches the safe state, exits 130 and leaves a readable,
+    resumable file."""
     env = subprocess_env(tmp_path)
     out = tmp_path / "int.h5"
     proc = subprocess.Popen([*labctl_cmd(), "run", str(KILL_PROTOCOL), "--out", str(out),
@@ -161,7 +165,7 @@ def test_sigint_subprocess_aborts_safely_then_resumes(tmp_path: Path, reference:
                             stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and _committed(out) < 60:
         time.sleep(POLL_S)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err

@@ -278,3 +278,22 @@ def test_sigint_in_a_step_without_checkpoints_stops_at_the_step_boundary(
     assert o2.status == "completed"
     with RunReader(out) as rd:
         assert {r.step for r in rd.of_kind(Kind.STEP_END)} == {0, 1, 2, 3}
+
+
+def test_another_seed_is_another_simulated_chip() -> None:
+    from labctl.runner import _effective_station
+
+    spec, seed = _effective_station(None, 5)
+    assert seed == 5 and spec.station["chip_id"] == "sim-180nm-0001-seed5"
+    spec, _ = _effective_station(None, None)
+    assert spec.station["chip_id"] == "sim-180nm-0001"
+
+
+def test_replay_only_when_the_chip_lives_in_this_process() -> None:
+    from labctl.station import chip_state_in_process, parse_station
+
+    assert chip_state_in_process(parse_station({"station": {"backend": "sim"}}, "x"))
+    virtual = {"station": {"backend": "instruments", "virtual": True}}
+    assert chip_state_in_process(parse_station(virtual, "x"))
+    live = {"station": {"backend": "instruments"}, "instruments": {}}
+    assert not chip_state_in_process(parse_station(live, "x"))
