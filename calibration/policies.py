@@ -58,6 +58,8 @@ _GATE = {
                                min=0.0, max=40e-6, default=2e-6),
     "cap_step_S": Float("gate raise per SET pulse, as a step of the implied cap", unit="S",
                         min=1e-9, max=10e-6, default=0.3e-6),
+    "set_width_s": Float("SET pulse width (NeuRRAM: 100 ns–1 µs)", unit="s", min=1e-9,
+                         max=1e-3, default=1e-6),
     "gate_min_V": Float("lowest gate voltage used", unit="V", min=0.0, max=6.0, default=0.9),
     "gate_stop_V": Float("highest SET gate voltage (top of the ladder)", unit="V", min=0.0,
                          max=6.0, default=3.0),
@@ -174,7 +176,7 @@ class GateStepping(AmplitudeStepping):
         st["cap_S"][idx] = cap
         st["top"][idx] = gate >= p["gate_stop_V"] - 1e-12
         n = idx.size
-        return np.full(n, p["set_V"]), gate, np.full(n, self.r["width_s"])
+        return np.full(n, p["set_V"]), gate, np.full(n, p["set_width_s"])
 
 
 class WidthStepping(AmplitudeStepping):
@@ -227,6 +229,9 @@ def check_policy(spec: Mapping[str, Any], env: SafetyEnvelope, chip: ChipInfo) -
         over("gate_stop_V", spec["gate_stop_V"], env.max_gate_V, "V")
         if spec["gate_min_V"] > spec["gate_stop_V"]:
             raise ParamError("policy.gate_min_V", "must not exceed gate_stop_V")
+        if not env.min_width_s <= spec["set_width_s"] <= env.max_width_s:
+            raise ParamError("policy.set_width_s", f"must be within {env.min_width_s:g} s ≤ "
+                             f"value ≤ {env.max_width_s:g} s (the safety envelope)")
     elif spec["kind"] == "pulse_width":
         over("set_V", spec["set_V"], env.max_bitline_V, "V")
         over("reset_V", spec["reset_V"], env.max_sourceline_V, "V")

@@ -29,7 +29,7 @@ from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.targets import TARGET, check_target, make_target
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
-from labctl.params import Bool, Float, Int, Param, ParamError
+from labctl.params import Bool, Float, Int, Param, ParamError, validate
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 from labctl.store.calibration import FAULT_CODES
 
@@ -70,6 +70,9 @@ PARAMS: dict[str, Param] = {
 }
 
 
+_DEFAULT_SET = validate({"set": PARAMS["set"]}, {})["set"]
+
+
 def check(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> None:
     reg.check_region(params["region"], chip)
     check_target(params["target"], reg.region_shape(params["region"]), chip)
@@ -87,6 +90,11 @@ def check(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> Non
             raise ParamError(f"{key}.width_s", f"must be within {env.min_width_s:g} s ≤ value ≤ "
                              f"{env.max_width_s:g} s (the safety envelope)")
     check_policy(params["policy"], env, chip)
+    if params["policy"]["kind"] != "amplitude" and params["set"] != _DEFAULT_SET:
+        raise ParamError("set", f"is used only by policy kind 'amplitude'; the "
+                         f"'{params['policy']['kind']}' policy takes its SET settings from "
+                         "policy (e.g. policy.set_V, policy.set_width_s) — remove 'set' or "
+                         "choose policy: {kind: amplitude}")
     if params["read_V"] > env.max_read_V:
         raise ParamError("read_V", f"must be ≤ {env.max_read_V:g} V (the safety envelope)")
 

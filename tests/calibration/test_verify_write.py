@@ -100,3 +100,23 @@ steps:
     assert res[1]["policy"] == "pulse_width"
     assert res[1]["success_rate"] >= 0.97
     assert arr[1]["outcome"].shape == (16, 16)
+
+
+def test_gate_policy_uses_its_own_set_width_and_refuses_an_unused_set_section() -> None:
+    from calibration import verify_write
+    from labctl.envelope import SafetyEnvelope
+    from labctl.params import ParamError, validate
+    from sim_backend import SimBackend
+
+    chip = SimBackend("ideal").chip
+    base = {"region": {"rows": [0, 4], "cols": [0, 4]},
+            "target": {"kind": "uniform", "g_S": 10e-6}}
+    p = validate(verify_write.PARAMS, {**base, "policy": {"kind": "gate", "set_width_s": 2e-7}})
+    policy = verify_write.make_policy(p["policy"], p["set"], p["reset"])
+    st = policy.new_state(3)
+    _, _, width = policy.set_pulses(st, np.arange(3), np.full(3, 1e-6), np.full(3, 10e-6),
+                                    np.ones(3, bool))
+    assert np.all(width == 2e-7)
+    p = validate(verify_write.PARAMS, {**base, "set": {"width_s": 5e-7}})
+    with pytest.raises(ParamError, match="only by policy kind 'amplitude'"):
+        verify_write.check(p, chip, SafetyEnvelope())
