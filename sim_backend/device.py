@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,8 @@ class StaticCells:
     """Device-to-device parameters of a set of cells (drawn once per cell from its key)."""
 
     form_V: F64
+    form_I_A: F64
+    """Least compliance current that completes forming, A."""
     set_V: F64
     reset_V: F64
     set_gain: F64
@@ -42,6 +45,13 @@ class StaticCells:
     fault: npt.NDArray[np.int8]
     stuck_S: F64
     """Conductance of stuck cells (LRS or HRS value); unused for other cells."""
+
+    @classmethod
+    def zeros(cls, n: int) -> StaticCells:
+        """Storage for ``n`` cells, filled tile by tile as tiles are first used."""
+        arrays: dict[str, Any] = {name: np.zeros(n) for name in cls.__dataclass_fields__}
+        arrays["fault"] = np.zeros(n, dtype=np.int8)
+        return cls(**arrays)
 
     def take(self, idx: I64) -> StaticCells:
         return StaticCells(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
@@ -74,6 +84,10 @@ def draw_static(preset: Preset, seed: int, cells: I64) -> StaticCells:
     )
     return StaticCells(
         form_V=s.form_V_mean + s.form_V_sigma * n(rng.Stream.D2D_FORM_V),
+        form_I_A=np.maximum(
+            s.form_current_mean_A + s.form_current_sigma_A * n(rng.Stream.D2D_FORM_I),
+            0.1 * s.form_current_mean_A,
+        ),
         set_V=s.set_V_mean + s.set_V_sigma * n(rng.Stream.D2D_SET_V),
         reset_V=s.reset_V_mean + s.reset_V_sigma * n(rng.Stream.D2D_RESET_V),
         set_gain=s.set_gain * np.exp(gain_sigma * n(rng.Stream.D2D_SET_GAIN)),
@@ -160,7 +174,8 @@ def apply_bitline_pulse(
     rate_f = np.exp((amplitude_V - st.form_V) / s.form_V0) * (width_s / s.form_t_ref_s)
     p_form = -np.expm1(-rate_f)
     u = rng.uniform(seed, cells, events, rng.Stream.C2C_FORM)
-    formed_now = formable & (u < p_form) & (i_c > 0)
+    # the filament only forms if the gate lets enough current through to grow it
+    formed_now = formable & (u < p_form) & (i_c >= st.form_I_A)
     broken_now = formed_now & (i_c > s.overform_current_A)
     g_new[formed_now] = np.minimum(st.as_formed_S[formed_now], cap[formed_now])
     # SET on formed cells below their cap

@@ -117,19 +117,7 @@ class Macro:
     def _init_tile(self, tile: int) -> None:
         n = self.n_tiles * self.cells_per_tile
         if self._static is None:
-            z = np.zeros(n)
-            self._static = StaticCells(
-                z,
-                z.copy(),
-                z.copy(),
-                z.copy(),
-                z.copy(),
-                z.copy(),
-                z.copy(),
-                z.copy(),
-                np.zeros(n, dtype=np.int8),
-                z.copy(),
-            )
+            self._static = StaticCells.zeros(n)
         lo = tile * self.cells_per_tile
         cells = np.arange(lo, lo + self.cells_per_tile, dtype=np.int64)
         st = draw_static(self.preset, self.seed, cells)

@@ -101,6 +101,13 @@ class SwitchingParams:
     """Forming voltage acceleration, V per e-fold. *assumption*."""
     form_t_ref_s: float = 1e-3
     """Forming reference time: at threshold, a pulse of this width forms with p ≈ 63 %."""
+    form_current_mean_A: float = 3e-6
+    """Mean current the access transistor must pass for forming to complete, A.
+    *assumption*: a filament only forms when enough current flows to grow it, so a gate held
+    too low fails to form the cell — why forming ramps the gate up from 1.3 V [Stanford]
+    and stops each cell as it forms; chosen so that ramp forms cells between ≈ 1.4 and 1.9 V."""
+    form_current_sigma_A: float = 1e-6
+    """Device-to-device σ of that minimum forming current, A. *assumption*."""
     overform_current_A: float = 70e-6
     """Compliance above which forming hard-breaks the cell (stuck at LRS), A. *assumption*:
     why forming ramps the gate gently [Stanford, REFERENCE.md]."""
@@ -146,6 +153,7 @@ class SwitchingParams:
                     "form_V0",
                     "form_t_ref_s",
                     "overform_current_A",
+                    "form_current_mean_A",
                     "as_formed_mean_S",
                     "set_V0",
                     "set_gain",
@@ -158,6 +166,7 @@ class SwitchingParams:
                 **_all(
                     "nonneg",
                     "form_V_mean",
+                    "form_current_sigma_A",
                     "form_V_sigma",
                     "as_formed_sigma_S",
                     "set_V_mean",

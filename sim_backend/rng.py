@@ -49,6 +49,7 @@ class Stream(enum.IntEnum):
     D2D_STUCK = 9
     D2D_STUCK_G = 10
     D2D_RELAX = 11
+    D2D_FORM_I = 12
     # cycle-to-cycle (per event)
     C2C_FORM = 20
     C2C_SET = 21

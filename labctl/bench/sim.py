@@ -25,7 +25,7 @@ def _programmed(ir_drop: bool, seed: int = 7) -> tuple[BackendBase, np.ndarray]:
     be = SimBackend(preset, seed=seed)
     rng = np.random.default_rng(seed)
     cells = Cells.block(0, slice(0, 256), slice(0, 512))
-    be.pulse(cells, "FORM", 3.3, 1.3, 1e-3)
+    be.pulse(cells, "FORM", 3.3, 2.5, 1e-3)
     be.pulse(cells, "RESET", 2.5, 5.0, 1e-6)
     # One gate-limited SET per cell: the gate voltage picks the level (1T1R compliance).
     gate = rng.uniform(1.0, 2.7, size=len(cells))
@@ -62,7 +62,7 @@ def _pulse_read(quick: bool) -> dict[str, float]:
 
     be = SimBackend("default_180nm", seed=3)
     cells = Cells.block(1, slice(0, 256), slice(0, 256))
-    be.pulse(cells, "FORM", 3.3, 1.3, 1e-3)
+    be.pulse(cells, "FORM", 3.3, 2.5, 1e-3)
     n_iter = 3 if quick else 10
     amp = np.linspace(1.2, 1.6, len(cells))
     t0 = time.perf_counter()

@@ -97,15 +97,17 @@ class VirtualBoard:
                 payload = self._dispatch(op, frame.payload)
             except BoardError as e:
                 self.hub.board_errors.append((e.code, str(e)))
-                return bp.Frame(frame.op, frame.seq, bp.pack_error(e.code, str(e)),
-                                bp.Status.ERROR)
+                return bp.Frame(frame.op, frame.seq, bp.pack_error(e.code, str(e)), bp.Status.ERROR)
             except ClampTrip:
                 code, msg = self.hub.board_errors[-1]
                 return bp.Frame(frame.op, frame.seq, bp.pack_error(code, msg), bp.Status.ERROR)
             except (struct.error, ValueError, IndexError) as e:
-                return bp.Frame(frame.op, frame.seq, bp.pack_error(400, f"malformed {op.name} "
-                                                                        f"payload: {e}"),
-                                bp.Status.ERROR)
+                return bp.Frame(
+                    frame.op,
+                    frame.seq,
+                    bp.pack_error(400, f"malformed {op.name} payload: {e}"),
+                    bp.Status.ERROR,
+                )
             return bp.Frame(frame.op, frame.seq, payload, bp.Status.OK)
 
     # ---- opcodes ----
@@ -120,14 +122,28 @@ class VirtualBoard:
     def _dispatch(self, op: bp.Op, p: bytes) -> bytes:
         hub, macro = self.hub, self.hub.macro
         if op is bp.Op.IDENT:
-            return json.dumps({"vendor": "labctl", "model": "virtual 1T1R test board",
-                               "serial": macro.chip.chip_id, "firmware": FIRMWARE,
-                               "verify_write": True, "chip": macro.chip.to_dict()}).encode()
+            return json.dumps(
+                {
+                    "vendor": "labctl",
+                    "model": "virtual 1T1R test board",
+                    "serial": macro.chip.chip_id,
+                    "firmware": FIRMWARE,
+                    "verify_write": True,
+                    "chip": macro.chip.to_dict(),
+                }
+            ).encode()
         if op is bp.Op.STATUS:
             routed = bp.FLAG_ROUTED if hub.cells is not None else 0
             c = hub.clamp_V
-            return bp.STATUS_REPLY.pack(self.flags | routed, len(hub.board_errors), c["BL"],
-                                        c["SL"], c["WL"], c["READ"], self.watchdog_s)
+            return bp.STATUS_REPLY.pack(
+                self.flags | routed,
+                len(hub.board_errors),
+                c["BL"],
+                c["SL"],
+                c["WL"],
+                c["READ"],
+                self.watchdog_s,
+            )
         if op is bp.Op.ERROR_NEXT:
             code, msg = hub.board_errors.popleft() if hub.board_errors else (0, "no error")
             return bp.pack_error(code, msg)
@@ -173,7 +189,8 @@ class VirtualBoard:
             dt = bp.F64 if code else bp.F32
             raw = np.frombuffer(p, dt, batch * (r1 - r0), bp.MVM_HEAD.size)
             x: npt.NDArray[np.floating[Any]] = raw.reshape(batch, r1 - r0).astype(
-                np.float64 if code else np.float32)
+                np.float64 if code else np.float32
+            )
             self._clamp("READ", x)
             y = macro.mvm_current(tile, x, slice(r0, r1), slice(c0, c1), bool(diff), adc)
             out_code = 1 if y.dtype == np.float64 else 0
@@ -205,15 +222,30 @@ class VirtualBoard:
         v = np.abs(np.asarray(values, dtype=np.float64))
         lim = self.hub.clamp_V[terminal]
         if v.size and float(v.max()) > lim:
-            raise BoardError(301, f"{terminal} request {float(v.max()):g} V exceeds the "
-                                  f"clamp {lim:g} V; refused, nothing applied")
+            raise BoardError(
+                301,
+                f"{terminal} request {float(v.max()):g} V exceeds the "
+                f"clamp {lim:g} V; refused, nothing applied",
+            )
 
     def _verify_write(self, p: bytes) -> bytes:
         """Program-and-verify in 'firmware': read; SET cells below the band and RESET cells
         above it with amplitudes rising one step per visit; repeat until every cell is in
         band or out of iterations. (NeuRRAM-style incremental pulses, REFERENCE.md.)"""
-        (read_V, read_gate, set0, set_step, set_max, set_gate, rst0, rst_step, rst_max,
-         rst_gate, width, max_iter) = bp.VERIFY_HEAD.unpack_from(p, 0)
+        (
+            read_V,
+            read_gate,
+            set0,
+            set_step,
+            set_max,
+            set_gate,
+            rst0,
+            rst_step,
+            rst_max,
+            rst_gate,
+            width,
+            max_iter,
+        ) = bp.VERIFY_HEAD.unpack_from(p, 0)
         cells, off = self._cells(p, bp.VERIFY_HEAD.size)
         n = len(cells)
         lo, off = bp.unpack_f64(p, off, n)
@@ -231,17 +263,28 @@ class VirtualBoard:
             low, high = g < lo, g > hi
             if not (low.any() or high.any()):
                 break
-            for mask, kind, amp, gate in ((low, PulseKind.SET, set_amp, set_gate),
-                                          (high, PulseKind.RESET, rst_amp, rst_gate)):
+            for mask, kind, amp, gate in (
+                (low, PulseKind.SET, set_amp, set_gate),
+                (high, PulseKind.RESET, rst_amp, rst_gate),
+            ):
                 idx = np.flatnonzero(mask)
                 if idx.size:
-                    macro.pulse(cells.subset(idx), kind, amp[idx].copy(), np.full(idx.size, gate),
-                                np.full(idx.size, width), None)
+                    macro.pulse(
+                        cells.subset(idx),
+                        kind,
+                        amp[idx].copy(),
+                        np.full(idx.size, gate),
+                        np.full(idx.size, width),
+                        None,
+                    )
                     used[idx] += 1
             set_amp[low] = np.minimum(set_amp[low] + set_step, set_max)
             rst_amp[high] = np.minimum(rst_amp[high] + rst_step, rst_max)
             active = np.flatnonzero(low | high)
             g[active] = macro.read_current(cells.subset(active), read_V, read_gate, 1) / read_V
         ok = (g >= lo) & (g <= hi)
-        return (g.astype(bp.F64).tobytes() + used.astype(bp.U16).tobytes()
-                + ok.astype(np.uint8).tobytes())
+        return (
+            g.astype(bp.F64).tobytes()
+            + used.astype(bp.U16).tobytes()
+            + ok.astype(np.uint8).tobytes()
+        )

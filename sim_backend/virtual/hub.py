@@ -56,21 +56,28 @@ class Hub:
         sel = np.arange(self.pos, self.pos + k)
         self.pos += k
         if k < n:
-            self.board_errors.append((302, f"scan list exhausted: {n - k} trigger(s) with no "
-                                           "routed cell"))
+            self.board_errors.append(
+                (302, f"scan list exhausted: {n - k} trigger(s) with no routed cell")
+            )
         return self.mode, self.cells.subset(sel), self.gate_V[sel]
 
     def check_clamp(self, terminal: str, values_V: npt.ArrayLike) -> None:
         v = np.abs(np.asarray(values_V, dtype=np.float64))
         if v.size and float(v.max()) > self.clamp_V[terminal]:
-            self.board_errors.append((301, f"clamp tripped on {terminal}: {float(v.max()):g} V "
-                                           f"> {self.clamp_V[terminal]:g} V; route opened"))
+            self.board_errors.append(
+                (
+                    301,
+                    f"clamp tripped on {terminal}: {float(v.max()):g} V "
+                    f"> {self.clamp_V[terminal]:g} V; route opened",
+                )
+            )
             self.route_clear()
             raise ClampTrip(terminal)
 
     # ---- what a sourcing instrument does to the routed cells ----
-    def apply_source(self, voltages_V: F64, width_s: float, compliance_A: float | None,
-                     n_average: int) -> F64:
+    def apply_source(
+        self, voltages_V: F64, width_s: float, compliance_A: float | None, n_average: int
+    ) -> F64:
         """An SMU sweep point per routed cell: read (READ route) or pulse (others).
 
         Returns the measured current per point; 0 A for open (unrouted) points and for
@@ -88,15 +95,17 @@ class Hub:
                 self.check_clamp("READ", v)
                 for key in np.unique(np.stack([v, gates], axis=1), axis=0):
                     sel = np.flatnonzero((v == key[0]) & (gates == key[1]))
-                    out[sel] = self.macro.read_current(cells.subset(sel), float(key[0]),
-                                                       float(key[1]), n_average)
+                    out[sel] = self.macro.read_current(
+                        cells.subset(sel), float(key[0]), float(key[1]), n_average
+                    )
             else:
                 assert mode is not None
                 kind = PulseKind(mode)
                 self.check_clamp(kind.terminal, v)
                 comp = None if compliance_A is None else np.full(k, compliance_A)
-                self.macro.pulse(cells, kind, v.astype(np.float64), gates, np.full(k, width_s),
-                                 comp)
+                self.macro.pulse(
+                    cells, kind, v.astype(np.float64), gates, np.full(k, width_s), comp
+                )
         return out
 
     def apply_pulses(self, amplitude_V: float, width_s: float, n: int) -> None:
@@ -106,8 +115,9 @@ class Hub:
             if cells is None or len(cells) == 0 or mode is None:
                 return
             if mode == "READ":
-                self.board_errors.append((303, "pulse generator fired into a READ route; "
-                                               "route opened"))
+                self.board_errors.append(
+                    (303, "pulse generator fired into a READ route; route opened")
+                )
                 self.route_clear()
                 return
             kind = PulseKind(mode)

@@ -26,9 +26,15 @@ class VirtualLab:
     servers: dict[str, TcpServer] = field(init=False, default_factory=dict)
 
     @classmethod
-    def start(cls, preset: str = "default_180nm", seed: int = 0, *,
-              macro: Macro | None = None, faults: FaultInjector | None = None,
-              chip_id: str | None = None) -> VirtualLab:
+    def start(
+        cls,
+        preset: str = "default_180nm",
+        seed: int = 0,
+        *,
+        macro: Macro | None = None,
+        faults: FaultInjector | None = None,
+        chip_id: str | None = None,
+    ) -> VirtualLab:
         if macro is None:
             macro = SimBackend(preset, seed, chip_id=chip_id).macro
         lab = cls(macro, faults or FaultInjector(seed))
@@ -53,8 +59,11 @@ class VirtualLab:
         """VISA resource strings for the SCPI/TSP instruments, a pyserial URL for the board."""
         out = {}
         for name, srv in self.servers.items():
-            out[name] = (f"socket://127.0.0.1:{srv.port}" if name == "board"
-                         else f"TCPIP0::127.0.0.1::{srv.port}::SOCKET")
+            out[name] = (
+                f"socket://127.0.0.1:{srv.port}"
+                if name == "board"
+                else f"TCPIP0::127.0.0.1::{srv.port}::SOCKET"
+            )
         return out
 
     def close(self) -> None:

@@ -97,8 +97,9 @@ class TcpServer:
     """Accepts connections on 127.0.0.1 and hands each to ``handler(conn, stop_event)`` in
     its own daemon thread."""
 
-    def __init__(self, name: str, handler: Callable[[socket.socket, threading.Event], None],
-                 port: int = 0) -> None:
+    def __init__(
+        self, name: str, handler: Callable[[socket.socket, threading.Event], None], port: int = 0
+    ) -> None:
         self.name = name
         self._handler = handler
         self._stop = threading.Event()
@@ -123,8 +124,9 @@ class TcpServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.settimeout(0.2)
             self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                             name=f"virtual-{self.name}-conn").start()
+            threading.Thread(
+                target=self._serve, args=(conn,), daemon=True, name=f"virtual-{self.name}-conn"
+            ).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -161,8 +163,12 @@ def recv_some(conn: socket.socket, stop: threading.Event) -> bytes | None:
     return None
 
 
-def serve_lines(conn: socket.socket, stop: threading.Event,
-                on_line: Callable[[str], bytes | None], send: Callable[[bytes], None]) -> None:
+def serve_lines(
+    conn: socket.socket,
+    stop: threading.Event,
+    on_line: Callable[[str], bytes | None],
+    send: Callable[[bytes], None],
+) -> None:
     """Line-oriented (``\\n``-terminated) request loop for SCPI / TSP instruments."""
     buf = bytearray()
     while True:

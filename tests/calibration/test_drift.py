@@ -114,7 +114,7 @@ steps:
     assert all(a < 0.6 < b for a, b in zip(r["rms_after_uS"], r["rms_before_uS"], strict=True))
     from labctl.store import CalibrationRecord
 
-    rec = CalibrationRecord.load("sim-180nm-0001", (8, 256, 512))
+    rec = CalibrationRecord.load("sim-180nm-0001-seed7", (8, 256, 512))  # seed 7: its own chip
     assert rec.drift["global_y0_mean_abs_A"][0] > 0
     assert not np.all(rec.column_gain[0, :32] == 1.0)
     assert "compensation" in rec.programming and "refresh" in rec.programming

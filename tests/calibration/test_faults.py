@@ -77,7 +77,7 @@ steps:
     faulty = want != OK
     np.testing.assert_array_equal(got[faulty], want[faulty])    # every true fault, right kind
     assert (got[~faulty] != OK).sum() <= 3                      # few good cells misflagged
-    rec = CalibrationRecord.load("faulty-chip", (8, 256, 512))
+    rec = CalibrationRecord.load("faulty-chip-seed7", (8, 256, 512))
     m = rec.remap["layer0"]
     assert res[2]["remapped"] > 0
     phys = np.array(m["physical"])

@@ -102,7 +102,7 @@ def test_a_pulse_that_switches_nothing_leaves_relaxation_alone() -> None:
 def test_cached_tile_after_a_pulse_equals_a_fresh_computation() -> None:
     be = SimBackend("default_180nm", seed=12)
     c = Cells.block(0, slice(0, 256), slice(0, 512))
-    be.pulse(c, "FORM", 3.3, 1.8, 1e-3)
+    be.pulse(c, "FORM", 3.3, 2.5, 1e-3)
     be.clock.wait(10.0)
     before = be.macro.tile_conductance(0).copy()
     few = Cells.block(0, slice(3, 5), slice(7, 11))

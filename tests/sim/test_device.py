@@ -32,7 +32,7 @@ def test_forming_needs_voltage_and_unformable_never_form(be: SimBackend) -> None
     ok = healthy(be.macro, c)
     be.pulse(c, "FORM", 1.5, 2.0, 1e-6)  # far below the forming threshold
     assert be.macro.formed[be.macro.index(c)].mean() < 0.01
-    be.pulse(c, "FORM", 3.3, 2.0, 1e-3)  # Stanford forming bit line, 1 ms
+    be.pulse(c, "FORM", 3.3, 2.5, 1e-3)  # Stanford forming bit line, 1 ms
     formed = be.macro.formed[be.macro.index(c)]
     assert formed[ok].mean() > 0.99
     unformable = be.macro.static(be.macro.index(c)).fault == Fault.UNFORMABLE
@@ -67,7 +67,7 @@ def test_set_is_capped_by_gate_compliance(be: SimBackend, gate_V: float) -> None
     The cap varies cycle to cycle (4 %) and a SET never lowers G, so twelve SETs ratchet up
     to the largest cap drawn: the median sits a few per cent above the nominal cap."""
     c = block(64)
-    be.pulse(c, "FORM", 3.3, 1.3, 1e-3)
+    be.pulse(c, "FORM", 3.3, 2.5, 1e-3)
     be.pulse(c, "RESET", 2.5, 5.0, 1e-6)
     for _ in range(12):
         be.pulse(c, "SET", 2.2, gate_V, 1e-6)
@@ -80,7 +80,7 @@ def test_set_is_capped_by_gate_compliance(be: SimBackend, gate_V: float) -> None
 
 def test_set_step_grows_with_amplitude(be: SimBackend) -> None:
     c = block(64)
-    be.pulse(c, "FORM", 3.3, 1.3, 1e-3)
+    be.pulse(c, "FORM", 3.3, 2.5, 1e-3)
     steps = []
     for amp in (1.2, 1.4, 1.6):
         be.pulse(c, "RESET", 2.5, 5.0, 1e-6)
@@ -94,7 +94,7 @@ def test_set_step_grows_with_amplitude(be: SimBackend) -> None:
 def test_reset_is_gradual(be: SimBackend) -> None:
     """RESET ramps 0.1 V per pulse (NeuRRAM): each step lowers G a little, not all at once."""
     c = block(64)
-    be.pulse(c, "FORM", 3.3, 1.3, 1e-3)
+    be.pulse(c, "FORM", 3.3, 2.5, 1e-3)
     for _ in range(10):
         be.pulse(c, "SET", 2.2, 2.6, 1e-6)
     ok = healthy(be.macro, c)
@@ -122,7 +122,7 @@ def test_fault_rates_match_configuration() -> None:
 
 def test_cycle_to_cycle_and_device_to_device_variation(be: SimBackend) -> None:
     c = block(64)
-    be.pulse(c, "FORM", 3.3, 1.3, 1e-3)
+    be.pulse(c, "FORM", 3.3, 2.5, 1e-3)
     be.pulse(c, "RESET", 2.5, 5.0, 1e-6)
     g0 = be.macro.conductance(c)
     be.pulse(c, "SET", 1.5, 2.5, 1e-6)
@@ -150,7 +150,31 @@ def test_ideal_preset_is_deterministic_and_noise_free() -> None:
 def test_one_call_pulses_and_reads_a_whole_tile_of_65536_cells() -> None:
     be = SimBackend("default_180nm", seed=2)
     c = Cells.block(2, slice(0, 256), slice(0, 256))
-    be.pulse(c, "FORM", 3.3, np.linspace(1.3, 2.0, len(c)), 1e-3)
+    be.pulse(c, "FORM", 3.3, np.linspace(2.0, 2.5, len(c)), 1e-3)
     g = be.read(c)
     assert g.shape == (65536,) and be.ledger.pulse_calls == 1 and be.ledger.read_calls == 1
     assert np.median(g) > 2 * uS
+
+
+def test_forming_needs_enough_gate_current_so_the_ramp_matters() -> None:
+    """A cell forms only once the gate passes its minimum forming current: a gate ramp from
+    1.3 V in 0.05 V steps (Stanford) forms cells across several steps, and the gate at which
+    a cell formed caps its as-formed conductance."""
+    be = SimBackend("default_180nm", seed=21)
+    c = block(64)
+    ok = healthy(be.macro, c)
+    gate_at_form = np.full(len(c), np.nan)
+    for gate in np.arange(1.3, 4.0001, 0.05):
+        todo = np.isnan(gate_at_form) & ok
+        if not todo.any():
+            break
+        be.pulse(c.subset(todo), "FORM", 3.3, gate, 1e-3)
+        formed = be.macro.formed[be.macro.index(c)] & todo
+        gate_at_form[formed] = gate
+    g = gate_at_form[ok]
+    assert not np.isnan(g).any()
+    assert 1.4 < np.median(g) < 1.9
+    assert np.percentile(g, 95) - np.percentile(g, 5) >= 0.2  # at least four ramp steps
+    G = be.macro.conductance(c)[ok]
+    low, high = g < np.median(g), g > np.median(g)
+    assert G[low].mean() < G[high].mean()
