@@ -25,9 +25,10 @@ from calibration import region as reg
 from calibration.faults import is_bad
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.refresh_core import drifted
-from calibration.targets import TARGET, check_target, make_target
+from calibration.targets import TARGET, check_target, fingerprint, make_target, region_key
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
+from labctl.errors import ConfigError
 from labctl.params import Bool, Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 
@@ -79,6 +80,14 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
     cells = reg.region_cells(p["region"])
     n = len(cells)
     target = make_target(p["target"], reg.region_shape(p["region"]), ctx.seed).reshape(-1)
+    programmed = ctx.calibration.programming.get("targets", {}).get(region_key(p["region"]))
+    if programmed is not None and programmed != fingerprint(target):
+        raise ConfigError(
+            "refresh", "target",
+            f"the target this protocol and seed ({ctx.seed}) give for region "
+            f"{region_key(p['region'])} is not the one verify-write programmed on chip "
+            f"{ctx.chip.chip_id}; refresh re-programs cells to their programmed targets, so "
+            "use the same target and --seed as the programming run (nothing was applied)")
     usable = ~is_bad(ctx.calibration.fault_map[cells.tile, cells.row, cells.col])
     settings = pg.Settings(tolerance_S=p["tolerance_S"])
     policy = make_policy(p["policy"], {}, p["reset"])

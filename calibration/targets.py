@@ -13,13 +13,20 @@ from labctl.params import Float, Int, ParamError, PathParam, Tagged
 _LOW = Float("low conductance", unit="S", min=0.0, max=1e-3, default=5e-6)
 _HIGH = Float("high conductance", unit="S", min=0.0, max=1e-3, default=30e-6)
 
-TARGET = Tagged("target conductances, siemens", {
-    "checkerboard": {"low_S": _LOW, "high_S": _HIGH},
-    "random_uniform": {"low_S": _LOW, "high_S": _HIGH,
-                       "seed": Int("pattern seed (-1: the run's seed)", min=-1, default=-1)},
-    "uniform": {"g_S": Float("conductance of every cell", unit="S", min=0.0, max=1e-3)},
-    "file": {"path": PathParam("a .npy file of conductances in siemens, shape of the region")},
-}, default={"kind": "checkerboard"})
+TARGET = Tagged(
+    "target conductances, siemens",
+    {
+        "checkerboard": {"low_S": _LOW, "high_S": _HIGH},
+        "random_uniform": {
+            "low_S": _LOW,
+            "high_S": _HIGH,
+            "seed": Int("pattern seed (-1: the run's seed)", min=-1, default=-1),
+        },
+        "uniform": {"g_S": Float("conductance of every cell", unit="S", min=0.0, max=1e-3)},
+        "file": {"path": PathParam("a .npy file of conductances in siemens, shape of the region")},
+    },
+    default={"kind": "checkerboard"},
+)
 
 
 def make_target(spec: Mapping[str, Any], shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -62,3 +69,18 @@ def _load_npy(path: str) -> np.ndarray:
     if a.ndim != 2 or a.dtype.kind not in "fiu":
         raise ParamError("target.path", f"must be a 2-D numeric array, got {a.dtype} {a.shape}")
     return a.astype(np.float64)
+
+
+def fingerprint(target_S: np.ndarray) -> str:
+    """A short, stable digest of a target matrix (to recognise it in a later run)."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(target_S, dtype=np.float64).tobytes()).hexdigest()[
+        :16
+    ]
+
+
+def region_key(region: Mapping[str, Any]) -> str:
+    """``tile0:r0-32:c0-32`` — names a region in the calibration record."""
+    (r0, r1), (c0, c1) = region["rows"], region["cols"]
+    return f"tile{region['tile']}:r{r0}-{r1}:c{c0}-{c1}"

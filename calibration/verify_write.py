@@ -26,7 +26,7 @@ import numpy as np
 from calibration import programming as pg
 from calibration import region as reg
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
-from calibration.targets import TARGET, check_target, make_target
+from calibration.targets import TARGET, check_target, fingerprint, make_target, region_key
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
 from labctl.params import Bool, Float, Int, Param, ParamError, validate
@@ -155,6 +155,8 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
             k: ctx.params[k] for k in ("tolerance_S", "aim_S", "read_V", "n_average", "policy",
                                        "set", "reset", "max_pulses")
         } | {"success_rate": float(conv.sum() / max(int((out != SKIPPED).sum()), 1))}
+        targets = ctx.calibration.programming.setdefault("targets", {})
+        targets[region_key(ctx.params["region"])] = fingerprint(target)
     ctx.touch_calibration()
 
 

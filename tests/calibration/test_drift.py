@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from labctl.errors import ConfigError
+
 from calibration import compensation as cp
 from calibration import programming as pg
 from calibration.faults import form_block
@@ -118,3 +120,29 @@ steps:
     assert rec.drift["global_y0_mean_abs_A"][0] > 0
     assert not np.all(rec.column_gain[0, :32] == 1.0)
     assert "compensation" in rec.programming and "refresh" in rec.programming
+
+
+def test_refresh_refuses_a_target_other_than_the_programmed_one(tmp_path: Path,
+                                                                 cal_dir: Path) -> None:
+    """Refresh re-programs cells to their programmed targets: given a protocol whose target
+    differs from what verify-write programmed on this chip (another pattern, or on an
+    instrument station another --seed), it refuses before touching the chip."""
+    from labctl.store import CalibrationRecord
+
+    region = "{rows: [0, 8], cols: [0, 8]}"
+    run_protocol(tmp_path, f"""
+steps:
+  - routine: forming
+    params: {{region: {region}, formed_threshold_S: 2.0e-6}}
+  - routine: verify_write
+    params: {{region: {region}, target: {{kind: random_uniform, low_S: 1.0e-6,
+              high_S: 40.0e-6}}}}
+""")
+    rec = CalibrationRecord.load("sim-180nm-0001-seed7", (8, 256, 512))
+    assert "tile0:r0-8:c0-8" in rec.programming["targets"]
+    other = "{kind: random_uniform, low_S: 1.0e-6, high_S: 30.0e-6}"
+    with pytest.raises(ConfigError, match="not the one verify-write programmed"):
+        run_protocol(tmp_path, name="again", text=f"""
+routine: refresh
+params: {{region: {region}, target: {other}, interval_s: 60.0, n_rounds: 1}}
+""")
