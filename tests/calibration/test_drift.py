@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labctl.errors import ConfigError
-
 from calibration import compensation as cp
 from calibration import programming as pg
 from calibration.faults import form_block
 from calibration.policies import default_policy
 from calibration.refresh_core import refresh_direct
+from labctl.errors import ConfigError
 from sim_backend import SimBackend
 
 from .conftest import block, run_protocol, uniform_targets
