@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,8 @@ PARAMS: dict[str, Param] = {
     "t_long_s": Float("last read time", unit="s", min=1e-3, max=1e8, default=86400.0),
     "k_sigma": Float("distinguishable: means ≥ k·(σ_a + σ_b) apart", min=0.1, max=10.0,
                      default=2.0),
-    "preset_out": Param("str", "write a fitted simulator preset YAML here ('' = no)",
+    "preset_out": Param("str", "write a fitted simulator preset YAML to this path, relative "
+                        "to the current directory ('' = no)",
                         default=""),
 }
 TIME_KEYS = ("t_short_s", "t_mid_s", "t_long_s")
@@ -182,7 +184,7 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], level: np.ndarray,
                                             g_S=g, g_pair_S=st["g_pair_S"],
                                             n_average=p["n_average"])
         fit = fitting.fit_relaxation(data) | {"read": fitting.fit_read_noise(data)}
-        path = fitting.write_preset(fit, ctx.base_dir / p["preset_out"], name="fitted",
+        path = fitting.write_preset(fit, Path(p["preset_out"]), name="fitted",
                                     description=f"fitted to chip {ctx.chip.chip_id}")
         ctx.event("fitted preset written", path=str(path))
         ctx.calibration.programming["device_model"] = fit

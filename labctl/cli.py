@@ -65,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabctlError as e:
         print(f"labctl {args.command}: error: {e}", file=sys.stderr)
         return exit_code(e)
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(
             f"labctl {args.command}: interrupted; hardware left in its safe state", file=sys.stderr

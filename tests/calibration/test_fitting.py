@@ -39,7 +39,7 @@ steps:
       n_levels: 8
       low_S: 5.0e-6
       high_S: 40.0e-6
-      preset_out: twin.yaml
+      preset_out: TWIN_PATH
 """
 
 
@@ -47,7 +47,8 @@ def test_fit_recovers_read_noise_and_spread(tmp_path: Path, cal_dir: Path) -> No
     """Recovered within: read noise ±10 %; spread table at 10/20/30/40 µS ±12 % (5 µS at
     1 day is truncated by the model's 0.1 µS floor, see test_levels: ±20 %); mean shift
     within 0.03 µS per e-fold of the default −0.089 (the fit uses levels ≥ 8 µS)."""
-    run_protocol(tmp_path, PROTOCOL, station=STATION)
+    run_protocol(tmp_path, PROTOCOL.replace("TWIN_PATH", str(tmp_path / "twin.yaml")),
+                 station=STATION)
     preset = load_preset(tmp_path / "twin.yaml")            # the simulator loads the file
     assert preset.name == "fitted"
     assert preset.read.relative_sigma == pytest.approx(TRUE_READ, rel=0.10)
