@@ -50,6 +50,11 @@ class Smu(Protocol):
     def sweep(self, voltages_V: npt.ArrayLike, *, delay_s: float, compliance_A: float,
               n_average: int = 1) -> npt.NDArray[np.float64]: ...
 
+    def form_delay_s(self, width_s: float, max_on_s: float) -> float: ...
+
+    def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
+                   max_on_s: float) -> npt.NDArray[np.float64]: ...
+
     def safe_off(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -219,11 +224,15 @@ class InstrumentBackend(BackendBase):
                 else compliance_A)
         keys = np.stack([width_s, comp], axis=1)
         uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        max_on = self._envelope.max_width_s
+        for width in np.unique(uniq[:, 0]):  # every group's real on-time, before any wire
+            self.smu.form_delay_s(float(width), max_on)
         for g, (width, c) in enumerate(uniq):
             sel = np.flatnonzero(inverse.reshape(-1) == g)
             sub = cells.subset(sel)
             self.board.route("FORM", sub.tile, sub.row, sub.col, gate_V[sel])
-            self.smu.sweep(amplitude_V[sel], delay_s=float(width), compliance_A=float(c))
+            self.smu.form_sweep(amplitude_V[sel], width_s=float(width), compliance_A=float(c),
+                                max_on_s=max_on)
         self.board.route_clear()
 
     def _read(self, cells: Cells, read_V: float, gate_V: float, n_average: int) -> FloatArray:

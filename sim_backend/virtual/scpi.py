@@ -18,14 +18,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sim_backend.virtual.hub import ClampTrip, Hub
+from sim_backend.virtual.hub import LINE_FREQUENCY_HZ, ClampTrip, Hub, smu_on_time_s
 from sim_backend.virtual.transport import FaultInjector, serve_lines
 
 _LONG = {
     "SOURCE": "SOUR", "VOLTAGE": "VOLT", "SENSE": "SENS", "CURRENT": "CURR", "OUTPUT": "OUTP",
     "FORMAT": "FORM", "TRACE": "TRAC", "SYSTEM": "SYST", "ERROR": "ERR", "SWEEP": "SWE",
     "LINEAR": "LIN", "AVERAGE": "AVER", "COUNT": "COUN", "FUNCTION": "FUNC",
-    "INITIATE": "INIT", "APPEND": "APP", "BORDER": "BORD", "ILIMIT": "ILIM", "DELAY": "DEL",
+    "INITIATE": "INIT", "APPEND": "APP", "BORDER": "BORD", "ILIMIT": "ILIM", "DELAY": "DEL", "AZERO": "AZER",
+    "LFREQUENCY": "LFR",
     "TCONTROL": "TCON", "PULSE": "PULS", "WIDTH": "WIDT", "PERIOD": "PER",
     "TRANSITION": "TRAN", "LEADING": "LEAD", "TRAILING": "TRA", "BURST": "BURS",
     "NCYCLES": "NCYC", "STATE": "STAT", "TRIGGER": "TRIG", "LEVEL": "LEV",
@@ -156,6 +157,9 @@ class Virtual2450(ScpiInstrument):
             "SOUR:VOLT:ILIM": self._ilim, "SOUR:VOLT:ILIM?": lambda a: f"{self.ilim:.17g}",
             "SOUR:VOLT:DEL": lambda a: setattr(self, "delay", num(a)),
             "SENS:CURR:NPLC": self._nplc, "SENS:CURR:NPLC?": lambda a: f"{self.nplc:g}",
+            "SENS:CURR:AZER": lambda a: setattr(self, "azero", onoff(a)),
+            "SENS:CURR:AZER?": lambda a: "1" if self.azero else "0",
+            "SYST:LFR?": lambda a: f"{LINE_FREQUENCY_HZ:g}",
             "SENS:CURR:AVER": lambda a: setattr(self, "aver_on", onoff(a)),
             "SENS:CURR:AVER:COUN": self._count,
             "SENS:CURR:AVER:COUN?": lambda a: str(self.aver_count),
@@ -174,6 +178,7 @@ class Virtual2450(ScpiInstrument):
         self.ilim = 1.05e-4
         self.delay = 0.0
         self.nplc = 1.0
+        self.azero = True
         self.aver_on = False
         self.aver_count = 10
         self.real = False
@@ -258,7 +263,8 @@ class Virtual2450(ScpiInstrument):
             got = np.zeros(volts.size)  # output off: nothing reaches the chip
         else:
             n_avg = self.aver_count if self.aver_on else 1
-            got = self.hub.apply_source(volts, delay, self.ilim, n_avg)
+            on = smu_on_time_s(delay, self.nplc * n_avg, self.azero)
+            got = self.hub.apply_source(volts, on, self.ilim, n_avg)
         self.buffer = np.concatenate([self.buffer, got])
 
     def _clear(self, _: str) -> None:

@@ -43,7 +43,7 @@ def formed_pair(lab: VirtualLab, topology: str) -> tuple[SimBackend, object]:
     direct = small_direct(SEED)
     wire = open_wire(lab, topology, timeout_s=5.0)
     for be in (direct, wire):
-        be.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)  # type: ignore[attr-defined]
+        be.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)  # type: ignore[attr-defined]
     # Short timeouts only after the first touch of the tile (which builds its state).
     wire.board.timeout_s = TIMEOUT_S
     for inst in (wire.smu, wire.pulsegen):
@@ -100,7 +100,7 @@ def test_seeded_random_faults_are_reproducible() -> None:
     def run() -> list[tuple[str, str]]:
         with small_lab(SEED, FaultInjector(seed=9, delay_s=0.0)) as lab:
             wire = open_wire(lab)
-            wire.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            wire.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
             wire.board.timeout_s = TIMEOUT_S
             lab.faults.rates = {"garble": 0.3}
             for _ in range(6):
@@ -215,8 +215,8 @@ def test_random_faults_only_ever_raise_instrument_faults(topology: str, p: float
         direct = small_direct(SEED)
         wire = open_wire(lab, topology, timeout_s=5.0)
         with wire:
-            wire.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
-            direct.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            wire.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
+            direct.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
             wire.board.timeout_s = TIMEOUT_S
             for inst in (wire.smu, wire.pulsegen):
                 if inst is not None:
