@@ -187,6 +187,24 @@ class InstrumentBackend(BackendBase):
                    + (self.smu.transactions if self.smu is not None else 0)
                    + (self.pulsegen.transactions if self.pulsegen is not None else 0))
 
+    # ---- operations ----
+    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
+              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
+              compliance_A: npt.ArrayLike | None = None) -> None:
+        """As :meth:`BackendBase.pulse`; in topology ``board+smu+pulsegen`` a FORM whose
+        real SMU on-time cannot be the requested width (or would exceed ``max_width_s``)
+        is refused before any exchange — not even the safe-state exchanges a failure
+        inside the operation triggers."""
+        if self.smu is not None and self.topology != "board" and (
+                kind is PulseKind.FORM or kind == "FORM"):
+            widths = np.zeros(0)
+            with contextlib.suppress(TypeError, ValueError):  # malformed: the base class says
+                widths = np.unique(np.asarray(width_s, dtype=np.float64))
+            e = self._envelope
+            for w in widths[(widths >= e.min_width_s) & (widths <= e.max_width_s)]:
+                self.smu.form_delay_s(float(w), e.max_width_s)  # outside: the envelope check
+        super().pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+
     # ---- primitives ----
     def _pulse(self, cells: Cells, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,
                width_s: FloatArray, compliance_A: FloatArray | None) -> None:
