@@ -258,7 +258,7 @@ def test_forced_ctrl_c_between_write_and_read_resyncs_the_link(lab: VirtualLab) 
     """A second Ctrl+C forces a KeyboardInterrupt through DelayedKeyboardInterrupt while the
     query waits for its (delayed) reply. The link is then marked dirty, so the next query
     reconnects and gets its own answer — not the stale reply to the interrupted one."""
-    direct, wire = formed_pair(lab, "board+smu+pulsegen")
+    _, wire = formed_pair(lab, "board+smu+pulsegen")
     lab.faults.delay_s = 0.4
     with wire:  # type: ignore[attr-defined]
         smu = wire.smu  # type: ignore[attr-defined]
