@@ -208,6 +208,10 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
                 raise ConfigError(src, f"instruments.{role}.init.{key}",
                                   f"not a keyword argument of {drv}; allowed: "
                                   f"{', '.join(sorted(allowed))}")
+        lf = init.get("line_frequency_Hz", 50)
+        if isinstance(lf, bool) or lf not in (50, 60):
+            raise ConfigError(src, f"instruments.{role}.init.line_frequency_Hz",
+                              f"must be 50 or 60 (Hz), got {lf!r}")
         parsed[role] = (drv, cfg)
 
     lab = _start_virtual(spec) if virtual else None

@@ -80,6 +80,11 @@ def test_unknown_chip_override_names_the_key() -> None:
     ({}, {"board": {"type": "FpgaTestBoard", "address": "x",
                     "init": {"timeout_s": 3}}},  # set from instruments.board.timeout
      "instruments.board.init.timeout_s", "allowed"),
+    ({"topology": "board+smu+pulsegen"},
+     {"board": {"type": "FpgaTestBoard", "address": "x"},
+      "smu": {"type": "Keithley2600B", "address": "y", "init": {"line_frequency_Hz": 55}},
+      "pulsegen": {"type": "Keysight33500B", "address": "z"}},
+     "instruments.smu.init.line_frequency_Hz", "50 or 60"),
     ({}, {"board": {"type": "FpgaTestBoard", "address": 12345}},
      "instruments.board.address", "must be a string"),
     ({"preset": "default_180nm"}, {"board": {"type": "FpgaTestBoard", "address": "x"}},
