@@ -163,14 +163,17 @@ class Keithley2450(LinkedVisaInstrument):
 
     def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
                    max_on_s: float) -> npt.NDArray[np.float64]:
-        """A FORM list sweep whose every point is on for ``width_s`` in total: minimal NPLC,
-        autozero off, source delay = width − integration − overhead. The output goes off
-        (source to 0 V) on the instrument right after the sweep (``:INIT;*WAI;:OUTP OFF``),
-        not a host round trip later; NPLC and autozero are restored afterwards.
+        """FORM: every point on the cell for ``width_s`` in total (minimal NPLC, autozero
+        off, source delay = width − integration − overhead), and the source back at 0 V
+        with the output off between cells.
 
-        Known limitation: within the sweep the source steps from one cell's level straight
-        to the next while the board switches cells (the 2450 list sweep has no return-to-idle
-        between points); the 2600B's pulse-mode sweep does return to 0 V.
+        The 2450's list sweep has no return-to-idle between points, so each cell is its own
+        one-point sweep, run and switched off by the instrument in one message
+        (``:SOUR:LIST:VOLT v;:SOUR:SWE:VOLT:LIST 1,d;:OUTP ON;:INIT;*WAI;:OUTP OFF;
+        :SOUR:VOLT 0;*OPC?``): the board steps to the next cell only while the output is off
+        at 0 V, and the output never comes on at the previous cell's level. One exchange per
+        cell (FORM runs once per chip), then one binary fetch of all readings (they
+        accumulate in ``defbuffer1``). NPLC and autozero are restored afterwards.
         """
         delay = self.form_delay_s(width_s, max_on_s)
         v = np.asarray(voltages_V, dtype=np.float64).reshape(-1)
@@ -184,15 +187,13 @@ class Keithley2450(LinkedVisaInstrument):
         prev_nplc = float(self.nplc.cache.get(get_if_invalid=False) or 1.0)
         self.source_voltage_V(0.0)
         self.arm(compliance_A)
-        self.command(f":SENS:CURR:NPLC {self.form_nplc:.6g};:SENS:CURR:AZER OFF")
         try:
-            for k in range(0, n, LIST_CHUNK):
-                chunk = ",".join(f"{fmt(x)}" for x in v[k:k + LIST_CHUNK])
-                self.command(f":SOUR:LIST:VOLT{'' if k == 0 else ':APP'} {chunk}")
-            self.command(f':TRAC:CLE "defbuffer1";:SOUR:SWE:VOLT:LIST 1,{fmt(delay)}')
-            self.output_on()
-            with self.timeout.set_to(self.sweep_timeout_s(n, width_s, 1)):
-                self.query(":INIT;*WAI;:OUTP OFF;:SOUR:VOLT 0;*OPC?")
+            self.command(f':SENS:CURR:NPLC {self.form_nplc:.6g};:SENS:CURR:AZER OFF;'
+                         ':TRAC:CLE "defbuffer1"')
+            with self.timeout.set_to(self.sweep_timeout_s(1, width_s, 1)):
+                for x in v:
+                    self.query(f":SOUR:LIST:VOLT {fmt(x)};:SOUR:SWE:VOLT:LIST 1,{fmt(delay)};"
+                               ":OUTP ON;:INIT;*WAI;:OUTP OFF;:SOUR:VOLT 0;*OPC?")
             data = self.transact(
                 lambda h: np.asarray(h.query_binary_values(
                     f':TRAC:DATA? 1,{n},"defbuffer1",READ', datatype="d",

@@ -92,17 +92,23 @@ def test_on_time_plan_is_exact_and_bounded() -> None:
         form_delay_s("smu", 1e-4, ti, o, 1e-3)
 
 
-def test_2600b_returns_to_zero_between_cells(lab: VirtualLab) -> None:
-    """Pulse mode (``endpulse.action = SOURCE_IDLE`` right after each measurement): the
-    board never steps to the next cell while the SMU holds a FORM level."""
-    with open_wire(lab, "board+smu+pulsegen", smu="2600B") as wire:
-        wire.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
+@pytest.mark.parametrize("smu", ["2450", "2600B"])
+def test_form_returns_to_zero_between_cells(lab: VirtualLab, smu: str) -> None:
+    """2600B: pulse mode (``endpulse.action = SOURCE_IDLE`` right after each measurement);
+    2450: one instrument-run sweep per cell, output off at 0 V in the same message. Either
+    way the board never steps to the next cell while the SMU holds a FORM level."""
+    with open_wire(lab, "board+smu+pulsegen", smu=smu) as wire:
+        wire.pulse(CELLS, "FORM", np.linspace(3.0, 3.3, len(CELLS)), 1.5, 5e-4, 1e-4)
+    assert len(lab.hub.source_on_times_s) == len(CELLS)
     assert lab.hub.hot_switches == 0
 
 
-def test_2450_steps_cells_under_voltage_known_limitation(lab: VirtualLab) -> None:
-    """Documented limitation (docs/instruments.md): the 2450's list sweep steps from one
-    cell's level to the next; this test pins it so a fix shows up here."""
+def test_a_plain_list_sweep_would_switch_cells_under_voltage(lab: VirtualLab) -> None:
+    """What the check above guards against: the 2450's multi-point list sweep steps from one
+    cell's level straight to the next (the virtual hub counts those steps)."""
     with open_wire(lab, "board+smu+pulsegen", smu="2450") as wire:
-        wire.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
+        wire.board.route("FORM", CELLS.tile, CELLS.row, CELLS.col, np.full(len(CELLS), 1.5))
+        wire.smu.sweep(np.linspace(3.0, 3.3, len(CELLS)),  # type: ignore[union-attr]
+                       delay_s=1e-4, compliance_A=1e-4)
+        wire.board.route_clear()
     assert lab.hub.hot_switches == len(CELLS) - 1
