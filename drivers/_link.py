@@ -26,6 +26,7 @@ from labctl.errors import (
     EnvelopeViolation,
     InstrumentFault,
     InstrumentTimeout,
+    RequestRejected,
 )
 
 T = TypeVar("T")
@@ -68,6 +69,39 @@ def check_readings(name: str, data: np.ndarray, n: int, compliance_A: float) -> 
         raise CommunicationError(
             f"{name}: implausible reading {float(data[k])!r} at point {k + 1} (limit "
             f"{compliance_A:g} A): garbled binary block or overrange")
+
+
+def form_delay_s(name: str, width_s: float, integration_s: float, overhead_s: float,
+                 max_on_s: float) -> float:
+    """The source delay that makes one forming point's real on-time equal ``width_s``.
+
+    An SMU sweep point holds its level for the source delay, then the integration
+    (NPLC / line frequency), then the instrument's per-point overhead (stated by the
+    driver), so on-time = ``(delay + integration) + overhead``. The delay is chosen so
+    that this sum, evaluated in float64 in exactly that order, *is* ``width_s`` (the
+    virtual instruments evaluate the same sum, so the simulated pulse gets the width the
+    caller asked for, bit for bit). Refused before anything is sent: a width shorter
+    than integration + overhead (the SMU cannot make it; the on-time would silently be
+    longer) and a real on-time beyond the envelope's ``max_on_s``.
+    """
+    shortest = integration_s + overhead_s
+    if not width_s >= shortest:
+        raise RequestRejected(
+            f"{name}: a forming point cannot be shorter than the SMU's integration "
+            f"({integration_s:g} s) + overhead ({overhead_s:g} s) = {shortest:g} s; "
+            f"width {width_s:g} s refused (use the board topology for shorter FORM pulses)")
+    d = max(0.0, width_s - integration_s - overhead_s)
+    for _ in range(64):  # walk the last bits until the instrument-side sum is exact
+        on = (d + integration_s) + overhead_s
+        if on == width_s:
+            break
+        d = float(np.nextafter(d, np.inf if on < width_s else -np.inf))
+        d = max(d, 0.0)
+    on = (d + integration_s) + overhead_s
+    if on > max_on_s:
+        raise EnvelopeViolation("FORM on-time", f"delay + integration + overhead ≤ "
+                                f"{max_on_s:g} s (max_width_s)", f"{on:g} s")
+    return d
 
 
 class Limit(Validator[float]):
@@ -115,7 +149,11 @@ class LinkedVisaInstrument(VisaInstrument):
     default_terminator = "\n"
     default_timeout = 5.0
 
-    def __init__(self, name: str, address: str, **kwargs: Any) -> None:
+    def __init__(self, name: str, address: str, *, line_frequency_Hz: float = 50.0,
+                 **kwargs: Any) -> None:
+        if line_frequency_Hz not in (50.0, 60.0):
+            raise ValueError(f"line_frequency_Hz must be 50 or 60, got {line_frequency_Hz!r}")
+        self.line_frequency_Hz = float(line_frequency_Hz)
         self.transactions = 0
         self._dirty = False
         kwargs.setdefault("device_clear", False)
@@ -134,7 +172,9 @@ class LinkedVisaInstrument(VisaInstrument):
         raise NotImplementedError
 
     line_frequency_Hz = 50.0
-    """Mains frequency for NPLC → seconds (60 in the Americas; only lengthens timeouts)."""
+    """Mains frequency for NPLC → seconds. 50 Hz is the conservative choice: at 60 Hz the
+    real integration is shorter, so a FORM point's real on-time is *shorter* than planned,
+    never longer. Pass ``line_frequency_Hz=60`` under ``init`` for an exact plan."""
 
     def sweep_timeout_s(self, n: int, delay_s: float, n_average: int) -> float:
         """A VISA timeout long enough for an n-point sweep to finish before its *OPC? /
@@ -182,6 +222,13 @@ class LinkedVisaInstrument(VisaInstrument):
                 self._dirty = True
                 raise CommunicationError(f"{self.name}: link failed during {what!r}: {e}") from None
             except InstrumentFault:
+                self._dirty = True
+                raise
+            except BaseException:
+                # KeyboardInterrupt (a second Ctrl+C forces one through
+                # DelayedKeyboardInterrupt; signals other than SIGINT are not delayed at all),
+                # SystemExit, GeneratorExit…: the reply to what was just written may still be
+                # on its way, so the next exchange must resynchronise first.
                 self._dirty = True
                 raise
 

@@ -50,6 +50,11 @@ class Smu(Protocol):
     def sweep(self, voltages_V: npt.ArrayLike, *, delay_s: float, compliance_A: float,
               n_average: int = 1) -> npt.NDArray[np.float64]: ...
 
+    def form_delay_s(self, width_s: float, max_on_s: float) -> float: ...
+
+    def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
+                   max_on_s: float) -> npt.NDArray[np.float64]: ...
+
     def safe_off(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -182,6 +187,24 @@ class InstrumentBackend(BackendBase):
                    + (self.smu.transactions if self.smu is not None else 0)
                    + (self.pulsegen.transactions if self.pulsegen is not None else 0))
 
+    # ---- operations ----
+    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
+              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
+              compliance_A: npt.ArrayLike | None = None) -> None:
+        """As :meth:`BackendBase.pulse`; in topology ``board+smu+pulsegen`` a FORM whose
+        real SMU on-time cannot be the requested width (or would exceed ``max_width_s``)
+        is refused before any exchange — not even the safe-state exchanges a failure
+        inside the operation triggers."""
+        if self.smu is not None and self.topology != "board" and (
+                kind is PulseKind.FORM or kind == "FORM"):
+            widths = np.zeros(0)
+            with contextlib.suppress(TypeError, ValueError):  # malformed: the base class says
+                widths = np.unique(np.asarray(width_s, dtype=np.float64))
+            e = self._envelope
+            for w in widths[(widths >= e.min_width_s) & (widths <= e.max_width_s)]:
+                self.smu.form_delay_s(float(w), e.max_width_s)  # outside: the envelope check
+        super().pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+
     # ---- primitives ----
     def _pulse(self, cells: Cells, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,
                width_s: FloatArray, compliance_A: FloatArray | None) -> None:
@@ -219,11 +242,15 @@ class InstrumentBackend(BackendBase):
                 else compliance_A)
         keys = np.stack([width_s, comp], axis=1)
         uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        max_on = self._envelope.max_width_s
+        for width in np.unique(uniq[:, 0]):  # every group's real on-time, before any wire
+            self.smu.form_delay_s(float(width), max_on)
         for g, (width, c) in enumerate(uniq):
             sel = np.flatnonzero(inverse.reshape(-1) == g)
             sub = cells.subset(sel)
             self.board.route("FORM", sub.tile, sub.row, sub.col, gate_V[sel])
-            self.smu.sweep(amplitude_V[sel], delay_s=float(width), compliance_A=float(c))
+            self.smu.form_sweep(amplitude_V[sel], width_s=float(width), compliance_A=float(c),
+                                max_on_s=max_on)
         self.board.route_clear()
 
     def _read(self, cells: Cells, read_V: float, gate_V: float, n_average: int) -> FloatArray:

@@ -34,6 +34,7 @@ from drivers._link import (
     LinkedVisaInstrument,
     check_readings,
     fmt,
+    form_delay_s,
     parse_float,
     parse_scpi_error,
 )
@@ -51,6 +52,13 @@ class Keithley2450(LinkedVisaInstrument):
     max_voltage_V = 210.0
     max_current_A = 1.05
     min_current_A = 1e-9
+    form_nplc = 0.01
+    """The 2450's shortest integration (``:SENS:CURR:NPLC`` 0.01–10), used for FORM."""
+    form_overhead_s = 50e-6
+    """Stated per-point overhead of a FORM sweep point beyond source delay and integration,
+    with autozero off (A/D conversion and trigger-model step). An estimate, not a
+    measurement (not verified on an instrument): check it with a scope on the cell and
+    change this class attribute if the instrument is slower."""
 
     def __init__(self, name: str, address: str, *, envelope_voltage_V: float | None = None,
                  envelope_compliance_A: float | None = None, **kwargs: Any) -> None:
@@ -142,6 +150,66 @@ class Keithley2450(LinkedVisaInstrument):
 
     def _safe_off_once(self) -> None:
         self.command(":OUTP OFF;:SOUR:VOLT 0")
+
+    # ---- forming ----
+    def form_integration_s(self) -> float:
+        return self.form_nplc / self.line_frequency_Hz
+
+    def form_delay_s(self, width_s: float, max_on_s: float) -> float:
+        """The source delay for a FORM point of ``width_s`` real on-time (see
+        :func:`drivers._link.form_delay_s`); raises before anything is sent."""
+        return form_delay_s(self.name, width_s, self.form_integration_s(),
+                            self.form_overhead_s, max_on_s)
+
+    def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
+                   max_on_s: float) -> npt.NDArray[np.float64]:
+        """FORM: every point on the cell for ``width_s`` in total (minimal NPLC, autozero
+        off, source delay = width − integration − overhead), and the source back at 0 V
+        with the output off between cells.
+
+        The 2450's list sweep has no return-to-idle between points, so each cell is its own
+        one-point sweep, run and switched off by the instrument in one message
+        (``:SOUR:LIST:VOLT v;:SOUR:SWE:VOLT:LIST 1,d;:OUTP ON;:INIT;*WAI;:OUTP OFF;
+        :SOUR:VOLT 0;*OPC?``): the board steps to the next cell only while the output is off
+        at 0 V, and the output never comes on at the previous cell's level. One exchange per
+        cell (FORM runs once per chip), then one binary fetch of all readings (they
+        accumulate in ``defbuffer1``). NPLC and autozero are restored afterwards.
+        """
+        delay = self.form_delay_s(width_s, max_on_s)
+        v = np.asarray(voltages_V, dtype=np.float64).reshape(-1)
+        n = v.size
+        if n == 0:
+            return np.zeros(0)
+        for x in (v.min(), v.max()):
+            self._v_limit.validate(float(x))
+        if self.filter_count.cache.get(get_if_invalid=False) != 1:
+            self.filter_count(1)
+        prev_nplc = float(self.nplc.cache.get(get_if_invalid=False) or 1.0)
+        self.source_voltage_V(0.0)
+        self.arm(compliance_A)
+        try:
+            self.command(f':SENS:CURR:NPLC {self.form_nplc:.6g};:SENS:CURR:AZER OFF;'
+                         ':TRAC:CLE "defbuffer1"')
+            with self.timeout.set_to(self.sweep_timeout_s(1, width_s, 1)):
+                for x in v:
+                    self.query(f":SOUR:LIST:VOLT {fmt(x)};:SOUR:SWE:VOLT:LIST 1,{fmt(delay)};"
+                               ":OUTP ON;:INIT;*WAI;:OUTP OFF;:SOUR:VOLT 0;*OPC?")
+            data = self.transact(
+                lambda h: np.asarray(h.query_binary_values(
+                    f':TRAC:DATA? 1,{n},"defbuffer1",READ', datatype="d",
+                    is_big_endian=False, container=np.ndarray), dtype=np.float64),
+                ":TRAC:DATA?")
+            self.check_errors()
+            self.command(f":SENS:CURR:NPLC {prev_nplc:.6g};:SENS:CURR:AZER ON")
+        except BaseException:
+            self.safe_off()
+            raise
+        try:
+            check_readings(self.name, data, n, compliance_A)
+        except CommunicationError:
+            self._dirty = True
+            raise
+        return data
 
     # ---- sweeps ----
     def sweep(self, voltages_V: npt.ArrayLike, *, delay_s: float, compliance_A: float,

@@ -30,7 +30,14 @@ import numpy as np
 import numpy.typing as npt
 from qcodes.validators import Ints
 
-from drivers._link import Limit, LinkedVisaInstrument, check_readings, fmt, parse_float
+from drivers._link import (
+    Limit,
+    LinkedVisaInstrument,
+    check_readings,
+    fmt,
+    form_delay_s,
+    parse_float,
+)
 from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 ERRCHECK = "print(errorqueue.next())"
@@ -51,6 +58,12 @@ class Keithley2600B(LinkedVisaInstrument):
 
     max_current_A = 1.5
     min_current_A = 1e-9
+    form_nplc = 0.001
+    """The 2600B's shortest integration (``smua.measure.nplc`` 0.001–25), used for FORM."""
+    form_overhead_s = 50e-6
+    """Stated per-point overhead of a FORM point beyond source delay and integration, with
+    autozero off and measure delay 0 (A/D conversion, trigger-model step, end-pulse
+    transition). An estimate, not verified on an instrument: check it with a scope."""
 
     def __init__(self, name: str, address: str, *, max_voltage_V: float = 40.0,
                  envelope_voltage_V: float | None = None,
@@ -144,6 +157,73 @@ class Keithley2600B(LinkedVisaInstrument):
 
     def _safe_off_once(self) -> None:
         self.command("smua.source.output = smua.OUTPUT_OFF; smua.source.levelv = 0")
+
+    # ---- forming ----
+    def form_integration_s(self) -> float:
+        return self.form_nplc / self.line_frequency_Hz
+
+    def form_delay_s(self, width_s: float, max_on_s: float) -> float:
+        """The source delay for a FORM point of ``width_s`` real on-time (see
+        :func:`drivers._link.form_delay_s`); raises before anything is sent."""
+        return form_delay_s(self.name, width_s, self.form_integration_s(),
+                            self.form_overhead_s, max_on_s)
+
+    def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
+                   max_on_s: float) -> npt.NDArray[np.float64]:
+        """A pulse-mode FORM sweep: each point is on for ``width_s`` in total (source delay
+        + NPLC 0.001 integration with autozero off and measure delay 0 + overhead), then
+        ``smua.trigger.endpulse.action = smua.SOURCE_IDLE`` (with
+        ``smua.trigger.endpulse.stimulus = 0``: right after the measurement) returns the
+        source to its idle level, 0 V, before the next point — so the source is at 0 V
+        whenever the board steps to the next cell. NPLC, autozero and the end-pulse action
+        are restored afterwards."""
+        delay = self.form_delay_s(width_s, max_on_s)
+        v = np.asarray(voltages_V, dtype=np.float64).reshape(-1)
+        n = v.size
+        if n == 0:
+            return np.zeros(0)
+        for x in (v.min(), v.max()):
+            self._v_limit.validate(float(x))
+        if self.filter_count.cache.get(get_if_invalid=False) != 1:
+            self.filter_count(1)
+        prev_nplc = float(self.nplc.cache.get(get_if_invalid=False) or 1.0)
+        self.source_voltage_V(0.0)
+        self.arm(compliance_A)
+        load = "smua.trigger.source.listv({" + ", ".join(f"{fmt(x)}" for x in v) + "})"
+        try:
+            self.command(f"{load}; smua.source.delay = {fmt(delay)}; "
+                         f"smua.measure.nplc = {self.form_nplc:.6g}; "
+                         "smua.measure.autozero = smua.AUTOZERO_OFF; smua.measure.delay = 0; "
+                         "smua.nvbuffer1.clear(); smua.trigger.measure.i(smua.nvbuffer1); "
+                         "smua.trigger.measure.action = smua.ENABLE; "
+                         "smua.trigger.endpulse.stimulus = 0; "
+                         "smua.trigger.endpulse.action = smua.SOURCE_IDLE; "
+                         "smua.trigger.endsweep.action = smua.SOURCE_IDLE; "
+                         f"smua.trigger.source.action = smua.ENABLE; smua.trigger.count = {n}")
+            self.output_on()
+            with self.timeout.set_to(self.sweep_timeout_s(n, width_s, 1)):
+                self.command("smua.trigger.initiate(); waitcomplete(); "
+                             "smua.source.output = smua.OUTPUT_OFF")
+
+            def fetch(h: Any) -> bytes:
+                h.write(f"printbuffer(1, {n}, smua.nvbuffer1.readings)")
+                return bytes(h.read_bytes(2 + 8 * n + 1))
+
+            raw = self.transact(fetch, "printbuffer")
+            if raw[:2] != b"#0" or raw[-1:] != b"\n":
+                self._dirty = True
+                raise CommunicationError(f"{self.name}: malformed binary buffer "
+                                         f"(starts {raw[:4]!r}, ends {raw[-2:]!r})")
+            data = np.frombuffer(raw[2:-1], dtype="<f8").astype(np.float64)
+            self.check_errors()
+            check_readings(self.name, data, n, compliance_A)
+            self.command(f"smua.measure.nplc = {prev_nplc:.6g}; "
+                         "smua.measure.autozero = smua.AUTOZERO_AUTO; "
+                         "smua.trigger.endpulse.action = smua.SOURCE_HOLD")
+        except BaseException:
+            self.safe_off()
+            raise
+        return data
 
     # ---- sweeps ----
     def sweep(self, voltages_V: npt.ArrayLike, *, delay_s: float, compliance_A: float,

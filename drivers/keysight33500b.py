@@ -145,7 +145,20 @@ class Keysight33500B(LinkedVisaInstrument):
 
 
 class Keysight81150A(Keysight33500B):
-    """81150A/81160A pulse function generators: same flow, pulse subsystem headers differ."""
+    """81150A/81160A pulse function generators: same flow, pulse subsystem headers differ.
+
+    **Limitation (not usable on an instrument yet).** Only the pulse-subsystem headers are
+    overridden; :meth:`configure` and :meth:`fire_burst` still send the 33500B's
+    ``OUTP:LOAD INF``, ``BURS:MODE TRIG``, ``BURS:NCYC`` and ``BURS:STAT ON``. The 81150A
+    has no ``BURSt`` subsystem — its burst is the trigger count under an arm source
+    (``:ARM:SOUR``, ``:TRIG:COUN``) and its expected load is ``:OUTP:IMP:EXT`` — but those
+    spellings are from memory and could not be confirmed against the 81150A programming
+    guide, so they are not sent. Because every command's error queue is checked in the
+    same round trip, an 81150A answers the first unsupported header with an error and
+    :meth:`configure` raises :class:`~labctl.errors.InstrumentError` before any output goes
+    on; nothing is silently mis-programmed (notably not the 50 Ω / high-Z level doubling).
+    The virtual lab accepts both spellings and so does not catch this.
+    """
 
     max_level_V = 10.0
     min_width_s = 4.1e-9

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from drivers.fpga_board import FpgaTestBoard
 from drivers.instrument_backend import TOPOLOGIES, InstrumentBackend, chip_from_ident
 from labctl.envelope import SafetyEnvelope
-from labctl.errors import ConfigError
+from labctl.errors import CommunicationError, ConfigError, RequestRejected
 from labctl.station import StationSpec
 
 STATION_KEYS = {"backend", "topology", "virtual", "virtual_provider", "preset", "seed",
@@ -46,6 +47,35 @@ ROLES = {"board": ("FpgaTestBoard",), "smu": ("Keithley2450", "Keithley2600B"),
 
 
 _COUNTER = itertools.count(1)
+
+SET_BY_BUILDER = {"name", "address", "url", "timeout", "timeout_s", "visalib",
+                  "envelope_voltage_V", "envelope_compliance_A", "envelope_max_width_s"}
+"""Driver arguments the builder sets itself (from ``address``, ``timeout``, ``visalib`` and
+the envelope): not allowed under ``init``."""
+QCODES_INIT_KEYS = {"terminator", "device_clear", "metadata", "label", "pyvisa_sim_file"}
+"""Keyword arguments every QCoDeS ``VisaInstrument`` accepts through ``**kwargs``."""
+
+
+def _driver_class(drv: str) -> Any:
+    modname, clsname = DRIVERS[drv]
+    return getattr(importlib.import_module(modname), clsname)
+
+
+def allowed_init_keys(drv: str) -> set[str]:
+    """Keyword arguments a station file may give a driver under ``init``: the driver's own
+    (over its class hierarchy up to QCoDeS), minus what the builder sets itself."""
+    keys: set[str] = set()
+    cls = _driver_class(drv)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass.__module__.startswith(("qcodes", "builtins")):
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                keys.add(p.name)
+    if drv != "FpgaTestBoard":
+        keys |= QCODES_INIT_KEYS
+    return keys - SET_BY_BUILDER - {"self"}
 
 
 def _driver_name(src: str, role: str, raw: Any) -> str:
@@ -72,10 +102,23 @@ def _start_virtual(spec: StationSpec) -> Any:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(spec.source, "station.seed",
                           f"must be a non-negative integer, got {seed!r}")
-    preset = st.get("preset", "default_180nm")
+    preset = st.get("preset", "default_180nm")  # build_backend rejects it when not virtual
     if not isinstance(preset, str):
         raise ConfigError(spec.source, "station.preset", "must be a preset name")
     return start(preset, seed, chip_id=st.get("chip_id"))
+
+
+def _connect(src: str, role: str, name: str, address: str, cls: Any,
+             kwargs: dict[str, Any]) -> Any:
+    """Open one instrument; a failure to connect names the station key and the address."""
+    try:
+        return cls(name, address, **kwargs)
+    except RequestRejected:
+        raise
+    except Exception as e:
+        raise CommunicationError(f"{src}: instruments.{role}.address = {address!r}: could not "
+                                 f"connect to the {role} ({cls.__name__}): "
+                                 f"{type(e).__name__}: {e}") from e
 
 
 def build_backend(spec: StationSpec) -> InstrumentBackend:
@@ -94,9 +137,23 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
     if not isinstance(env_data, Mapping):
         raise ConfigError(src, "station.envelope", "must be a mapping of limits")
     envelope = SafetyEnvelope.from_mapping(env_data, source=f"{src} (station.envelope)")
+    if not virtual and "preset" in st:
+        raise ConfigError(src, "station.preset", "a simulator preset only applies to a "
+                          "virtual station (virtual: true); an instrument station drives a real "
+                          "chip: remove it")
     chip_over = st.get("chip", {}) or {}
     if not isinstance(chip_over, Mapping):
         raise ConfigError(src, "station.chip", "must be a mapping of ChipInfo fields")
+    chip_over = dict(chip_over)
+    if "chip_id" in st:
+        chip_id = st["chip_id"]
+        if not isinstance(chip_id, str) or not chip_id.strip():
+            raise ConfigError(src, "station.chip_id", "must be a non-empty string naming the "
+                              "socketed die (its calibration record is keyed by it)")
+        if "chip_id" in chip_over and chip_over["chip_id"] != chip_id:
+            raise ConfigError(src, "station.chip_id", f"{chip_id!r} disagrees with "
+                              f"station.chip.chip_id {chip_over['chip_id']!r}; give one")
+        chip_over["chip_id"] = chip_id
     watchdog = st.get("watchdog_s", 0.0)
     if isinstance(watchdog, bool) or not isinstance(watchdog, int | float) or watchdog < 0:
         raise ConfigError(src, "station.watchdog_s", "must be a non-negative number of seconds")
@@ -123,9 +180,13 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
             if key not in INSTRUMENT_KEYS:
                 raise ConfigError(src, f"instruments.{role}.{key}",
                                   f"unknown key; allowed: {', '.join(sorted(INSTRUMENT_KEYS))}")
-        if not virtual and not isinstance(cfg.get("address"), str):
+        if not virtual and "address" not in cfg:
             raise ConfigError(src, f"instruments.{role}.address", "missing (a VISA resource "
                               "string, or a pyserial URL for the board)")
+        if not virtual and not isinstance(cfg["address"], str):
+            raise ConfigError(src, f"instruments.{role}.address", "must be a string (a VISA "
+                              "resource string, or a pyserial URL for the board), got "
+                              f"{cfg['address']!r}; quote it in YAML")
         if virtual and "address" in cfg:
             raise ConfigError(src, f"instruments.{role}.address", "a virtual station's "
                               "addresses come from the virtual lab; remove it")
@@ -140,7 +201,18 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
         if not isinstance(init, Mapping):
             raise ConfigError(src, f"instruments.{role}.init", "must be a mapping of keyword "
                               "arguments")
-        parsed[role] = (_driver_name(src, role, cfg.get("type")), cfg)
+        drv = _driver_name(src, role, cfg.get("type"))
+        allowed = allowed_init_keys(drv)
+        for key in init:
+            if key not in allowed:
+                raise ConfigError(src, f"instruments.{role}.init.{key}",
+                                  f"not a keyword argument of {drv}; allowed: "
+                                  f"{', '.join(sorted(allowed))}")
+        lf = init.get("line_frequency_Hz", 50)
+        if isinstance(lf, bool) or lf not in (50, 60):
+            raise ConfigError(src, f"instruments.{role}.init.line_frequency_Hz",
+                              f"must be 50 or 60 (Hz), got {lf!r}")
+        parsed[role] = (drv, cfg)
 
     lab = _start_virtual(spec) if virtual else None
     suffix = next(_COUNTER)  # QCoDeS instrument names are process-wide: keep them unique
@@ -154,13 +226,13 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
         insts: dict[str, Any] = {}
         for role, (drv, cfg) in parsed.items():
             address = lab.addresses[VIRTUAL_PORTS[drv]] if lab is not None else cfg["address"]
-            modname, clsname = DRIVERS[drv]
-            cls = getattr(importlib.import_module(modname), clsname)
+            cls = _driver_class(drv)
             kwargs: dict[str, Any] = dict(cfg.get("init", {}) or {})
             if role == "board":
                 if "timeout" in cfg:
                     kwargs["timeout_s"] = float(cfg["timeout"])
-                inst = cls(f"{role}_{suffix}", address, **kwargs)
+                inst = _connect(src, role, f"{role}_{suffix}", address, cls, kwargs)
+                opened.append(inst)
             else:
                 if "timeout" in cfg:
                     kwargs["timeout"] = float(cfg["timeout"])
@@ -173,12 +245,12 @@ def build_backend(spec: StationSpec) -> InstrumentBackend:
                     kwargs["envelope_compliance_A"] = envelope.max_compliance_A
                 else:
                     kwargs["envelope_max_width_s"] = envelope.max_width_s
-                inst = cls(f"{role}_{suffix}", address, **kwargs)
+                inst = _connect(src, role, f"{role}_{suffix}", address, cls, kwargs)
+                opened.append(inst)
                 inst.configure()
-            opened.append(inst)
             insts[role] = inst
         board: FpgaTestBoard = insts["board"]
-        chip = chip_from_ident(board.ident, dict(chip_over))
+        chip = chip_from_ident(board.ident, chip_over)
         return InstrumentBackend(
             chip, envelope, board, topology=topology, smu=insts.get("smu"),
             pulsegen=insts.get("pulsegen"), read_compliance_A=read_comp,

@@ -22,6 +22,23 @@ from sim_backend.macro import Macro
 F64 = npt.NDArray[np.float64]
 
 
+LINE_FREQUENCY_HZ = 50.0
+"""Mains frequency of the virtual lab (NPLC → seconds)."""
+SMU_POINT_OVERHEAD_S = 50e-6
+"""Per-point overhead of a virtual SMU sweep point beyond source delay and integration
+(autozero off): the figure the SMU drivers state as ``form_overhead_s``."""
+
+
+def smu_on_time_s(delay_s: float, nplc: float, autozero: bool) -> float:
+    """How long a virtual SMU sweep point holds its level on the cell: source delay, then
+    the integration (NPLC / line frequency; with autozero on, two more reference
+    integrations), then the per-point overhead — summed in this order, as the drivers
+    plan it."""
+    t_int = nplc / LINE_FREQUENCY_HZ
+    on = (delay_s + t_int) + SMU_POINT_OVERHEAD_S
+    return on + 2.0 * t_int if autozero else on
+
+
 class ClampTrip(Exception):
     """A source tried to exceed the board's clamp: the board opens the route instead."""
 
@@ -33,6 +50,11 @@ class Hub:
         self.clamp_V = {"BL": 0.0, "SL": 0.0, "WL": 0.0, "READ": 0.0}
         """Board clamp, volts; 0 until the host programs it (nothing can be driven)."""
         self.board_errors: deque[tuple[int, str]] = deque(maxlen=64)
+        self.source_on_times_s: list[float] = []
+        """Real on-time of every SMU point that pulsed a cell (FORM/SET/RESET routes)."""
+        self.hot_switches = 0
+        """Times the board stepped to the next cell while an SMU held a pulse level (the
+        source did not return to 0 V between points)."""
         self.route_clear()
 
     # ---- routing ----
@@ -56,29 +78,27 @@ class Hub:
         sel = np.arange(self.pos, self.pos + k)
         self.pos += k
         if k < n:
-            self.board_errors.append(
-                (302, f"scan list exhausted: {n - k} trigger(s) with no routed cell")
-            )
+            self.board_errors.append((302, f"scan list exhausted: {n - k} trigger(s) with no "
+                                           "routed cell"))
         return self.mode, self.cells.subset(sel), self.gate_V[sel]
 
     def check_clamp(self, terminal: str, values_V: npt.ArrayLike) -> None:
         v = np.abs(np.asarray(values_V, dtype=np.float64))
         if v.size and float(v.max()) > self.clamp_V[terminal]:
-            self.board_errors.append(
-                (
-                    301,
-                    f"clamp tripped on {terminal}: {float(v.max()):g} V "
-                    f"> {self.clamp_V[terminal]:g} V; route opened",
-                )
-            )
+            self.board_errors.append((301, f"clamp tripped on {terminal}: {float(v.max()):g} V "
+                                           f"> {self.clamp_V[terminal]:g} V; route opened"))
             self.route_clear()
             raise ClampTrip(terminal)
 
     # ---- what a sourcing instrument does to the routed cells ----
-    def apply_source(
-        self, voltages_V: F64, width_s: float, compliance_A: float | None, n_average: int
-    ) -> F64:
+    def apply_source(self, voltages_V: F64, width_s: float, compliance_A: float | None,
+                     n_average: int, *, idle_between: bool = False) -> F64:
         """An SMU sweep point per routed cell: read (READ route) or pulse (others).
+
+        ``width_s`` is the point's real on-time (:func:`smu_on_time_s`);
+        ``idle_between`` says whether the source returns to 0 V after each point (2600B
+        pulse mode) — when it does not, every step of the board to the next cell of a
+        pulse route happens under voltage and is counted in :attr:`hot_switches`.
 
         Returns the measured current per point; 0 A for open (unrouted) points and for
         pulse points (the virtual SMU does not model the current during a pulse).
@@ -95,17 +115,18 @@ class Hub:
                 self.check_clamp("READ", v)
                 for key in np.unique(np.stack([v, gates], axis=1), axis=0):
                     sel = np.flatnonzero((v == key[0]) & (gates == key[1]))
-                    out[sel] = self.macro.read_current(
-                        cells.subset(sel), float(key[0]), float(key[1]), n_average
-                    )
+                    out[sel] = self.macro.read_current(cells.subset(sel), float(key[0]),
+                                                       float(key[1]), n_average)
             else:
                 assert mode is not None
                 kind = PulseKind(mode)
                 self.check_clamp(kind.terminal, v)
                 comp = None if compliance_A is None else np.full(k, compliance_A)
-                self.macro.pulse(
-                    cells, kind, v.astype(np.float64), gates, np.full(k, width_s), comp
-                )
+                self.source_on_times_s.extend([width_s] * k)
+                if not idle_between:
+                    self.hot_switches += k - 1
+                self.macro.pulse(cells, kind, v.astype(np.float64), gates, np.full(k, width_s),
+                                 comp)
         return out
 
     def apply_pulses(self, amplitude_V: float, width_s: float, n: int) -> None:
@@ -115,9 +136,8 @@ class Hub:
             if cells is None or len(cells) == 0 or mode is None:
                 return
             if mode == "READ":
-                self.board_errors.append(
-                    (303, "pulse generator fired into a READ route; route opened")
-                )
+                self.board_errors.append((303, "pulse generator fired into a READ route; "
+                                               "route opened"))
                 self.route_clear()
                 return
             kind = PulseKind(mode)

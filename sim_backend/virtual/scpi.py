@@ -18,41 +18,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sim_backend.virtual.hub import ClampTrip, Hub
+from sim_backend.virtual.hub import LINE_FREQUENCY_HZ, ClampTrip, Hub, smu_on_time_s
 from sim_backend.virtual.transport import FaultInjector, serve_lines
 
 _LONG = {
-    "SOURCE": "SOUR",
-    "VOLTAGE": "VOLT",
-    "SENSE": "SENS",
-    "CURRENT": "CURR",
-    "OUTPUT": "OUTP",
-    "FORMAT": "FORM",
-    "TRACE": "TRAC",
-    "SYSTEM": "SYST",
-    "ERROR": "ERR",
-    "SWEEP": "SWE",
-    "LINEAR": "LIN",
-    "AVERAGE": "AVER",
-    "COUNT": "COUN",
-    "FUNCTION": "FUNC",
-    "INITIATE": "INIT",
-    "APPEND": "APP",
-    "BORDER": "BORD",
-    "ILIMIT": "ILIM",
-    "DELAY": "DEL",
-    "TCONTROL": "TCON",
-    "PULSE": "PULS",
-    "WIDTH": "WIDT",
-    "PERIOD": "PER",
-    "TRANSITION": "TRAN",
-    "LEADING": "LEAD",
-    "TRAILING": "TRA",
-    "BURST": "BURS",
-    "NCYCLES": "NCYC",
-    "STATE": "STAT",
-    "TRIGGER": "TRIG",
-    "LEVEL": "LEV",
+    "SOURCE": "SOUR", "VOLTAGE": "VOLT", "SENSE": "SENS", "CURRENT": "CURR", "OUTPUT": "OUTP",
+    "FORMAT": "FORM", "TRACE": "TRAC", "SYSTEM": "SYST", "ERROR": "ERR", "SWEEP": "SWE",
+    "LINEAR": "LIN", "AVERAGE": "AVER", "COUNT": "COUN", "FUNCTION": "FUNC",
+    "INITIATE": "INIT", "APPEND": "APP", "BORDER": "BORD", "ILIMIT": "ILIM", "DELAY": "DEL",
+    "AZERO": "AZER", "LFREQUENCY": "LFR",
+    "TCONTROL": "TCON", "PULSE": "PULS", "WIDTH": "WIDT", "PERIOD": "PER",
+    "TRANSITION": "TRAN", "LEADING": "LEAD", "TRAILING": "TRA", "BURST": "BURS",
+    "NCYCLES": "NCYC", "STATE": "STAT", "TRIGGER": "TRIG", "LEVEL": "LEV",
 }
 
 
@@ -122,13 +99,9 @@ class ScpiInstrument:
         self.name = name
         self.errors: deque[tuple[int, str]] = deque(maxlen=32)
         self.handlers: dict[str, Callable[[str], str | bytes | None]] = {
-            "*IDN?": lambda a: self.idn,
-            "*CLS": lambda a: self.errors.clear(),
-            "*OPC?": lambda a: "1",
-            "*WAI": lambda a: None,
-            "*RST": lambda a: self.reset(),
-            "SYST:ERR?": self._err,
-            "SYST:ERR:NEXT?": self._err,
+            "*IDN?": lambda a: self.idn, "*CLS": lambda a: self.errors.clear(),
+            "*OPC?": lambda a: "1", "*WAI": lambda a: None, "*RST": lambda a: self.reset(),
+            "SYST:ERR?": self._err, "SYST:ERR:NEXT?": self._err,
             "SYST:ERR:COUN?": lambda a: str(len(self.errors)),
         }
         self.reset()
@@ -177,35 +150,27 @@ class Virtual2450(ScpiInstrument):
     def __init__(self, hub: Hub, faults: FaultInjector, name: str = "smu2450") -> None:
         super().__init__(hub, faults, name)
         h = self.handlers
-        h.update(
-            {
-                "OUTP": self._output,
-                "OUTP?": lambda a: "1" if self.output else "0",
-                "SOUR:FUNC": self._func,
-                "SENS:FUNC": lambda a: None,
-                "SOUR:VOLT": self._level,
-                "SOUR:VOLT?": lambda a: f"{self.level:.17g}",
-                "SOUR:VOLT:ILIM": self._ilim,
-                "SOUR:VOLT:ILIM?": lambda a: f"{self.ilim:.17g}",
-                "SOUR:VOLT:DEL": lambda a: setattr(self, "delay", num(a)),
-                "SENS:CURR:NPLC": self._nplc,
-                "SENS:CURR:NPLC?": lambda a: f"{self.nplc:g}",
-                "SENS:CURR:AVER": lambda a: setattr(self, "aver_on", onoff(a)),
-                "SENS:CURR:AVER:COUN": self._count,
-                "SENS:CURR:AVER:COUN?": lambda a: str(self.aver_count),
-                "SENS:CURR:AVER:TCON": lambda a: None,
-                "FORM:DATA": self._form,
-                "FORM:BORD": self._bord,
-                "SOUR:LIST:VOLT": lambda a: self._list(a, append=False),
-                "SOUR:LIST:VOLT:APP": lambda a: self._list(a, append=True),
-                "SOUR:SWE:VOLT:LIST": self._sweep_list,
-                "SOUR:SWE:VOLT:LIN": self._sweep_lin,
-                "INIT": self._init,
-                "TRAC:DATA?": self._trace,
-                "TRAC:CLE": self._clear,
-                "TRAC:ACT?": lambda a: str(len(self.buffer)),
-            }
-        )
+        h.update({
+            "OUTP": self._output, "OUTP?": lambda a: "1" if self.output else "0",
+            "SOUR:FUNC": self._func, "SENS:FUNC": lambda a: None,
+            "SOUR:VOLT": self._level, "SOUR:VOLT?": lambda a: f"{self.level:.17g}",
+            "SOUR:VOLT:ILIM": self._ilim, "SOUR:VOLT:ILIM?": lambda a: f"{self.ilim:.17g}",
+            "SOUR:VOLT:DEL": lambda a: setattr(self, "delay", num(a)),
+            "SENS:CURR:NPLC": self._nplc, "SENS:CURR:NPLC?": lambda a: f"{self.nplc:g}",
+            "SENS:CURR:AZER": lambda a: setattr(self, "azero", onoff(a)),
+            "SENS:CURR:AZER?": lambda a: "1" if self.azero else "0",
+            "SYST:LFR?": lambda a: f"{LINE_FREQUENCY_HZ:g}",
+            "SENS:CURR:AVER": lambda a: setattr(self, "aver_on", onoff(a)),
+            "SENS:CURR:AVER:COUN": self._count,
+            "SENS:CURR:AVER:COUN?": lambda a: str(self.aver_count),
+            "SENS:CURR:AVER:TCON": lambda a: None,
+            "FORM:DATA": self._form, "FORM:BORD": self._bord,
+            "SOUR:LIST:VOLT": lambda a: self._list(a, append=False),
+            "SOUR:LIST:VOLT:APP": lambda a: self._list(a, append=True),
+            "SOUR:SWE:VOLT:LIST": self._sweep_list, "SOUR:SWE:VOLT:LIN": self._sweep_lin,
+            "INIT": self._init, "TRAC:DATA?": self._trace, "TRAC:CLE": self._clear,
+            "TRAC:ACT?": lambda a: str(len(self.buffer)),
+        })
 
     def reset(self) -> None:
         self.output = False
@@ -213,6 +178,7 @@ class Virtual2450(ScpiInstrument):
         self.ilim = 1.05e-4
         self.delay = 0.0
         self.nplc = 1.0
+        self.azero = True
         self.aver_on = False
         self.aver_count = 10
         self.real = False
@@ -276,7 +242,7 @@ class Virtual2450(ScpiInstrument):
         delay = num(args[1]) if len(args) > 1 else 0.0
         if not self.list or not 1 <= start <= len(self.list):
             raise ScpiError(-221, "Settings conflict; configuration list is empty")
-        self.sweep = (np.array(self.list[start - 1 :]), delay)
+        self.sweep = (np.array(self.list[start - 1:]), delay)
 
     def _sweep_lin(self, a: str) -> None:
         args = [x.strip() for x in a.split(",")]
@@ -297,7 +263,8 @@ class Virtual2450(ScpiInstrument):
             got = np.zeros(volts.size)  # output off: nothing reaches the chip
         else:
             n_avg = self.aver_count if self.aver_on else 1
-            got = self.hub.apply_source(volts, delay, self.ilim, n_avg)
+            on = smu_on_time_s(delay, self.nplc * n_avg, self.azero)
+            got = self.hub.apply_source(volts, on, self.ilim, n_avg)
         self.buffer = np.concatenate([self.buffer, got])
 
     def _clear(self, _: str) -> None:
@@ -308,7 +275,7 @@ class Virtual2450(ScpiInstrument):
         i0, i1 = int(num(args[0])), int(num(args[1]))
         if not 1 <= i0 <= i1 <= self.buffer.size:
             raise ScpiError(-222, "Data out of range; buffer index")
-        data = self.buffer[i0 - 1 : i1]
+        data = self.buffer[i0 - 1:i1]
         if not self.real:
             return ",".join(f"{x:.17g}" for x in data)
         raw = data.astype("<f8" if self.swap else ">f8").tobytes()
@@ -323,32 +290,25 @@ class Virtual33500B(ScpiInstrument):
     def __init__(self, hub: Hub, faults: FaultInjector, name: str = "pulsegen") -> None:
         super().__init__(hub, faults, name)
         for prefix in ("FUNC:PULS", "PULS"):  # 33500B and 81150A spellings
-            self.handlers.update(
-                {
-                    f"{prefix}:WIDT": lambda a: self._set("width", a, 16e-9, 1e3),
-                    f"{prefix}:WIDT?": lambda a: f"{self.width:.17g}",
-                    f"{prefix}:PER": lambda a: self._set("period", a, 50e-9, 1e3),
-                    f"{prefix}:TRAN:LEAD": lambda a: self._set("lead", a, 2.5e-9, 1e-3),
-                    f"{prefix}:TRAN": lambda a: self._set("lead", a, 2.5e-9, 1e-3),
-                    f"{prefix}:TRAN:TRA": lambda a: self._set("trail", a, 2.5e-9, 1e-3),
-                }
-            )
-        self.handlers.update(
-            {
-                "OUTP": lambda a: setattr(self, "output", onoff(a)),
-                "OUTP?": lambda a: "1" if self.output else "0",
-                "OUTP:LOAD": self._load,
-                "FUNC": self._func,
-                "VOLT:HIGH": lambda a: self._set("high", a, -10.0, 10.0),
-                "VOLT:HIGH?": lambda a: f"{self.high:.17g}",
-                "VOLT:LOW": lambda a: self._set("low", a, -10.0, 10.0),
-                "BURS:MODE": lambda a: None,
-                "BURS:STAT": lambda a: setattr(self, "burst", onoff(a)),
-                "BURS:NCYC": lambda a: self._set("ncyc", a, 1, 1e8),
-                "TRIG:SOUR": self._trig_source,
-                "*TRG": self._trigger,
-            }
-        )
+            self.handlers.update({
+                f"{prefix}:WIDT": lambda a: self._set("width", a, 16e-9, 1e3),
+                f"{prefix}:WIDT?": lambda a: f"{self.width:.17g}",
+                f"{prefix}:PER": lambda a: self._set("period", a, 50e-9, 1e3),
+                f"{prefix}:TRAN:LEAD": lambda a: self._set("lead", a, 2.5e-9, 1e-3),
+                f"{prefix}:TRAN": lambda a: self._set("lead", a, 2.5e-9, 1e-3),
+                f"{prefix}:TRAN:TRA": lambda a: self._set("trail", a, 2.5e-9, 1e-3),
+            })
+        self.handlers.update({
+            "OUTP": lambda a: setattr(self, "output", onoff(a)),
+            "OUTP?": lambda a: "1" if self.output else "0",
+            "OUTP:LOAD": self._load, "FUNC": self._func,
+            "VOLT:HIGH": lambda a: self._set("high", a, -10.0, 10.0),
+            "VOLT:HIGH?": lambda a: f"{self.high:.17g}",
+            "VOLT:LOW": lambda a: self._set("low", a, -10.0, 10.0),
+            "BURS:MODE": lambda a: None, "BURS:STAT": lambda a: setattr(self, "burst", onoff(a)),
+            "BURS:NCYC": lambda a: self._set("ncyc", a, 1, 1e8),
+            "TRIG:SOUR": self._trig_source, "*TRG": self._trigger,
+        })
 
     def reset(self) -> None:
         self.output = False

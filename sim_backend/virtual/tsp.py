@@ -15,46 +15,29 @@ from collections import deque
 
 import numpy as np
 
-from sim_backend.virtual.hub import ClampTrip, Hub
+from sim_backend.virtual.hub import LINE_FREQUENCY_HZ, ClampTrip, Hub, smu_on_time_s
 from sim_backend.virtual.transport import FaultInjector, serve_lines
 
 CONSTANTS = {
-    "smua.OUTPUT_ON": 1.0,
-    "smua.OUTPUT_OFF": 0.0,
-    "smua.OUTPUT_DCVOLTS": 1.0,
-    "smua.OUTPUT_DCAMPS": 0.0,
-    "smua.FILTER_ON": 1.0,
-    "smua.FILTER_OFF": 0.0,
-    "smua.FILTER_REPEAT_AVG": 1.0,
-    "smua.FILTER_MOVING_AVG": 0.0,
-    "smua.ENABLE": 1.0,
-    "smua.DISABLE": 0.0,
-    "smua.SOURCE_IDLE": 0.0,
-    "smua.SOURCE_HOLD": 1.0,
-    "format.REAL64": 64.0,
-    "format.ASCII": 1.0,
-    "format.LITTLEENDIAN": 0.0,
-    "format.BIGENDIAN": 1.0,
-    "format.NORMAL": 1.0,
+    "smua.OUTPUT_ON": 1.0, "smua.OUTPUT_OFF": 0.0, "smua.OUTPUT_DCVOLTS": 1.0,
+    "smua.OUTPUT_DCAMPS": 0.0, "smua.FILTER_ON": 1.0, "smua.FILTER_OFF": 0.0,
+    "smua.FILTER_REPEAT_AVG": 1.0, "smua.FILTER_MOVING_AVG": 0.0, "smua.ENABLE": 1.0,
+    "smua.DISABLE": 0.0, "smua.SOURCE_IDLE": 0.0, "smua.SOURCE_HOLD": 1.0,
+    "smua.AUTOZERO_OFF": 0.0, "smua.AUTOZERO_ONCE": 1.0, "smua.AUTOZERO_AUTO": 2.0,
+    "format.REAL64": 64.0, "format.ASCII": 1.0,
+    "format.LITTLEENDIAN": 0.0, "format.BIGENDIAN": 1.0, "format.NORMAL": 1.0,
 }
 SETTABLE = {
-    "smua.source.levelv": (-40.0, 40.0),
-    "smua.source.limiti": (1e-9, 1.5),
-    "smua.trigger.source.limiti": (1e-9, 1.5),
-    "smua.source.output": (0, 1),
-    "smua.source.func": (0, 1),
-    "smua.measure.nplc": (0.001, 25),
-    "smua.source.delay": (0, 1e3),
-    "smua.measure.filter.count": (1, 100),
-    "smua.measure.filter.enable": (0, 1),
-    "smua.measure.filter.type": (0, 2),
-    "format.data": (1, 64),
-    "format.byteorder": (0, 1),
-    "smua.trigger.measure.action": (0, 1),
-    "smua.trigger.source.action": (0, 1),
-    "smua.trigger.count": (1, 1e6),
-    "smua.nvbuffer1.appendmode": (0, 1),
-    "smua.trigger.endsweep.action": (0, 1),
+    "smua.source.levelv": (-40.0, 40.0), "smua.source.limiti": (1e-9, 1.5),
+    "smua.trigger.source.limiti": (1e-9, 1.5), "smua.source.output": (0, 1),
+    "smua.source.func": (0, 1), "smua.measure.nplc": (0.001, 25), "smua.source.delay": (0, 1e3),
+    "smua.measure.filter.count": (1, 100), "smua.measure.filter.enable": (0, 1),
+    "smua.measure.filter.type": (0, 2), "format.data": (1, 64), "format.byteorder": (0, 1),
+    "smua.trigger.measure.action": (0, 1), "smua.trigger.source.action": (0, 1),
+    "smua.trigger.count": (1, 1e6), "smua.nvbuffer1.appendmode": (0, 1),
+    "smua.trigger.endsweep.action": (0, 1), "smua.trigger.endpulse.action": (0, 1),
+    "smua.trigger.endpulse.stimulus": (0, 1e3), "smua.measure.autozero": (0, 2),
+    "smua.measure.delay": (0, 1e3),
 }
 _ASSIGN = re.compile(r"^([\w.]+)\s*=\s*(.+)$")
 _CALL = re.compile(r"^([\w.]+)\((.*)\)$", re.DOTALL)
@@ -75,23 +58,16 @@ class Virtual2600B:
         self.name = name
         self.errors: deque[tuple[int, str]] = deque(maxlen=32)
         self.attrs: dict[str, float] = {
-            "smua.source.levelv": 0.0,
-            "smua.source.limiti": 1e-4,
-            "smua.trigger.source.limiti": 1e-4,
-            "smua.source.output": 0.0,
-            "smua.source.func": 1.0,
-            "smua.measure.nplc": 1.0,
-            "smua.source.delay": 0.0,
-            "smua.measure.filter.count": 1.0,
-            "smua.measure.filter.enable": 0.0,
-            "smua.measure.filter.type": 1.0,
-            "format.data": 1.0,
-            "format.byteorder": 1.0,
-            "smua.trigger.measure.action": 0.0,
-            "smua.trigger.source.action": 0.0,
-            "smua.trigger.count": 1.0,
-            "smua.nvbuffer1.appendmode": 0.0,
-            "smua.trigger.endsweep.action": 1.0,
+            "smua.source.levelv": 0.0, "smua.source.limiti": 1e-4,
+            "smua.trigger.source.limiti": 1e-4, "smua.source.output": 0.0,
+            "smua.source.func": 1.0, "smua.measure.nplc": 1.0, "smua.source.delay": 0.0,
+            "smua.measure.filter.count": 1.0, "smua.measure.filter.enable": 0.0,
+            "smua.measure.filter.type": 1.0, "format.data": 1.0, "format.byteorder": 1.0,
+            "smua.trigger.measure.action": 0.0, "smua.trigger.source.action": 0.0,
+            "smua.trigger.count": 1.0, "smua.nvbuffer1.appendmode": 0.0,
+            "smua.trigger.endsweep.action": 1.0, "smua.trigger.endpulse.action": 1.0,
+            "smua.trigger.endpulse.stimulus": 0.0, "smua.measure.autozero": 2.0,
+            "smua.measure.delay": 0.0, "localnode.linefreq": LINE_FREQUENCY_HZ,
         }
         self.sweep = np.zeros(0)
         self.buffer = np.zeros(0)
@@ -190,9 +166,15 @@ class Virtual2600B:
             self.buffer = np.zeros(n)
             return
         n_avg = int(a["smua.measure.filter.count"]) if a["smua.measure.filter.enable"] else 1
-        self.buffer = self.hub.apply_source(
-            volts.astype(np.float64), a["smua.source.delay"], a["smua.trigger.source.limiti"], n_avg
-        )
+        if a["smua.measure.delay"] != 0.0:
+            raise TspError(-286, "this virtual 2600B models measure delay 0 only")
+        on = smu_on_time_s(a["smua.source.delay"], a["smua.measure.nplc"] * n_avg,
+                           a["smua.measure.autozero"] != 0.0)
+        idle = (a["smua.trigger.endpulse.action"] == 0.0
+                and a["smua.trigger.endpulse.stimulus"] == 0.0)
+        self.buffer = self.hub.apply_source(volts.astype(np.float64), on,
+                                            a["smua.trigger.source.limiti"], n_avg,
+                                            idle_between=idle)
 
     def _printbuffer(self, args: str) -> bytes:
         a = [x.strip() for x in args.split(",")]
@@ -201,7 +183,7 @@ class Virtual2600B:
         i0, i1 = int(self._value(a[0])), int(self._value(a[1]))
         if not 1 <= i0 <= i1 <= self.buffer.size:
             raise TspError(1203, "Invalid buffer index")
-        data = self.buffer[i0 - 1 : i1]
+        data = self.buffer[i0 - 1:i1]
         if self.attrs["format.data"] == 64.0:
             order = "<f8" if self.attrs["format.byteorder"] == 0.0 else ">f8"
             return b"#0" + data.astype(order).tobytes() + b"\n"

@@ -25,7 +25,9 @@ def sequence(be: BackendBase) -> list[np.ndarray]:
     b = Cells.block(1, range(2, 5), range(10, 14))
     both = Cells.concat([a, b])
     out = []
-    be.pulse(both, "FORM", np.linspace(3.0, 3.3, len(both)), 1.5, 1e-4, 1.5e-4)
+    # 500 µs: the SMU forms with a real on-time of at least its shortest integration
+    # (2450: NPLC 0.01 = 200 µs at 50 Hz) + overhead; see drivers._link.form_delay_s.
+    be.pulse(both, "FORM", np.linspace(3.0, 3.3, len(both)), 1.5, 5e-4, 1.5e-4)
     out.append(be.read(both))
     be.pulse(a, "SET", rng.choice([1.8, 2.0, 2.2], len(a)), rng.choice([1.6, 1.8], len(a)), 1e-6)
     be.clock.wait(30.0)
@@ -79,10 +81,10 @@ def test_station_files_open_and_agree(lab: VirtualLab) -> None:
     results = []
     for f in ("virtual-lab.yaml", "virtual-lab-discrete.yaml"):
         with open_backend(f"protocols/stations/{f}") as be:
-            be.pulse(cells, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            be.pulse(cells, "FORM", 3.3, 1.5, 5e-4, 1e-4)  # ≥ the 2450's shortest FORM
             results.append(be.read(cells))
     direct = SimBackend("default_180nm", 0)
-    direct.pulse(cells, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+    direct.pulse(cells, "FORM", 3.3, 1.5, 5e-4, 1e-4)
     ref = direct.read(cells)
     assert all(np.array_equal(ref, r) for r in results)
 

@@ -43,7 +43,7 @@ def formed_pair(lab: VirtualLab, topology: str) -> tuple[SimBackend, object]:
     direct = small_direct(SEED)
     wire = open_wire(lab, topology, timeout_s=5.0)
     for be in (direct, wire):
-        be.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)  # type: ignore[attr-defined]
+        be.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)  # type: ignore[attr-defined]
     # Short timeouts only after the first touch of the tile (which builds its state).
     wire.board.timeout_s = TIMEOUT_S
     for inst in (wire.smu, wire.pulsegen):
@@ -100,7 +100,7 @@ def test_seeded_random_faults_are_reproducible() -> None:
     def run() -> list[tuple[str, str]]:
         with small_lab(SEED, FaultInjector(seed=9, delay_s=0.0)) as lab:
             wire = open_wire(lab)
-            wire.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            wire.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
             wire.board.timeout_s = TIMEOUT_S
             lab.faults.rates = {"garble": 0.3}
             for _ in range(6):
@@ -215,8 +215,8 @@ def test_random_faults_only_ever_raise_instrument_faults(topology: str, p: float
         direct = small_direct(SEED)
         wire = open_wire(lab, topology, timeout_s=5.0)
         with wire:
-            wire.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
-            direct.pulse(CELLS, "FORM", 3.3, 1.5, 1e-4, 1e-4)
+            wire.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
+            direct.pulse(CELLS, "FORM", 3.3, 1.5, 5e-4, 1e-4)
             wire.board.timeout_s = TIMEOUT_S
             for inst in (wire.smu, wire.pulsegen):
                 if inst is not None:
@@ -251,3 +251,27 @@ def test_ctrl_c_never_splits_a_visa_query_from_its_reply(lab: VirtualLab) -> Non
         assert wire.smu._dirty is False  # type: ignore[attr-defined]  # reply was read
         # Interrupted before the sweep: the chip is unchanged and the link in step.
         assert np.array_equal(wire.read(CELLS), direct.read(CELLS))  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGINT delivery to the main thread")
+def test_forced_ctrl_c_between_write_and_read_resyncs_the_link(lab: VirtualLab) -> None:
+    """A second Ctrl+C forces a KeyboardInterrupt through DelayedKeyboardInterrupt while the
+    query waits for its (delayed) reply. The link is then marked dirty, so the next query
+    reconnects and gets its own answer — not the stale reply to the interrupted one."""
+    _, wire = formed_pair(lab, "board+smu+pulsegen")
+    lab.faults.delay_s = 0.4
+    with wire:  # type: ignore[attr-defined]
+        smu = wire.smu  # type: ignore[attr-defined]
+        smu.timeout(2.0)
+        smu.compliance_A(1.5e-4)
+        nplc = smu.nplc()
+        assert nplc != 1.5e-4
+        lab.faults.schedule("smu2450", "delay")
+        for t in (0.05, 0.1):  # the second SIGINT is the forceful one
+            threading.Timer(t, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            smu.compliance_A()  # its reply arrives 0.4 s later, after the interrupt
+        assert smu._dirty is True
+        threading.Event().wait(0.6)  # the stale reply is now in the socket buffer
+        assert smu.nplc() == nplc
+        assert smu.compliance_A() == 1.5e-4
