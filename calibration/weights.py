@@ -31,8 +31,8 @@ import numpy as np
 
 from calibration import forming
 from calibration import programming as pg
-from calibration.verify_write import KNOWN_BAD
 from calibration.policies import POLICY, Policy, check_policy, make_policy, ramp_section
+from calibration.verify_write import KNOWN_BAD
 from labctl.backend import Backend, ChipInfo
 from labctl.cells import Cells
 from labctl.envelope import SafetyEnvelope
@@ -44,6 +44,7 @@ __all__ = ["WEIGHT_SETTINGS", "WeightProgrammer", "make_program_fn"]
 WEIGHT_SETTINGS = pg.Settings(tolerance_S=0.5e-6, aim_S=0.25e-6, n_average=3)
 """Verify-write settings for weights (tighter than the calibration default ±1 µS)."""
 
+_SET = ("SET amplitude ramp (bit line; amplitude policy only)", 1.2, 3.3, 2.8, 1e-6)
 _RESET = ("RESET amplitude ramp (source line, gate fully on)", 1.2, 2.5, 5.0, 1e-6)
 
 
@@ -54,15 +55,17 @@ class WeightProgrammer:
     weights re-program changed cells every chunk) neither re-form nor re-pulse them."""
 
     def __init__(self, settings: pg.Settings, policy_spec: Mapping[str, Any],
-                 reset_ramp: Mapping[str, Any], forming_params: Mapping[str, Any],
+                 set_ramp: Mapping[str, Any], reset_ramp: Mapping[str, Any],
+                 forming_params: Mapping[str, Any],
                  record: CalibrationRecord | None = None, pristine_below: float = 0.2) -> None:
         self.settings = settings
         self.policy_spec = dict(policy_spec)
+        self.set_ramp = dict(set_ramp)
         self.reset_ramp = dict(reset_ramp)
         self.forming_params = dict(forming_params)
         self.record = record
         self.pristine_below = pristine_below
-        self.policy: Policy = make_policy(self.policy_spec, {}, self.reset_ramp)
+        self.policy: Policy = make_policy(self.policy_spec, self.set_ramp, self.reset_ramp)
         self._be: Backend | None = None
         self._formed = np.zeros(0, bool)
         self._bad = np.zeros(0, bool)
@@ -128,23 +131,25 @@ class WeightProgrammer:
 def make_program_fn(record: CalibrationRecord | None = None, *,
                     settings: pg.Settings = WEIGHT_SETTINGS,
                     policy: Mapping[str, Any] | None = None,
+                    set_ramp: Mapping[str, Any] | None = None,
                     reset: Mapping[str, Any] | None = None,
                     forming_params: Mapping[str, Any] | None = None) -> WeightProgrammer:
     """The workloads' ``program_fn``: forming + verify-write with ``settings`` and a policy.
 
     ``policy`` is a ``policy`` parameter of the verify-write routine (default ``{kind:
-    gate}``), ``reset`` its RESET ramp section, ``forming_params`` overrides of the forming
-    routine's ramp. With a calibration ``record``, cells it marks faulty are skipped, cells
-    it marks ``ok`` are taken as formed, and a fitted gate → compliance relation
-    (``programming.device_model.transistor``: ``v_th_V``, ``beta_A_per_V2``) replaces the
-    gate ladder's defaults unless ``policy`` sets them."""
+    gate}``), ``set_ramp`` / ``reset`` its SET / RESET ramp sections, ``forming_params``
+    overrides of the forming routine's ramp. With a calibration ``record``, cells it marks
+    faulty are skipped, cells it marks ``ok`` are taken as formed, and a fitted gate →
+    compliance relation (``programming.device_model.transistor``: ``v_th_V``,
+    ``beta_A_per_V2``) replaces the gate ladder's defaults unless ``policy`` sets them."""
     user = dict(policy or {"kind": "gate"})
     if record is not None and user.get("kind", "gate") == "gate":
         tr = record.programming.get("device_model", {}).get("transistor", {})
         for src, dst in (("v_th_V", "vth_V"), ("beta_A_per_V2", "beta_A_per_V2")):
             if src in tr and dst not in user:
                 user[dst] = float(tr[src])
-    spec = validate({"policy": POLICY, "reset": ramp_section(*_RESET)},
-                    {"policy": user, **({"reset": dict(reset)} if reset else {})})
+    spec = validate({"policy": POLICY, "set": ramp_section(*_SET),
+                     "reset": ramp_section(*_RESET)},
+                    {"policy": user, "set": dict(set_ramp or {}), "reset": dict(reset or {})})
     fp = {**forming.default_params(), **(forming_params or {})}
-    return WeightProgrammer(settings, spec["policy"], spec["reset"], fp, record)
+    return WeightProgrammer(settings, spec["policy"], spec["set"], spec["reset"], fp, record)
