@@ -23,10 +23,11 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.refresh",
     "calibration.fault_map",
     "calibration.report",
-    # the inference workloads' routines live in the labctl core (labctl.inference.routines)
-    "labctl.inference.routines.neural_field",
-    "labctl.inference.routines.diffusion",
-    "labctl.inference.routines.fast_weights",
+    # the inference workloads (labctl.inference) as routines: calibration.workloads, which
+    # programs their weights with calibration.weights (forming + verify-write)
+    "calibration.neural_field",
+    "calibration.diffusion",
+    "calibration.fast_weights",
 )
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from calibration import region as reg
-from labctl.backend import ChipInfo, PulseKind
+from labctl.backend import Backend, ChipInfo, PulseKind
+from labctl.cells import Cells
 from labctl.envelope import SafetyEnvelope
 from labctl.params import Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
@@ -62,27 +63,21 @@ def n_levels(p: Mapping[str, Any]) -> int:
     return int(np.floor((p["gate_stop_V"] - p["gate_start_V"]) / p["gate_step_V"] + 1e-9)) + 1
 
 
-def run(ctx: StepContext) -> Iterator[Checkpoint]:
-    p = ctx.params
-    be = ctx.backend
-    region = p["region"]
-    shape = reg.region_shape(region)
-    cells = reg.region_cells(region)
-    n = len(cells)
-    levels = n_levels(p)
-    if ctx.resume is None:
-        st: dict[str, np.ndarray] = {
-            "outcome": np.zeros(n, np.int8), "level": np.zeros(n, np.int64),
+def new_state(n: int) -> dict[str, np.ndarray]:
+    return {"outcome": np.zeros(n, np.int8), "level": np.zeros(n, np.int64),
             "gate_at_form_V": np.full(n, np.nan)}
-    else:
-        st = {k: np.array(v) for k, v in ctx.resume.state.items()}
-        ctx.event("resumed from a checkpoint: pending cells are re-read and re-planned; formed "
-                  "cells get no pulse and are re-read in the closing read")
 
+
+def iterate(be: Backend, cells: Cells, p: Mapping[str, Any],
+            st: dict[str, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Read → decide, until no cell is pending. Yields the indices of the cells to pulse next
+    and their gate voltages; the caller applies the FORM pulses (directly, or through the
+    runner's checkpoints) before resuming. ``p`` holds the ramp parameters of :data:`PARAMS`."""
+    levels = n_levels(p)
     while True:
         act = np.flatnonzero(st["outcome"] == PENDING)
         if act.size == 0:
-            break
+            return
         g = be.read(cells.subset(act), p["read_V"], n_average=p["n_average"])
         formed = g > p["formed_threshold_S"]
         st["outcome"][act[formed]] = FORMED
@@ -93,12 +88,51 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
         spent = st["level"][rest] >= levels
         st["outcome"][rest[spent]] = UNFORMABLE
         go = rest[~spent]
-        batches = []
+        gate = np.minimum(p["gate_start_V"] + st["level"][go] * p["gate_step_V"],
+                          p["gate_stop_V"])
+        st["level"][go] += 1
+        yield go, gate
+
+
+def default_params() -> dict[str, Any]:
+    """The ramp parameters of :data:`PARAMS` at their defaults (no region)."""
+    return {k: v.default for k, v in PARAMS.items() if k not in reg.PARAMS}
+
+
+def form_direct(be: Backend, cells: Cells, p: Mapping[str, Any] | None = None,
+                skip: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Form ``cells`` applying the FORM pulses directly (no run file, no checkpoints): the
+    same ramp and per-cell stop as the routine. ``p`` overrides :func:`default_params`;
+    ``skip`` marks cells to leave alone (outcome FORMED, never pulsed — e.g. cells already
+    known to be formed). Returns the state (``outcome``, ``level`` = pulses,
+    ``gate_at_form_V``)."""
+    q = {**default_params(), **(p or {})}
+    st = new_state(len(cells))
+    if skip is not None:
+        st["outcome"][skip] = FORMED
+    for go, gate in iterate(be, cells, q, st):
         if go.size:
-            gate = p["gate_start_V"] + st["level"][go] * p["gate_step_V"]
-            st["level"][go] += 1
-            batches.append(PulseBatch(cells.subset(go), PulseKind.FORM, p["bitline_V"],
-                                      np.minimum(gate, p["gate_stop_V"]), p["width_s"]))
+            be.pulse(cells.subset(go), PulseKind.FORM, q["bitline_V"], gate, q["width_s"])
+    return st
+
+
+def run(ctx: StepContext) -> Iterator[Checkpoint]:
+    p = ctx.params
+    be = ctx.backend
+    region = p["region"]
+    shape = reg.region_shape(region)
+    cells = reg.region_cells(region)
+    n = len(cells)
+    if ctx.resume is None:
+        st = new_state(n)
+    else:
+        st = {k: np.array(v) for k, v in ctx.resume.state.items()}
+        ctx.event("resumed from a checkpoint: pending cells are re-read and re-planned; formed "
+                  "cells get no pulse and are re-read in the closing read")
+
+    for go, gate in iterate(be, cells, p, st):
+        batches = ([PulseBatch(cells.subset(go), PulseKind.FORM, p["bitline_V"], gate,
+                               p["width_s"])] if go.size else [])
         yield Checkpoint(state=st, pulses=batches, done=int((st["outcome"] != PENDING).sum()),
                          total=n)
 

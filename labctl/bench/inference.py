@@ -33,13 +33,15 @@ def _chip(seed: int = 0) -> BackendBase:
 
 
 def run(quick: bool = False) -> dict[str, float]:
+    from calibration.weights import make_program_fn
+
     nf_p: dict[str, Any] = {"prior_steps": 100, "finetune_steps": 40, "n": 32} if quick else {}
     df_p: dict[str, Any] = ({"train_steps": 400, "n_samples": 400, "n_steps": 10,
                              "continuous_steps": 40} if quick else {})
     fw_p: dict[str, Any] = {}
-    nf = run_neural_field(_chip(), nf_p)
-    df = run_diffusion(_chip(), df_p)
-    fw = run_fast_weights(_chip(), fw_p)
+    nf = run_neural_field(_chip(), nf_p, program_fn=make_program_fn())
+    df = run_diffusion(_chip(), df_p, program_fn=make_program_fn())
+    fw = run_fast_weights(_chip(), fw_p, program_fn=make_program_fn())
     return {
         "nf_psnr_float_db": nf["psnr_float_db"],
         "nf_psnr_chip_db": nf["psnr_chip_db"],

@@ -6,9 +6,11 @@ Core package: imports numpy and scipy only, and talks to a chip through the
 
 Protocol seams: ``run_neural_field(backend, params)``, ``run_diffusion(backend, params)``,
 ``run_fast_weights(backend, params)`` — ``params`` a dict or the ``*Params`` dataclass,
-``backend=None`` for the float side only, an optional ``program_fn(backend, cells,
-targets_S)`` (default: :data:`default_program_fn`, a stand-in batched verify-write until
-the calibration package's is wired in). Each returns a dict of figures and arrays.
+``backend=None`` for the float side only, and a ``program_fn(backend, cells,
+targets_S)`` for the chip side (the core ships none: the calibration package's forming +
+verify-write is ``calibration.weights.make_program_fn()``, which the workload routines in
+``calibration.workloads`` and ``labctl bench`` pass; tests pass an ideal programmer). Each
+returns a dict of figures and arrays.
 """
 
 from labctl.inference.analog import AnalogLinear, AnalogNetwork, to_analog
@@ -33,9 +35,9 @@ from labctl.inference.mapping import (
     ResidualMapping,
     TileAllocator,
     device_noise,
+    require_program_fn,
 )
 from labctl.inference.neural_field import NFParams, run_neural_field
-from labctl.inference.programming import VerifyWrite, default_program_fn
 from labctl.inference.training import Adam, cross_entropy, mse
 
 __all__ = [
@@ -59,12 +61,11 @@ __all__ = [
     "Sine",
     "Tanh",
     "TileAllocator",
-    "VerifyWrite",
     "WeightNoise",
     "cross_entropy",
-    "default_program_fn",
     "device_noise",
     "mse",
+    "require_program_fn",
     "run_diffusion",
     "run_fast_weights",
     "run_neural_field",

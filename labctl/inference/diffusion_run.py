@@ -43,8 +43,7 @@ from labctl.inference.diffusion import (
     train_eps_model,
 )
 from labctl.inference.layers import Array, Linear, WeightNoise
-from labctl.inference.mapping import ProgramFn, TileAllocator, make_mapping
-from labctl.inference.programming import default_program_fn
+from labctl.inference.mapping import ProgramFn, TileAllocator, make_mapping, require_program_fn
 
 __all__ = ["DiffParams", "run_diffusion"]
 
@@ -169,7 +168,7 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
     if backend is None:
         return out
 
-    pf = program_fn if program_fn is not None else default_program_fn
+    pf = require_program_fn(program_fn)
     mapping = make_mapping(p.mapping, p.percentile, p.settle_first_s, p.settle_s, p.n_pairs)
     alloc = TileAllocator(backend.chip)
     crng = np.random.default_rng(p.seed + 20)

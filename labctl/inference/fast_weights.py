@@ -21,8 +21,12 @@ import numpy.typing as npt
 from labctl.backend import Backend
 from labctl.inference.analog import AnalogLinear
 from labctl.inference.layers import Array
-from labctl.inference.mapping import DifferentialMapping, ProgramFn, TileAllocator
-from labctl.inference.programming import default_program_fn
+from labctl.inference.mapping import (
+    DifferentialMapping,
+    ProgramFn,
+    TileAllocator,
+    require_program_fn,
+)
 
 __all__ = ["FWParams", "newton_schulz", "run_fast_weights"]
 
@@ -138,7 +142,7 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
     if backend is None:
         return out
 
-    pf = program_fn if program_fn is not None else default_program_fn
+    pf = require_program_fn(program_fn)
     alloc = TileAllocator(backend.chip)
     mapping = DifferentialMapping(percentile=100.0)
     before = backend.ledger.snapshot()

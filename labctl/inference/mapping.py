@@ -29,11 +29,21 @@ from labctl.inference.layers import Array, WeightNoise
 
 __all__ = [
     "DifferentialMapping", "MappedPair", "ProgramFn", "Region", "ResidualMapping",
-    "TileAllocator", "device_noise", "make_mapping", "pair_targets",
+    "TileAllocator", "device_noise", "make_mapping", "pair_targets", "require_program_fn",
 ]
 
 ProgramFn = Callable[[Backend, Cells, Array], object]
 """``program_fn(backend, cells, targets_S)``: bring each cell to its target conductance."""
+
+
+def require_program_fn(program_fn: ProgramFn | None) -> ProgramFn:
+    """The workloads' chip side needs a programmer; the core ships none (the calibration
+    package's is ``calibration.weights.make_program_fn()``, which the routines and the bench
+    pass)."""
+    if program_fn is None:
+        raise ValueError("a chip run needs program_fn(backend, cells, targets_S), e.g. "
+                         "calibration.weights.make_program_fn()")
+    return program_fn
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ from labctl.inference.layers import (
     Sine,
     WeightNoise,
 )
-from labctl.inference.mapping import ProgramFn, make_mapping
-from labctl.inference.programming import default_program_fn
+from labctl.inference.mapping import ProgramFn, make_mapping, require_program_fn
 from labctl.inference.tomography import (
     ParallelProjector,
     deformed_phantom,
@@ -173,7 +172,7 @@ def run_neural_field(backend: Backend | None, params: NFParams | dict[str, Any] 
     }
     if backend is None:
         return out
-    pf = program_fn if program_fn is not None else default_program_fn
+    pf = require_program_fn(program_fn)
     mapping = make_mapping(p.mapping, p.percentile, p.settle_first_s, p.settle_s, p.n_pairs)
     before = backend.ledger.snapshot()
     cal = xy[np.random.default_rng(p.seed + 2).choice(len(xy), min(1024, len(xy)), False)]

@@ -1,11 +1,11 @@
-"""Small versions of the three workloads, their pieces, and the default programming seam."""
+"""Small versions of the three workloads and their pieces (the ideal programmer of the
+in-test backend; the calibration programmer is tested in tests/calibration/test_weights.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from labctl.cells import Cells
 from labctl.inference.diffusion import (
     VPSDE,
     EpsModel,
@@ -18,7 +18,6 @@ from labctl.inference.diffusion import (
 from labctl.inference.diffusion_run import run_diffusion
 from labctl.inference.fast_weights import newton_schulz, run_fast_weights
 from labctl.inference.neural_field import run_neural_field
-from labctl.inference.programming import VerifyWrite
 from labctl.inference.tomography import ParallelProjector, fbp, psnr, shepp_logan
 from tests.inference.helpers import FakeBackend, ideal_program
 
@@ -106,15 +105,10 @@ def test_fast_weights_small_float_and_chip() -> None:
     assert out["write_pulses_per_token"] > 0
 
 
-def test_default_verify_write_on_the_simulated_chip() -> None:
-    sim = pytest.importorskip("sim_backend")
-    be = sim.SimBackend("default_180nm", seed=3)
-    cells = Cells.block(0, range(0, 16), range(0, 32))
-    t = np.random.default_rng(3).uniform(1e-6, 40e-6, len(cells))
-    g = VerifyWrite()(be, cells, t)
-    ok = np.abs(g - t) <= 1e-6
-    assert ok.mean() > 0.9  # the rest: stuck/unformable cells and slow ones
-    assert be.ledger.pulses > len(cells)
+def test_a_chip_run_needs_a_programmer() -> None:
+    with pytest.raises(ValueError, match="program_fn"):
+        run_fast_weights(FakeBackend(), {"vocab": 16, "n_pairs": 4, "d_model": 8, "d_key": 8,
+                                         "hidden": 8, "chunk": 4})
 
 
 def test_bench_section_quick_reports_every_figure() -> None:

@@ -2,7 +2,7 @@
 
 Each routine validates its parameters declaratively (``labctl.params``; defaults are the
 workload dataclasses' defaults, so ``labctl run protocols/<workload>.yaml`` reproduces the
-bench figures), checks the chip-dependent limits before any operation (the default
+bench figures), checks the chip-dependent limits before any operation (the weight
 programmer's voltages against the safety envelope, the layers against the chip's size),
 runs the workload on ``ctx.backend`` and stores figures (``ctx.result``) and arrays
 (``ctx.save_arrays``) in the run file. Workloads of REFERENCE.md, "The seed papers'
@@ -15,10 +15,13 @@ write-ahead as a PULSE record but cannot resume a step after its first pulse; ``
 before it touches the chip (a Ctrl+C during float training pauses or aborts there); a run
 killed before that checkpoint's successor pulses restarts the step from scratch.
 
-Lives in the labctl core (it imports only ``labctl``); its three one-line modules
-(``labctl.inference.routines.neural_field`` …) are listed by name in
-``calibration.ROUTINE_MODULES``, which the registry imports with ``importlib`` — so no
-import edge goes from the core up to ``calibration`` and the layer contract stays as it is.
+Weights reach the chip through the calibration verify-write: each routine programs with
+:func:`calibration.weights.make_program_fn` built from the chip's calibration record
+(``ctx.calibration``: cells it marks faulty are skipped, cells it marks ``ok`` are not
+re-formed). The workloads themselves (:mod:`labctl.inference`) stay in the labctl core and
+take that programmer through their ``program_fn`` seam; these wrappers live in
+``calibration`` (above the core), with one-line modules ``calibration.neural_field``,
+``calibration.diffusion`` and ``calibration.fast_weights`` in ``calibration.ROUTINE_MODULES``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.weights import make_program_fn
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
 from labctl.inference import diffusion_run as _df_mod
@@ -36,7 +40,6 @@ from labctl.inference import neural_field as _nf_mod
 from labctl.inference.diffusion_run import DiffParams, run_diffusion
 from labctl.inference.fast_weights import FWParams, run_fast_weights
 from labctl.inference.neural_field import NFParams, run_neural_field
-from labctl.inference.programming import VerifyWrite, default_program_fn
 from labctl.params import Bool, Choice, Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, RoutineSpec, StepContext
 
@@ -65,19 +68,9 @@ _MAPPING = {
 
 
 def _check_programmer(chip: ChipInfo, env: SafetyEnvelope) -> None:
-    """The default programmer's pulses must lie inside the envelope (checked before any
+    """The weight programmer's pulses must lie inside the envelope (checked before any
     operation, so a too-tight station fails at validation, not mid-programming)."""
-    vw: VerifyWrite = default_program_fn
-    need = [("max_bitline_V", 3.3, "FORM / SET bit line"),
-            ("max_sourceline_V", vw.reset_max_V, "RESET source line"),
-            ("max_gate_V", vw.reset_gate_V, "RESET gate")]
-    for key, v, what in need:
-        if getattr(env, key) < v:
-            raise ParamError("(envelope)", f"the inference programmer needs {what} {v:g} V but "
-                             f"the station's {key} is {getattr(env, key):g} V")
-    if not env.min_width_s <= vw.width_s <= env.max_width_s or env.max_width_s < 1e-3:
-        raise ParamError("(envelope)", "the inference programmer needs pulse widths "
-                         f"{vw.width_s:g} s (SET/RESET) and 1e-3 s (FORM) inside the envelope")
+    make_program_fn().check(chip, env)
 
 
 def _columns_needed(layers: list[tuple[int, int]], n_pairs: int, replicas: int | None,
@@ -150,7 +143,8 @@ def _check_nf(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) ->
 def _run_nf(ctx: StepContext) -> Iterator[Checkpoint]:
     p = dict(ctx.params, seed=_seed(ctx))
     yield Checkpoint(state={}, meta={"phase": "start"})
-    out = run_neural_field(ctx.backend, NFParams(**p))
+    out = run_neural_field(ctx.backend, NFParams(**p),
+                              program_fn=make_program_fn(ctx.calibration))
     img = out["images"]
     ctx.save_arrays(**{f"recon_{k}": v for k, v in img.items()},
                     loss_prior=out["loss_prior"], loss_finetune=out["loss_finetune"])
@@ -218,7 +212,8 @@ def _run_df(ctx: StepContext) -> Iterator[Checkpoint]:
     p = dict(ctx.params, seed=_seed(ctx))
     p["replicas"] = p["replicas"] or None
     yield Checkpoint(state={}, meta={"phase": "start"})
-    out = run_diffusion(ctx.backend, DiffParams(**p))
+    out = run_diffusion(ctx.backend, DiffParams(**p),
+                        program_fn=make_program_fn(ctx.calibration))
     s = out["samples"]
     ctx.save_arrays(**{f"samples_{k}": v for k, v in s.items()},
                     loss_uncond=out["loss_uncond"], loss_cond=out["loss_cond"])
@@ -265,7 +260,8 @@ def _check_fw(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) ->
 def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
     p = dict(ctx.params, seed=_seed(ctx))
     yield Checkpoint(state={}, meta={"phase": "start"})
-    out = run_fast_weights(ctx.backend, FWParams(**p))
+    out = run_fast_weights(ctx.backend, FWParams(**p),
+                              program_fn=make_program_fn(ctx.calibration))
     ctx.save_arrays(recall_by_chunk_float=out["recall_by_chunk_float"],
                     recall_by_chunk_chip=out["recall_by_chunk_chip"],
                     writes_per_cell=out["writes_per_cell"])
@@ -275,5 +271,5 @@ def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
 FAST_WEIGHTS = RoutineSpec("fast_weights", _fw_mod.__doc__ or "", FW_PARAMS, _run_fw, _check_fw)
 
 ROUTINES: tuple[RoutineSpec, ...] = (NEURAL_FIELD, DIFFUSION, FAST_WEIGHTS)
-MODULES: tuple[str, ...] = tuple(f"labctl.inference.routines.{r.name}" for r in ROUTINES)
+MODULES: tuple[str, ...] = tuple(f"calibration.{r.name}" for r in ROUTINES)
 """What ``calibration.ROUTINE_MODULES`` lists (one ``ROUTINE`` per module)."""

@@ -1,0 +1,93 @@
+"""The workloads' weight programmer (calibration.weights): forming + verify-write on the
+simulated chip, memory across calls, the calibration record, the envelope check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration import forming
+from calibration import programming as pg
+from calibration.weights import WEIGHT_SETTINGS, make_program_fn
+from labctl.backend import PulseKind
+from labctl.cells import Cells
+from labctl.envelope import SafetyEnvelope
+from labctl.params import ParamError
+from labctl.store.calibration import FAULT_CODES, CalibrationRecord
+from sim_backend import SimBackend
+
+
+class _Counting(SimBackend):
+    """The simulated chip, counting FORM pulses."""
+
+    forms = 0
+
+    def _pulse(self, cells, kind, amplitude_V, gate_V, width_s, compliance_A):  # type: ignore[no-untyped-def]
+        if kind == PulseKind.FORM:
+            self.forms += len(cells)
+        return super()._pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+
+
+def _shape(be: SimBackend) -> tuple[int, int, int]:
+    c = be.chip
+    return (c.n_tiles, c.n_rows, c.n_cols)
+
+
+def test_program_fn_forms_then_verify_writes_into_the_weight_band() -> None:
+    be = _Counting("default_180nm", seed=3)
+    cells = Cells.block(0, range(0, 16), range(0, 32))
+    t = np.random.default_rng(3).uniform(1e-6, 40e-6, len(cells))
+    pf = make_program_fn()
+    st = pf(be, cells, t)
+    assert be.forms > 0
+    g = be.read(cells, n_average=8)
+    usable = (st["outcome"] != pg.STUCK) & (st["outcome"] != pg.SKIPPED)
+    ok = np.abs(g - t) <= 2 * WEIGHT_SETTINGS.tolerance_S
+    assert ok[usable].mean() > 0.95
+    assert (st["outcome"] == pg.CONVERGED).mean() > 0.9
+    # a second call on the same cells re-forms nothing and leaves bad cells alone
+    forms = be.forms
+    st2 = pf(be, cells, t[::-1].copy())
+    assert be.forms == forms
+    assert np.all(st2["outcome"][st["outcome"] == pg.STUCK] == pg.SKIPPED)
+
+
+def test_program_fn_skips_cells_the_record_marks_faulty() -> None:
+    be = _Counting("default_180nm", seed=4)
+    rec = CalibrationRecord.blank("sim", _shape(be))
+    cells = Cells.block(0, range(0, 8), range(0, 8))
+    rec.mark_faults(cells.tile, cells.row, cells.col, "ok")
+    bad = cells.subset(np.arange(len(cells)) < 4)
+    rec.mark_faults(bad.tile, bad.row, bad.col, "unformed")
+    st = make_program_fn(rec)(be, cells, np.full(len(cells), 10e-6))
+    assert be.forms == 0  # the record says formed (or unformed): no forming read/pulse
+    assert np.all(st["outcome"][:4] == pg.SKIPPED)
+    assert rec.fault_map[0, 0, 0] == FAULT_CODES["unformed"]
+
+
+def test_fitted_gate_relation_from_the_record() -> None:
+    rec = CalibrationRecord.blank("sim", (1, 4, 4))
+    rec.programming["device_model"] = {"transistor": {"v_th_V": 0.6, "beta_A_per_V2": 12e-6}}
+    pf = make_program_fn(rec)
+    assert pf.policy_spec["vth_V"] == 0.6
+    assert pf.policy_spec["beta_A_per_V2"] == 12e-6
+    assert make_program_fn(rec, policy={"kind": "gate", "vth_V": 0.8}).policy_spec["vth_V"] == 0.8
+
+
+def test_form_direct_matches_the_routine_ramp() -> None:
+    be = SimBackend("default_180nm", seed=5)
+    cells = Cells.block(1, range(0, 8), range(0, 16))
+    st = forming.form_direct(be, cells)
+    formed = st["outcome"] == forming.FORMED
+    assert formed.mean() > 0.9
+    g = be.read(cells)
+    assert np.all(g[formed] > forming.default_params()["formed_threshold_S"] * 0.5)
+    assert np.all(st["outcome"] != forming.PENDING)
+
+
+def test_envelope_check() -> None:
+    be = SimBackend("default_180nm", seed=0)
+    pf = make_program_fn()
+    pf.check(be.chip, SafetyEnvelope())
+    with pytest.raises(ParamError, match="forming"):
+        pf.check(be.chip, SafetyEnvelope(max_gate_V=3.0))
