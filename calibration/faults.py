@@ -35,15 +35,12 @@ def form_block(be: Backend, cells: Cells, *, bitline_V: float = 3.3, gate_start_
                threshold_S: float = FORMED_THRESHOLD_S) -> np.ndarray:
     """Form ``cells`` directly (no run file) with the gate ramp of the ``forming`` routine
     (Stanford NI-RRAM-Python settings — REFERENCE.md); returns the unformed mask."""
-    todo = np.ones(len(cells), bool)
-    for gate in np.arange(gate_start_V, gate_stop_V + 1e-9, gate_step_V):
-        idx = np.flatnonzero(todo)
-        sub = cells.subset(idx)
-        be.pulse(sub, "FORM", bitline_V, gate, width_s)
-        todo[idx[be.read(sub) > threshold_S]] = False
-        if not todo.any():
-            break
-    return todo
+    from calibration import forming
+
+    st = forming.form_direct(be, cells, {
+        "bitline_V": bitline_V, "gate_start_V": gate_start_V, "gate_step_V": gate_step_V,
+        "gate_stop_V": gate_stop_V, "width_s": width_s, "formed_threshold_S": threshold_S})
+    return np.asarray(st["outcome"] != forming.FORMED)
 
 
 def classify(unformed: np.ndarray, stuck: np.ndarray, g_S: np.ndarray,
