@@ -39,14 +39,20 @@ def test_demo_runs_and_prints_a_summary() -> None:
 
 
 def test_bench_writes_flat_json(tmp_path: Path) -> None:
+    """Every section except inference (tests/inference has its own quick run) in one call:
+    a flat JSON of metric → number, metadata under "meta"."""
     out = tmp_path / "bench.json"
-    r = labctl("bench", "--only", "sim", "--quick", "--json", str(out))
+    r = labctl("bench", "--only", "sim", "--only", "calibration", "--only", "wire", "--quick",
+               "--json", str(out))
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    for key in ("mvm_overhead_ratio", "mvm_overhead_ratio_irdrop", "pulse_read_cells_per_s"):
-        assert isinstance(data[key], float) and data[key] > 0
+    for key in ("mvm_overhead_ratio", "mvm_overhead_ratio_irdrop", "pulse_read_cells_per_s",
+                "verify_write_converged_fraction", "mvm_error_1day_refreshed",
+                "wire_vs_direct_ratio", "wire_round_trips_per_batch", "discrete_ops_per_cell"):
+        assert isinstance(data[key], float | int) and data[key] > 0, key
     assert all(isinstance(v, float | int) for k, v in data.items() if k != "meta")
-    assert data["meta"]["sections"] == ["sim"]
+    assert data["meta"]["sections"] == ["sim", "calibration", "wire"]
+    assert data["meta"]["blas_threads"] == 1
 
 
 def test_bad_station_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:

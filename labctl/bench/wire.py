@@ -61,7 +61,7 @@ def run(quick: bool = False) -> dict[str, float]:
     with wire:
         sim = SimBackend("default_180nm", seed)
         for be in (sim, wire):  # warm-up: form the block, fill caches
-            be.pulse(block, "FORM", 3.3, 2.5, 1e-4, 1e-4)
+            be.pulse(block, "FORM", 3.3, 2.5, 5e-4, 1e-4)
             be.read(block)
         n0 = wire.transactions()
         t_direct, t_wire = _interleaved(sim, wire, block, iterations)
@@ -73,7 +73,7 @@ def run(quick: bool = False) -> dict[str, float]:
     small = Cells.block(0, range(8), range(8))
     disc = build_backend(_station("board+smu+pulsegen", seed))
     with disc:
-        disc.pulse(small, "FORM", 3.3, 2.5, 1e-4, 1e-4)
+        disc.pulse(small, "FORM", 3.3, 2.5, 5e-4, 1e-4)
         n0 = disc.transactions()
         disc.pulse(small, "SET", 2.0, 1.8, 1e-6)
         disc.read(small)
