@@ -138,6 +138,25 @@ class Limit(Validator[float]):
         return f"<Limit {self._lo:g}..{self._hi:g} {self._unit}>"
 
 
+class FormTiming:
+    """Real on-time of a FORM point on an SMU: source delay + integration (NPLC / line
+    frequency) + a stated overhead. Mixed into the SMU drivers, which set ``form_nplc`` and
+    ``form_overhead_s``."""
+
+    form_nplc: float
+    form_overhead_s: float
+    line_frequency_Hz: float
+
+    def form_integration_s(self) -> float:
+        return self.form_nplc / self.line_frequency_Hz
+
+    def form_delay_s(self, width_s: float, max_on_s: float) -> float:
+        """The source delay for a FORM point of ``width_s`` real on-time (see
+        :func:`form_delay_s`); raises before anything is sent."""
+        return form_delay_s(str(getattr(self, "name", type(self).__name__)), width_s,
+                            self.form_integration_s(), self.form_overhead_s, max_on_s)
+
+
 class LinkedVisaInstrument(VisaInstrument):
     """A VISA instrument whose every exchange goes through :meth:`transact`.
 

@@ -30,11 +30,11 @@ import numpy.typing as npt
 from qcodes.validators import Ints
 
 from drivers._link import (
+    FormTiming,
     Limit,
     LinkedVisaInstrument,
     check_readings,
     fmt,
-    form_delay_s,
     parse_float,
     parse_scpi_error,
 )
@@ -45,7 +45,7 @@ LIST_CHUNK = 100
 """Points per ``:SOUR:LIST:VOLT[:APP]`` message (keeps each message short)."""
 
 
-class Keithley2450(LinkedVisaInstrument):
+class Keithley2450(FormTiming, LinkedVisaInstrument):
     """Keithley 2450 over SCPI. Voltage and current limits are the instrument's own range
     (±210 V, 1.05 A) intersected with the chip envelope passed in."""
 
@@ -152,15 +152,6 @@ class Keithley2450(LinkedVisaInstrument):
         self.command(":OUTP OFF;:SOUR:VOLT 0")
 
     # ---- forming ----
-    def form_integration_s(self) -> float:
-        return self.form_nplc / self.line_frequency_Hz
-
-    def form_delay_s(self, width_s: float, max_on_s: float) -> float:
-        """The source delay for a FORM point of ``width_s`` real on-time (see
-        :func:`drivers._link.form_delay_s`); raises before anything is sent."""
-        return form_delay_s(self.name, width_s, self.form_integration_s(),
-                            self.form_overhead_s, max_on_s)
-
     def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
                    max_on_s: float) -> npt.NDArray[np.float64]:
         """FORM: every point on the cell for ``width_s`` in total (minimal NPLC, autozero

@@ -31,11 +31,11 @@ import numpy.typing as npt
 from qcodes.validators import Ints
 
 from drivers._link import (
+    FormTiming,
     Limit,
     LinkedVisaInstrument,
     check_readings,
     fmt,
-    form_delay_s,
     parse_float,
 )
 from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
@@ -52,7 +52,7 @@ def parse_tsp_error(line: str) -> tuple[int, str]:
     return code, parts[1] if len(parts) > 1 else ""
 
 
-class Keithley2600B(LinkedVisaInstrument):
+class Keithley2600B(FormTiming, LinkedVisaInstrument):
     """Keithley 2601B/2602B/2604B channel A over TSP. ``max_voltage_V`` is the model's
     source range (40 V for 2601B/2602B/2604B; pass 200 for the 2634B–2636B)."""
 
@@ -159,15 +159,6 @@ class Keithley2600B(LinkedVisaInstrument):
         self.command("smua.source.output = smua.OUTPUT_OFF; smua.source.levelv = 0")
 
     # ---- forming ----
-    def form_integration_s(self) -> float:
-        return self.form_nplc / self.line_frequency_Hz
-
-    def form_delay_s(self, width_s: float, max_on_s: float) -> float:
-        """The source delay for a FORM point of ``width_s`` real on-time (see
-        :func:`drivers._link.form_delay_s`); raises before anything is sent."""
-        return form_delay_s(self.name, width_s, self.form_integration_s(),
-                            self.form_overhead_s, max_on_s)
-
     def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
                    max_on_s: float) -> npt.NDArray[np.float64]:
         """A pulse-mode FORM sweep: each point is on for ``width_s`` in total (source delay
