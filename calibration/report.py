@@ -52,7 +52,8 @@ def lines(results: dict[int, dict[str, Any]]) -> list[str]:
 def run(ctx: StepContext) -> Iterator[Checkpoint]:
     run_file = getattr(getattr(ctx.sink, "writer", None), "path", "RUN.h5")
     text = [f"=== labctl report: chip {ctx.chip.chip_id} ===", *lines(ctx.earlier_results()),
-            f"figures: labctl plot {run_file} (maps, convergence, spread vs G, drift)"]
+            f"figures: labctl plot {run_file} (conductance maps, convergence, spread and "
+            "level spread against conductance)"]
     print("\n".join(text), flush=True)
     ctx.result(lines=len(text))
     yield from ()
