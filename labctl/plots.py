@@ -20,6 +20,8 @@ from labctl.store.reader import RunReader
 from labctl.store.schema import Kind
 
 MAP_KEYS = ("g_final_S", "g_map_S", "g_formed_S")
+MAP_TITLES = {"g_final_S": "conductance after programming", "g_map_S": "conductance map",
+              "g_formed_S": "conductance as formed"}
 
 
 def step_arrays(rd: RunReader) -> dict[int, dict[str, np.ndarray]]:
@@ -65,9 +67,15 @@ def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
         for key in MAP_KEYS:
             if key in arr:
                 fig, ax = plt.subplots(figsize=(5, 4))
-                im = ax.imshow(arr[key] * 1e6, cmap="viridis", interpolation="nearest")
-                fig.colorbar(im, ax=ax, label="conductance (µS)")
-                ax.set(title=f"step {step + 1}: {key}", xlabel="column", ylabel="row")
+                g_uS = np.asarray(arr[key], dtype=float) * 1e6
+                # colour scale from the 1st–99th percentile: a few stuck-at-LRS cells would
+                # otherwise squeeze the rest of the map into one colour; they show saturated
+                lo, hi = np.nanpercentile(g_uS, [1, 99]) if g_uS.size else (0.0, 1.0)
+                im = ax.imshow(g_uS, cmap="viridis", interpolation="nearest", vmin=lo,
+                               vmax=max(hi, lo + 1e-3))
+                fig.colorbar(im, ax=ax, label="conductance (µS)", extend="both")
+                ax.set(title=f"step {step + 1}: {MAP_TITLES.get(key, key)}", xlabel="column",
+                       ylabel="row")
                 save(fig, f"step{step + 1}_map_{key}.png")
         if "n_pulses" in arr and "outcome" in arr and "target_S" in arr:
             fig, ax = plt.subplots(figsize=(5, 3.5))
