@@ -159,6 +159,24 @@ class Keithley2600B(FormTiming, LinkedVisaInstrument):
         self.command("smua.source.output = smua.OUTPUT_OFF; smua.source.levelv = 0")
 
     # ---- forming ----
+    def _read_buffer(self, n: int, compliance_A: float) -> npt.NDArray[np.float64]:
+        """The sweep's ``n`` readings as binary float64 (``format.data = REAL64``), framed
+        ``#0`` … newline; a malformed frame marks the link for a resync."""
+
+        def fetch(h: Any) -> bytes:
+            h.write(f"printbuffer(1, {n}, smua.nvbuffer1.readings)")
+            return bytes(h.read_bytes(2 + 8 * n + 1))
+
+        raw = self.transact(fetch, "printbuffer")
+        if raw[:2] != b"#0" or raw[-1:] != b"\n":
+            self._dirty = True
+            raise CommunicationError(f"{self.name}: malformed binary buffer "
+                                     f"(starts {raw[:4]!r}, ends {raw[-2:]!r})")
+        data = np.frombuffer(raw[2:-1], dtype="<f8").astype(np.float64)
+        self.check_errors()
+        check_readings(self.name, data, n, compliance_A)
+        return data
+
     def form_sweep(self, voltages_V: npt.ArrayLike, *, width_s: float, compliance_A: float,
                    max_on_s: float) -> npt.NDArray[np.float64]:
         """A pulse-mode FORM sweep: each point is on for ``width_s`` in total (source delay
@@ -196,18 +214,7 @@ class Keithley2600B(FormTiming, LinkedVisaInstrument):
                 self.command("smua.trigger.initiate(); waitcomplete(); "
                              "smua.source.output = smua.OUTPUT_OFF")
 
-            def fetch(h: Any) -> bytes:
-                h.write(f"printbuffer(1, {n}, smua.nvbuffer1.readings)")
-                return bytes(h.read_bytes(2 + 8 * n + 1))
-
-            raw = self.transact(fetch, "printbuffer")
-            if raw[:2] != b"#0" or raw[-1:] != b"\n":
-                self._dirty = True
-                raise CommunicationError(f"{self.name}: malformed binary buffer "
-                                         f"(starts {raw[:4]!r}, ends {raw[-2:]!r})")
-            data = np.frombuffer(raw[2:-1], dtype="<f8").astype(np.float64)
-            self.check_errors()
-            check_readings(self.name, data, n, compliance_A)
+            data = self._read_buffer(n, compliance_A)
             self.command(f"smua.measure.nplc = {prev_nplc:.6g}; "
                          "smua.measure.autozero = smua.AUTOZERO_AUTO; "
                          "smua.trigger.endpulse.action = smua.SOURCE_HOLD")
@@ -244,18 +251,7 @@ class Keithley2600B(FormTiming, LinkedVisaInstrument):
             with self.timeout.set_to(self.sweep_timeout_s(n, delay_s, n_average)):
                 self.command("smua.trigger.initiate(); waitcomplete()")
 
-            def fetch(h: Any) -> bytes:
-                h.write(f"printbuffer(1, {n}, smua.nvbuffer1.readings)")
-                return bytes(h.read_bytes(2 + 8 * n + 1))
-
-            raw = self.transact(fetch, "printbuffer")
-            if raw[:2] != b"#0" or raw[-1:] != b"\n":
-                self._dirty = True
-                raise CommunicationError(f"{self.name}: malformed binary buffer "
-                                         f"(starts {raw[:4]!r}, ends {raw[-2:]!r})")
-            data = np.frombuffer(raw[2:-1], dtype="<f8").astype(np.float64)
-            self.check_errors()
-            check_readings(self.name, data, n, compliance_A)
+            data = self._read_buffer(n, compliance_A)
         except BaseException:
             self.safe_off()
             raise
