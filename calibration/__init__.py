@@ -23,11 +23,6 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.refresh",
     "calibration.fault_map",
     "calibration.report",
-    # the inference workloads (labctl.inference) as routines: calibration.workloads, which
-    # programs their weights with calibration.weights (forming + verify-write)
-    "calibration.neural_field",
-    "calibration.diffusion",
-    "calibration.fast_weights",
 )
 
 

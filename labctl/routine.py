@@ -104,6 +104,13 @@ class StepContext:
     def event(self, message: str, **data: Any) -> None:
         self.sink.event(self.step, message, **data)
 
+    def progress(self, done: int, total: int, what: str) -> None:
+        """Report progress of a long step (``done`` of ``total`` units of ``what``) to the
+        sink, if it shows progress; a no-op otherwise."""
+        fn = getattr(self.sink, "progress", None)
+        if fn is not None:
+            fn(done, total, what)
+
     def earlier_results(self) -> dict[int, dict[str, Any]]:
         """Key figures earlier steps saved in this process (step index → figures); steps
         finished before a resume are not included."""

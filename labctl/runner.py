@@ -42,8 +42,8 @@ __all__ = ["RunOptions", "RunOutcome", "Runner", "load_registry", "run"]
 
 
 def load_registry() -> dict[str, RoutineSpec]:
-    """Every routine a protocol may name (imports the calibration package)."""
-    from calibration import registry
+    """Every routine a protocol may name (imports the calibration and inference packages)."""
+    from labctl.runs.registry import registry
 
     return registry()
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from labctl.backend import BackendBase
 from labctl.inference.diffusion_run import run_diffusion
-from labctl.inference.fast_weights import run_fast_weights
-from labctl.inference.neural_field import run_neural_field
+from labctl.inference.fast_weight_memory import run_fast_weights
+from labctl.inference.field_recon import run_neural_field
 from labctl.station import open_backend, parse_station
 
 

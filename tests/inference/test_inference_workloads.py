@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.inference.diffusion import (
+from labctl.inference.score_sde import (
     VPSDE,
     EpsModel,
     classify_rings,
@@ -16,8 +16,8 @@ from labctl.inference.diffusion import (
     train_eps_model,
 )
 from labctl.inference.diffusion_run import run_diffusion
-from labctl.inference.fast_weights import newton_schulz, run_fast_weights
-from labctl.inference.neural_field import run_neural_field
+from labctl.inference.fast_weight_memory import newton_schulz, run_fast_weights
+from labctl.inference.field_recon import run_neural_field
 from labctl.inference.tomography import ParallelProjector, fbp, psnr, shepp_logan
 from tests.inference.helpers import FakeBackend, ideal_program
 

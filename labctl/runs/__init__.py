@@ -1,0 +1,1 @@
+"""Protocols, the runner, run files and the routine registry (the layer above the workloads)."""
