@@ -12,8 +12,9 @@ Figures:
 
 - quality: sliced Wasserstein distance (SWD) of ``n_samples`` ring samples to fresh true
   samples, beside the true-against-true floor; the fraction of samples farther off the
-  ring than 99 % of the float reference's (SWD hides a few stray samples); guided class accuracy under the Bayes
-  classifier, beside the float model's unguided accuracy (guidance must matter);
+  ring than 99 % of the float reference's (SWD hides a few stray samples); guided class
+  accuracy under the Bayes classifier, beside the float model's unguided accuracy
+  (guidance must matter);
 - age: programming (and the per-column gain/offset trims fitted on calibration inputs)
   ends, then the chip waits ``age_at_use_s`` on its clock before it samples; with
   ``recalibrate`` the trims are refitted right before use (chip in the loop);

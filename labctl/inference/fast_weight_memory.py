@@ -12,7 +12,8 @@ re-programmed through the ``program_fn`` seam; queries run on the chip.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ from labctl.inference.mapping import (
 )
 
 __all__ = ["FWParams", "newton_schulz", "run_fast_weights"]
+
+Progress = Callable[[int, int, str], None]
 
 
 def newton_schulz(g: Array, steps: int = 5, eps: float = 1e-7) -> Array:
@@ -47,14 +50,17 @@ def newton_schulz(g: Array, steps: int = 5, eps: float = 1e-7) -> Array:
 
 @dataclass
 class FWParams:
-    vocab: int = 512
-    n_pairs: int = 256
+    vocab: int = 4096
+    """Token vocabulary (chance recall 1/vocab; keys are distinct tokens)."""
+    n_pairs: int = 1024
     d_model: int = 256
     """Token embedding width; keys span at most this many dimensions."""
     d_key: int = 128
     hidden: int = 256
-    chunk: int = 32
-    """Tokens per update (one programming round per chunk)."""
+    """The state is 3·d_key·hidden weights (98 k here) against a KV cache of
+    2·d_key·n_pairs values (262 k at 1,024 pairs): the memory must compress."""
+    chunk: int = 256
+    """Tokens per update (one programming round per chunk; LaCT's point is large chunks)."""
     lr: float = 0.2
     write_threshold_S: float = 0.5e-6
     """Cells whose new target differs by less than this are not rewritten."""
@@ -63,6 +69,10 @@ class FWParams:
     replicas: int = 1
     """Row copies per input (1: every copy is rewritten on every update, so writes cost
     ``replicas`` × more)."""
+    curve: tuple[int, ...] = (128, 256, 512)
+    """Further episodes (pair counts) for the recall-vs-N curve, on the same cells."""
+    age_at_use_s: float = 3600.0
+    """Wait between the last write and the queries (relaxation)."""
     seed: int = 0
 
 
@@ -121,28 +131,23 @@ def _by_chunk(hit: npt.NDArray[np.bool_], chunks: list[slice]) -> Array:
     return np.array([float(np.mean(hit[c])) for c in chunks])
 
 
-def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] | None = None,
-                     program_fn: ProgramFn | None = None) -> dict[str, Any]:
-    """Write 256 key/value pairs chunk by chunk, then query every key. Float always; with a
-    backend also on the chip, with the write cost from its ledger."""
-    p = params if isinstance(params, FWParams) else FWParams(**(params or {}))
+def _float_episode(p: FWParams) -> tuple[_Stream, list[slice], npt.NDArray[np.bool_]]:
     s = _Stream(p)
     chunks = [slice(i, min(p.n_pairs, i + p.chunk)) for i in range(0, p.n_pairs, p.chunk)]
-
     w1, w3, w2 = s.w1.copy(), s.w3.copy(), s.w2.copy()
     for c in chunks:
         w1, w3, w2 = _update(s.keys[c], s.values[c], w1, w3, w2, p.lr)
-    pred_f = s.decode(_forward(s.keys, w1, w3, w2)[0])
-    out: dict[str, Any] = {
-        "params": asdict(p),
-        "recall_float": float(np.mean(pred_f == s.val_tok)),
-        "recall_chance": 1.0 / p.vocab,
-        "recall_by_chunk_float": _by_chunk(pred_f == s.val_tok, chunks),
-    }
-    if backend is None:
-        return out
+    return s, chunks, s.decode(_forward(s.keys, w1, w3, w2)[0]) == s.val_tok
 
-    pf = require_program_fn(program_fn)
+
+def _chip_episode(backend: Backend, p: FWParams, pf: ProgramFn,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """One episode on the chip: program the initial inner MLP (one-time cost), write the
+    pairs chunk by chunk — each update re-programs the cells whose target moved and the
+    chip's clock advances by the write's device time, so earlier writes relax while later
+    ones land — then wait ``age_at_use_s`` and query every key through the chip."""
+    s = _Stream(p)
+    chunks = [slice(i, min(p.n_pairs, i + p.chunk)) for i in range(0, p.n_pairs, p.chunk)]
     alloc = TileAllocator(backend.chip)
     mapping = DifferentialMapping(percentile=100.0)
     before = backend.ledger.snapshot()
@@ -150,7 +155,10 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
     # W2 starts at zero: program it with the scale it will need (headroom over 1 step)
     layers = [AnalogLinear(w, None, backend, alloc, pf, mapping, replicas=p.replicas)
               for w in (c1, c3, c2 + 1e-3)]
-    writes = [np.ones((la.n_phys, 2 * la.n_out), dtype=np.int64) for la in layers]
+    initial = backend.ledger.since(before)
+    backend.clock.wait(initial.get("device_time_s", 0.0))
+    before = backend.ledger.snapshot()
+    writes = [np.zeros((la.n_phys, 2 * la.n_out), dtype=np.int64) for la in layers]
     for k, c in enumerate(chunks):
         kk = s.keys[c]
         for la in layers[:2]:
@@ -160,34 +168,79 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
         h = s1 * a3
         acts = (h @ c2, h, a1, a3, s1, ds1) if k > 0 else None
         c1, c3, c2 = _update(kk, s.values[c], c1, c3, c2, p.lr, acts)
+        step = backend.ledger.snapshot()
         for la, w, wr in zip(layers, (c1, c3, c2), writes):
             wr += la.reprogram(w, pf, threshold_S=p.write_threshold_S, headroom=p.headroom)
+        backend.clock.wait(backend.ledger.since(step).get("device_time_s", 0.0))
+        if progress is not None:
+            progress(k + 1, len(chunks), f"fast weights: {p.n_pairs} pairs, writing")
     write = backend.ledger.since(before)
+    backend.clock.wait(p.age_at_use_s)
     before = backend.ledger.snapshot()
-    # input/ADC ranges and the per-column affine correction against the host's float copy
-    # (HERMES-style calibration, Le Gallo et al. 2023), on the keys seen so far
+    # input/ADC ranges and the per-column affine trims against the host's float copy
+    # (HERMES-style calibration, Le Gallo et al. 2023), on the keys seen, at the age of use
     for la in layers[:2]:
         la.calibrate(s.keys)
         la.fit_affine(s.keys)
     h = _silu(layers[0].forward(s.keys))[0] * layers[1].forward(s.keys)
     layers[2].calibrate(h)
     layers[2].fit_affine(h)
-    pred_c = s.decode(layers[2].forward(h))
+    hit = s.decode(layers[2].forward(h)) == s.val_tok
     query = backend.ledger.since(before)
+    return {"hit": hit, "chunks": chunks, "initial": initial, "write": write, "query": query,
+            "writes": np.concatenate([w.reshape(-1) for w in writes])}
+
+
+def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] | None = None,
+                     program_fn: ProgramFn | None = None,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Write ``n_pairs`` key/value pairs chunk by chunk, then query every key; the same for
+    each pair count of ``curve`` (a fresh episode each, same cells). Float always; with a
+    backend also on the chip, with the one-time programming cost apart from the per-token
+    update cost."""
+    p = params if isinstance(params, FWParams) else FWParams(**(params or {}))
+    ns = sorted(set(p.curve) | {p.n_pairs})
+    eps = {n: replace(p, n_pairs=n, seed=p.seed if n == p.n_pairs else p.seed + 7919 * n)
+           for n in ns}
+    _, chunks, hit_f = _float_episode(p)
+    state = 3 * p.d_key * p.hidden
+    out: dict[str, Any] = {
+        "params": asdict(p),
+        "recall_float": float(np.mean(hit_f)),
+        "recall_chance": 1.0 / p.vocab,
+        "recall_by_chunk_float": _by_chunk(hit_f, chunks),
+        "curve_n": np.asarray(ns),
+        "curve_recall_float": np.array([float(np.mean(_float_episode(eps[n])[2]))
+                                        for n in ns]),
+        "state_over_kv_cache": state / (2 * p.d_key * p.n_pairs),
+    }
+    if backend is None:
+        return out
+
+    pf = require_program_fn(program_fn)
+    runs = {}
+    for n in ns:  # the largest episode last: its cells carry the others' write history
+        runs[n] = _chip_episode(backend, eps[n], pf, progress)
+    r = runs[p.n_pairs]
     n_tok = 2 * p.n_pairs  # a key token and a value token per pair
-    all_writes = np.concatenate([w.reshape(-1) for w in writes])
+    write, initial = r["write"], runs[ns[0]]["initial"]
     out.update({
-        "recall_chip": float(np.mean(pred_c == s.val_tok)),
-        "recall_by_chunk_chip": _by_chunk(pred_c == s.val_tok, chunks),
-        "writes_per_cell": all_writes,
+        "recall_chip": float(np.mean(r["hit"])),
+        "recall_by_chunk_chip": _by_chunk(r["hit"], r["chunks"]),
+        "curve_recall_chip": np.array([float(np.mean(runs[n]["hit"])) for n in ns]),
+        "writes_per_cell": r["writes"],
+        "age_at_use_s": p.age_at_use_s,
+        "onetime_pulses": initial.get("pulses", 0.0),
+        "onetime_energy_J": initial.get("energy_J", 0.0),
+        "onetime_device_time_s": initial.get("device_time_s", 0.0),
         "write_pulses_per_token": write.get("pulses", 0.0) / n_tok,
         "write_energy_J_per_token": write.get("energy_J", 0.0) / n_tok,
         "write_device_time_s_per_token": write.get("device_time_s", 0.0) / n_tok,
-        "writes_per_cell_mean": float(all_writes.mean()),
-        "writes_per_cell_max": float(all_writes.max()),
-        "pulses_per_cell_mean": write.get("pulses", 0.0) / all_writes.size,
-        "n_updates": len(chunks),
+        "writes_per_cell_mean": float(r["writes"].mean()),
+        "writes_per_cell_max": float(r["writes"].max()),
+        "n_updates": len(r["chunks"]),
+        "ledger_onetime": initial,
         "ledger_write": write,
-        "ledger_query": query,
+        "ledger_query": r["query"],
     })
     return out

@@ -16,6 +16,7 @@ from labctl.envelope import SafetyEnvelope
 from labctl.inference import fast_weight_memory as _workload
 from labctl.inference.fast_weight_memory import FWParams, run_fast_weights
 from labctl.inference.routine_support import (
+    AGE_AT_USE,
     SEED,
     check_fits,
     check_programmer,
@@ -48,6 +49,9 @@ FW_PARAMS: dict[str, Param] = {
     "headroom": Float("column scale growth factor when a weight outgrows it", min=1.0,
                       max=10.0, default=_FW.headroom),
     "replicas": Int("row copies per input", min=1, max=64, default=_FW.replicas),
+    "curve_points": Int("further episodes for the recall-vs-N curve, at n_pairs/2, /4, …",
+                        min=0, max=8, default=len(_FW.curve)),
+    "age_at_use_s": AGE_AT_USE,
     "seed": SEED,
 }
 
@@ -66,12 +70,17 @@ def _check_fw(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) ->
 def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
     p = dict(ctx.params, seed=workload_seed(ctx))
     yield Checkpoint(state={}, meta={"phase": "start"})
+    k = p.pop("curve_points")
+    p["curve"] = tuple(p["n_pairs"] >> j for j in range(k, 0, -1) if p["n_pairs"] >> j > 0)
     out = run_fast_weights(ctx.backend, FWParams(**p),
-                              program_fn=make_program_fn(ctx.calibration))
-    ctx.save_arrays(recall_by_chunk_float=out["recall_by_chunk_float"],
+                           program_fn=make_program_fn(ctx.calibration), progress=ctx.progress)
+    ctx.save_arrays(curve_n=out["curve_n"], curve_recall_float=out["curve_recall_float"],
+                    curve_recall_chip=out["curve_recall_chip"],
+                    recall_by_chunk_float=out["recall_by_chunk_float"],
                     recall_by_chunk_chip=out["recall_by_chunk_chip"],
                     writes_per_cell=out["writes_per_cell"])
-    ctx.result(**scalars(out), seed=p["seed"], **ledger_figures("query", out["ledger_query"]))
+    ctx.result(**scalars(out), seed=p["seed"], **ledger_figures("query", out["ledger_query"]),
+               **ledger_figures("onetime", out["ledger_onetime"]))
 
 
 FAST_WEIGHTS = RoutineSpec("fast_weights", _workload.__doc__ or "", FW_PARAMS, _run_fw, _check_fw)

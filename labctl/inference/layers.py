@@ -82,7 +82,8 @@ class WeightNoise:
 
     Defaults are the diffusion paper's hardware-aware training (Yang et al., Nat. Commun.
     2026: σ = 0.1, limit 0.2; their code, github.com/yangjc97/memristor-sde-diffusion,
-    ``add_noise``, redraws a draw beyond the limit uniformly in ±limit, as done here). ``additive_frac`` adds noise proportional to the layer's
+    ``add_noise``, redraws a draw beyond the limit uniformly in ±limit, as done here).
+    ``additive_frac`` adds noise proportional to the layer's
     max |W| instead — the shape of a device's programming spread, which is roughly constant
     in siemens across the window (AIHWKit ``ReRamWan2022NoiseModel``; use
     :func:`labctl.inference.mapping.device_noise` to derive it from g_max and σ_G).

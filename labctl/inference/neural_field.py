@@ -14,7 +14,7 @@ from calibration.weights import make_program_fn
 from labctl.backend import ChipInfo
 from labctl.envelope import SafetyEnvelope
 from labctl.inference import field_recon as _workload
-from labctl.inference.field_recon import NFParams, run_neural_field
+from labctl.inference.field_recon import MAPPINGS, NFParams, run_neural_field
 from labctl.inference.routine_support import (
     AGE_AT_USE,
     MAPPING_PARAMS,
@@ -35,14 +35,25 @@ _NF = NFParams()
 
 MAPPING: dict[str, Param] = {
     "mapping": Choice("weight → conductance mapping: one differential pair per weight, or "
-                      "residual pairs holding the measured error of the pairs before",
-                      ("differential", "residual"), default="residual"),
+                      "residual pairs holding the measured error of the pairs before, or "
+                      "HAQ binary multi-cell (n_cells binary pairs of ratio haq_ratio)",
+                      MAPPINGS, default=_NF.mapping),
+    "compare_mappings": Bool("also program the other mappings on the same chip and report "
+                             "each", default=_NF.compare_mappings),
+    "n_cells": Int("binary cells per weight (HAQ mapping)", min=1, max=16,
+                   default=_NF.n_cells),
+    "haq_ratio": Float("significance ratio between consecutive HAQ cells", min=1.05,
+                       max=4.0, default=_NF.haq_ratio),
+    "recalibrate": Bool("refit the per-column trims right before use",
+                        default=_NF.recalibrate),
     **MAPPING_PARAMS,
 }
 
 NF_PARAMS: dict[str, Param] = {
     "n": Int("image side", min=8, max=256, default=_NF.n),
     "n_angles": Int("projection angles (views)", min=2, max=720, default=_NF.n_angles),
+    "photons": Float("dose: incident quanta per detector bin and view (Poisson noise)",
+                     min=10.0, max=1e9, default=_NF.photons),
     "width": Int("hidden units per layer", min=4, max=256, default=_NF.width),
     "depth": Int("hidden layers", min=1, max=8, default=_NF.depth),
     "prior_steps": Int("Adam steps fitting the prior image", min=0, max=100000,
@@ -63,7 +74,9 @@ def _check_nf(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) ->
     check_programmer(chip, env)
     w, d = params["width"], params["depth"]
     shapes = [(w, w)] * (d - 1) + [(w, 1)] + ([] if params["digital_first"] else [(2, w)])
-    pairs = params["n_pairs"] if params["mapping"] == "residual" else 1
+    per_kind = {"residual": params["n_pairs"], "haq": params["n_cells"], "differential": 1}
+    kinds = MAPPINGS if params["compare_mappings"] else (params["mapping"],)
+    pairs = sum(per_kind[k] for k in kinds)
     check_fits("width", columns_needed(shapes, pairs, None, chip), chip)
 
 
@@ -71,15 +84,11 @@ def _run_nf(ctx: StepContext) -> Iterator[Checkpoint]:
     p = dict(ctx.params, seed=workload_seed(ctx))
     yield Checkpoint(state={}, meta={"phase": "start"})
     out = run_neural_field(ctx.backend, NFParams(**p),
-                              program_fn=make_program_fn(ctx.calibration))
+                           program_fn=make_program_fn(ctx.calibration), progress=ctx.progress)
     img = out["images"]
     ctx.save_arrays(**{f"recon_{k}": v for k, v in img.items()},
                     loss_prior=out["loss_prior"], loss_finetune=out["loss_finetune"])
-    n_pix = img["truth"].size
-    inf = out["ledger_inference"]
     ctx.result(**scalars(out), seed=p["seed"],
-               energy_J_per_pixel_chip=inf.get("energy_J", 0.0) / n_pix,
-               device_time_s_per_pixel_chip=inf.get("device_time_s", 0.0) / n_pix,
                **ledger_figures("programming", out["ledger_programming"]))
 
 
