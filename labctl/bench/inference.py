@@ -111,9 +111,9 @@ def _extreme(rows: list[dict[str, float]], key: str, worst: str) -> float:
 
 def run(quick: bool = False) -> dict[str, float]:
     seeds = list(range(2 if quick else N_CHIPS))
-    nf = over_chips(neural_field_chip, seeds, quick)
-    df = over_chips(diffusion_chip, seeds, quick)
-    fw = over_chips(fast_weights_chip, seeds, quick)
+    nf = over_chips(neural_field_chip, seeds, quick, WORKERS)
+    df = over_chips(diffusion_chip, seeds, quick, WORKERS)
+    fw = over_chips(fast_weights_chip, seeds, quick, WORKERS)
     for r in nf:
         for k in [k for k in r if k.startswith("psnr_chip_db_")]:
             r["gap_" + k[len("psnr_chip_db_"):]] = r["psnr_float_db"] - r[k]

@@ -71,6 +71,12 @@ class FWParams:
     ``replicas`` × more)."""
     curve: tuple[int, ...] = (128, 256, 512)
     """Further episodes (pair counts) for the recall-vs-N curve, on the same cells."""
+    write_s_per_cell: float = 1.3e-6
+    """Device time of one cell's verify-write: the chip's clock advances by this × the
+    cells each programming round rewrites, so earlier writes relax while later ones land.
+    1.3 µs is what the simulator's ledger charges per rewritten cell at ``default_180nm``
+    (pulses and verify reads of a batched gate ladder); a number, not the ledger itself, so
+    that the run is the same over the wire, where device time is the instruments' own."""
     age_at_use_s: float = 3600.0
     """Wait between the last write and the queries (relaxation)."""
     seed: int = 0
@@ -144,8 +150,9 @@ def _chip_episode(backend: Backend, p: FWParams, pf: ProgramFn,
                   progress: Progress | None = None) -> dict[str, Any]:
     """One episode on the chip: program the initial inner MLP (one-time cost), write the
     pairs chunk by chunk — each update re-programs the cells whose target moved and the
-    chip's clock advances by the write's device time, so earlier writes relax while later
-    ones land — then wait ``age_at_use_s`` and query every key through the chip."""
+    chip's clock advances by their write time (``write_s_per_cell``), so earlier writes
+    relax while later ones land — then wait ``age_at_use_s`` and query every key through
+    the chip."""
     s = _Stream(p)
     chunks = [slice(i, min(p.n_pairs, i + p.chunk)) for i in range(0, p.n_pairs, p.chunk)]
     alloc = TileAllocator(backend.chip)
@@ -156,7 +163,7 @@ def _chip_episode(backend: Backend, p: FWParams, pf: ProgramFn,
     layers = [AnalogLinear(w, None, backend, alloc, pf, mapping, replicas=p.replicas)
               for w in (c1, c3, c2 + 1e-3)]
     initial = backend.ledger.since(before)
-    backend.clock.wait(initial.get("device_time_s", 0.0))
+    backend.clock.wait(p.write_s_per_cell * sum(la.cells_used() for la in layers))
     before = backend.ledger.snapshot()
     writes = [np.zeros((la.n_phys, 2 * la.n_out), dtype=np.int64) for la in layers]
     for k, c in enumerate(chunks):
@@ -168,10 +175,12 @@ def _chip_episode(backend: Backend, p: FWParams, pf: ProgramFn,
         h = s1 * a3
         acts = (h @ c2, h, a1, a3, s1, ds1) if k > 0 else None
         c1, c3, c2 = _update(kk, s.values[c], c1, c3, c2, p.lr, acts)
-        step = backend.ledger.snapshot()
+        n_cells = 0
         for la, w, wr in zip(layers, (c1, c3, c2), writes):
-            wr += la.reprogram(w, pf, threshold_S=p.write_threshold_S, headroom=p.headroom)
-        backend.clock.wait(backend.ledger.since(step).get("device_time_s", 0.0))
+            new = la.reprogram(w, pf, threshold_S=p.write_threshold_S, headroom=p.headroom)
+            wr += new
+            n_cells += int(new.sum())
+        backend.clock.wait(p.write_s_per_cell * n_cells)
         if progress is not None:
             progress(k + 1, len(chunks), f"fast weights: {p.n_pairs} pairs, writing")
     write = backend.ledger.since(before)
@@ -187,8 +196,14 @@ def _chip_episode(backend: Backend, p: FWParams, pf: ProgramFn,
     layers[2].fit_affine(h)
     hit = s.decode(layers[2].forward(h)) == s.val_tok
     query = backend.ledger.since(before)
-    return {"hit": hit, "chunks": chunks, "initial": initial, "write": write, "query": query,
-            "writes": np.concatenate([w.reshape(-1) for w in writes])}
+    # the same query in float on the weights the cells hold now (re-read): what the cells'
+    # static error alone costs, apart from the periphery's noise and quantization
+    for la in layers:
+        la.refresh_readback()
+    e1, e3, e2 = (la.weight_estimate() for la in layers)
+    hit_rb = s.decode(_forward(s.keys, e1, e3, e2)[0]) == s.val_tok
+    return {"hit": hit, "hit_readback": hit_rb, "chunks": chunks, "initial": initial,
+            "write": write, "query": query, "writes": np.concatenate([w.reshape(-1) for w in writes])}
 
 
 def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] | None = None,
@@ -199,7 +214,8 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
     backend also on the chip, with the one-time programming cost apart from the per-token
     update cost."""
     p = params if isinstance(params, FWParams) else FWParams(**(params or {}))
-    ns = sorted(set(p.curve) | {p.n_pairs})
+    pf = require_program_fn(program_fn) if backend is not None else None
+    ns = sorted({n for n in p.curve if 0 < n < p.n_pairs} | {p.n_pairs})
     eps = {n: replace(p, n_pairs=n, seed=p.seed if n == p.n_pairs else p.seed + 7919 * n)
            for n in ns}
     _, chunks, hit_f = _float_episode(p)
@@ -214,10 +230,9 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
                                         for n in ns]),
         "state_over_kv_cache": state / (2 * p.d_key * p.n_pairs),
     }
-    if backend is None:
+    if backend is None or pf is None:
         return out
 
-    pf = require_program_fn(program_fn)
     runs = {}
     for n in ns:  # the largest episode last: its cells carry the others' write history
         runs[n] = _chip_episode(backend, eps[n], pf, progress)
@@ -226,6 +241,7 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
     write, initial = r["write"], runs[ns[0]]["initial"]
     out.update({
         "recall_chip": float(np.mean(r["hit"])),
+        "recall_chip_readback": float(np.mean(r["hit_readback"])),
         "recall_by_chunk_chip": _by_chunk(r["hit"], r["chunks"]),
         "curve_recall_chip": np.array([float(np.mean(runs[n]["hit"])) for n in ns]),
         "writes_per_cell": r["writes"],

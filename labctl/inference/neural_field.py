@@ -26,7 +26,7 @@ from labctl.inference.routine_support import (
     scalars,
     workload_seed,
 )
-from labctl.params import Bool, Choice, Float, Int, Param
+from labctl.params import Bool, Choice, Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, RoutineSpec, StepContext
 
 __all__ = ["NEURAL_FIELD"]
@@ -50,7 +50,10 @@ MAPPING: dict[str, Param] = {
 }
 
 NF_PARAMS: dict[str, Param] = {
-    "n": Int("image side", min=8, max=256, default=_NF.n),
+    "geometry": Choice("parallel2d: an n × n slice, parallel beam; cone3d: an n³ volume, "
+                       "circular cone-beam orbit", ("parallel2d", "cone3d"),
+                       default=_NF.geometry),
+    "n": Int("image side (pixels; voxels for cone3d)", min=8, max=256, default=_NF.n),
     "n_angles": Int("projection angles (views)", min=2, max=720, default=_NF.n_angles),
     "photons": Float("dose: incident quanta per detector bin and view (Poisson noise)",
                      min=10.0, max=1e9, default=_NF.photons),
@@ -72,6 +75,9 @@ NF_PARAMS: dict[str, Param] = {
 
 def _check_nf(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> None:
     check_programmer(chip, env)
+    if params["geometry"] == "cone3d" and params["n"] > 64:
+        raise ParamError("n", "a cone-beam volume above 64³ takes hours and gigabytes "
+                         "here; use n ≤ 64 with geometry: cone3d")
     w, d = params["width"], params["depth"]
     shapes = [(w, w)] * (d - 1) + [(w, 1)] + ([] if params["digital_first"] else [(2, w)])
     per_kind = {"residual": params["n_pairs"], "haq": params["n_cells"], "differential": 1}
