@@ -203,7 +203,8 @@ def _chip_episode(backend: Backend, p: FWParams, pf: ProgramFn,
     e1, e3, e2 = (la.weight_estimate() for la in layers)
     hit_rb = s.decode(_forward(s.keys, e1, e3, e2)[0]) == s.val_tok
     return {"hit": hit, "hit_readback": hit_rb, "chunks": chunks, "initial": initial,
-            "write": write, "query": query, "writes": np.concatenate([w.reshape(-1) for w in writes])}
+            "write": write, "query": query,
+            "writes": np.concatenate([w.reshape(-1) for w in writes])}
 
 
 def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] | None = None,
