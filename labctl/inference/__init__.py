@@ -1,14 +1,14 @@
 """Analog on-chip inference: numpy layers, weight mapping, analog layers and the seed
 papers' workloads (neural fields, score-based diffusion, fast weights).
 
-A layer above ``calibration``: talks to a chip through the :class:`labctl.backend.Backend`
+A layer above ``calibration``: talks to a chip through the :class:`labctl.core.backend.Backend`
 interface and programs weights with ``calibration.weights`` (forming + verify-write).
 
 Protocol seams: ``run_neural_field(backend, params)``, ``run_diffusion(backend, params)``,
 ``run_fast_weights(backend, params)`` — ``params`` a dict or the ``*Params`` dataclass,
 ``backend=None`` for the float side only, and a ``program_fn(backend, cells,
 targets_S)`` for the chip side (the routines ``neural_field``, ``diffusion`` and
-``fast_weights`` — :data:`ROUTINES` — and ``labctl bench`` pass
+``fast_weights`` — :mod:`labctl.inference.workload_routines` — and ``labctl bench`` pass
 ``calibration.weights.make_program_fn()``; tests pass an ideal programmer). Each returns a
 dict of figures and arrays.
 """
@@ -45,10 +45,6 @@ from labctl.inference.mapping import (
 )
 from labctl.inference.neural_field import NEURAL_FIELD
 from labctl.inference.training import Adam, cross_entropy, mse
-from labctl.routine import RoutineSpec
-
-ROUTINES: tuple[RoutineSpec, ...] = (NEURAL_FIELD, DIFFUSION, FAST_WEIGHTS)
-"""The three workload routines, for the protocol registry (``labctl.runs.registry``)."""
 
 __all__ = [
     "DIFFUSION",

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 from labctl.inference.analog import AnalogNetwork, recalibrate, to_analog
 from labctl.inference.digital_baseline import digital_energy_J, timed
 from labctl.inference.layers import Array, Linear, WeightNoise

@@ -11,8 +11,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from calibration.weights import make_program_fn
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
 from labctl.inference import fast_weight_memory as _workload
 from labctl.inference.fast_weight_memory import FWParams, run_fast_weights
 from labctl.inference.routine_support import (
@@ -25,8 +27,6 @@ from labctl.inference.routine_support import (
     scalars,
     workload_seed,
 )
-from labctl.params import Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
 
 __all__ = ["FAST_WEIGHTS"]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 from labctl.inference.analog import AnalogNetwork, recalibrate, to_analog
 from labctl.inference.cone_beam import (
     SHEPP_LOGAN_3D,

@@ -11,8 +11,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from calibration.weights import make_program_fn
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Bool, Choice, Float, Int, Param, ParamError
 from labctl.inference import field_recon as _workload
 from labctl.inference.field_recon import MAPPINGS, NFParams, run_neural_field
 from labctl.inference.routine_support import (
@@ -26,8 +28,6 @@ from labctl.inference.routine_support import (
     scalars,
     workload_seed,
 )
-from labctl.params import Bool, Choice, Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
 
 __all__ = ["NEURAL_FIELD"]
 

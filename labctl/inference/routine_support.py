@@ -1,8 +1,8 @@
 """What the three workload routines (``neural_field``, ``diffusion``, ``fast_weights``) share.
 
-Each routine validates its parameters declaratively (``labctl.params``; defaults are the
-workload dataclasses' defaults, so ``labctl run protocols/<workload>.yaml`` reproduces the
-bench figures), checks the chip-dependent limits before any operation (the weight
+Each routine validates its parameters declaratively (``labctl.core.routine_params``;
+defaults are the workload dataclasses' defaults, so ``labctl run
+protocols/<workload>.yaml`` reproduces the bench figures), checks the chip-dependent limits before any operation (the weight
 programmer's voltages against the safety envelope, the layers against the chip's size),
 runs the workload on ``ctx.backend`` and stores figures (``ctx.result``) and arrays
 (``ctx.save_arrays``) in the run file.
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from calibration.weights import make_program_fn
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Int, Param, ParamError
-from labctl.routine import StepContext
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
 
 __all__ = [
     "AGE_AT_USE", "MAPPING_PARAMS", "SEED", "check_fits", "check_programmer",

@@ -1,1 +1,3 @@
-"""Protocols, the runner, run files and the routine registry (the layer above the workloads)."""
+"""Running protocols: protocol files, the runner, the run store (HDF5), resume, the routine
+registry and :func:`labctl.runs.backends.open_backend`, the one composition root that knows
+every backend."""

@@ -1,18 +1,20 @@
-"""Every routine a protocol may name: the calibration routines and the inference workloads.
+"""Every routine a protocol file may name: calibration's and the inference workloads'.
 
-The one place that knows both packages (the runs layer sits above both)."""
+The runner is handed this mapping; the core never imports a routine.
+"""
 
 from __future__ import annotations
 
-from calibration import registry as calibration_registry
-from labctl.inference import ROUTINES as INFERENCE_ROUTINES
-from labctl.routine import RoutineSpec
-
-__all__ = ["registry"]
+from calibration import ROUTINES as CALIBRATION_ROUTINES
+from labctl.core.routine import RoutineSpec
+from labctl.inference.workload_routines import ROUTINES as WORKLOAD_ROUTINES
 
 
-def registry() -> dict[str, RoutineSpec]:
+def routines() -> dict[str, RoutineSpec]:
     """routine name → spec."""
-    out = dict(calibration_registry())
-    out.update({r.name: r for r in INFERENCE_ROUTINES})
+    out: dict[str, RoutineSpec] = {}
+    for spec in (*CALIBRATION_ROUTINES, *WORKLOAD_ROUTINES):
+        if spec.name in out:
+            raise ValueError(f"two routines are named {spec.name!r}")
+        out[spec.name] = spec
     return out

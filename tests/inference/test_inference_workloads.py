@@ -220,10 +220,10 @@ def test_a_chip_run_needs_a_programmer() -> None:
 
 def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The aggregation over chips (mean, worst), on stand-in chip results."""
-    from labctl.bench import SECTIONS
-    from labctl.bench import inference as bi
+    from labctl.app.bench import SECTIONS
+    from labctl.app.bench import inference as bi
 
-    assert SECTIONS["inference"] == "labctl.bench.inference"
+    assert SECTIONS["inference"] == "labctl.app.bench.inference"
 
     def nf(seed: int, quick: bool) -> dict[str, float]:
         return {"psnr_float_db": 26.0, "psnr_chip_db": 25.9 - 0.1 * seed,
