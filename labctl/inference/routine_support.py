@@ -4,8 +4,8 @@ Each routine validates its parameters declaratively (``labctl.core.routine_param
 defaults are the workload dataclasses' defaults, so ``labctl run
 protocols/<workload>.yaml`` reproduces the bench figures), checks the chip-dependent limits
 before any operation (the weight programmer's voltages against the safety envelope, the
-layers against the chip's size), runs the workload on ``ctx.backend`` and stores figures (``ctx.result``) and arrays
-(``ctx.save_arrays``) in the run file.
+layers against the chip's size), runs the workload on ``ctx.backend`` and stores figures
+(``ctx.result``) and arrays (``ctx.save_arrays``) in the run file.
 
 Programming and resume: the workloads program weights through ``program_fn`` with direct
 ``backend.pulse`` calls (not checkpoint batches), so the runner records every pulse
