@@ -197,7 +197,7 @@ def test_newton_schulz_orthogonalizes() -> None:
 
 def test_fast_weights_small_float_and_chip() -> None:
     params = {"vocab": 128, "n_pairs": 48, "d_model": 64, "d_key": 48, "hidden": 64,
-              "chunk": 16, "curve": (24,)}
+              "chunk": 16, "curve": (24,), "replicas": 1}
     be = FakeBackend(n_tiles=8, n_rows=64, n_cols=128, prog_sigma_S=0.2e-6)
     out = run_fast_weights(be, params, program_fn=ideal_program)
     assert out["recall_float"] >= 0.9
@@ -236,6 +236,7 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
         keys = ("swd_float", "swd_chip", "swd_floor", "outlier_fraction_chip",
                 "outlier_fraction_float", "analog_layers_fraction", "cfg_accuracy_float",
                 "unguided_accuracy_float", "cfg_accuracy_chip", "swd_chip_continuous",
+                "swd_float_at_continuous_n",
                 "loop_latency_s", "device_time_s_per_sample_continuous",
                 "energy_J_per_sample_continuous", "energy_J_per_sample_chip",
                 "device_time_s_per_sample_chip", "digital_host_time_s_per_sample",

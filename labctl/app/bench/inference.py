@@ -153,7 +153,7 @@ def run(quick: bool = False) -> dict[str, float]:
         "diff_unguided_accuracy_float": _mean(df, "unguided_accuracy_float"),
         "diff_cfg_accuracy_chip": _mean(df, "cfg_accuracy_chip"),
         "diff_swd_ratio_continuous_mean": float(np.mean(
-            [r["swd_chip_continuous"] / r["swd_float"] for r in df])),
+            [r["swd_chip_continuous"] / r["swd_float_at_continuous_n"] for r in df])),
         "diff_loop_latency_s": _mean(df, "loop_latency_s"),
         "diff_device_time_s_per_sample_continuous":
             _mean(df, "device_time_s_per_sample_continuous"),
