@@ -253,6 +253,7 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
                 "recall_float_n512": 1.0, "recall_chip_n512": 0.99}
 
     monkeypatch.setattr(bi, "neural_field_chip", nf)
+    monkeypatch.setattr(bi, "cone_beam_chip", nf)
     monkeypatch.setattr(bi, "diffusion_chip", df)
     monkeypatch.setattr(bi, "fast_weights_chip", fw)
     monkeypatch.setattr(bi, "WORKERS", 1)
