@@ -265,6 +265,12 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
     assert out["nf_psnr_gap_db_worst_haq"] == pytest.approx(0.2)
     assert out["diff_swd_ratio_worst"] == pytest.approx(1.4)
     assert out["fw_recall_ratio_worst"] == pytest.approx(0.7 / 0.8)
+    from labctl.app.bench.inference_doc import render
+
+    page = render(out)
+    assert "Target (worst chip gap ≤ 0.5 dB): met (0.5 ≤ 0.5)" in page
+    assert "Target (worst chip SWD ratio ≤ 1.25): NOT met (1.4 ≤ 1.25)" in page
+    assert "| 512 | 1 | 0.99 |" in page  # the recall-vs-N curve
     for key in ("nf_psnr_float_db", "diff_swd_ratio_mean", "diff_outlier_fraction_chip",
                 "diff_outlier_fraction_float", "diff_n_samples", "diff_analog_layers_fraction",
                 "fw_recall_float_n1024", "fw_recall_chip_n1024", "fw_recall_chip_n512"):
