@@ -21,7 +21,7 @@ re-formed). The inference package sits above ``calibration`` and may import it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from labctl.core.routine_params import Float, Int, Param, ParamError
 
 __all__ = [
     "AGE_AT_USE", "MAPPING_PARAMS", "SEED", "check_fits", "check_programmer",
-    "columns_needed", "ledger_figures", "progress_fn", "scalars", "workload_seed",
+    "columns_needed", "ledger_figures", "scalars", "workload_seed",
 ]
 
 DAY_S = 86400.0
@@ -87,11 +87,6 @@ def check_fits(key: str, cols: int, chip: ChipInfo) -> None:
 def workload_seed(ctx: StepContext) -> int:
     s = int(ctx.params["seed"])
     return ctx.seed if s < 0 else s
-
-
-def progress_fn(ctx: StepContext) -> Callable[[int, int, str], None]:
-    """The step's ``progress(done, total, what)`` for a workload's long loops."""
-    return ctx.progress
 
 
 def scalars(out: Mapping[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
