@@ -179,9 +179,13 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   re-read from the cells at use give 0.34 (1 copy) before the per-column refit: the static
   per-cell error after an hour of relaxation is what limits recall, not the periphery.
 - **Diffusion.** With every layer analog, the row copies matter most: 8 copies per input
-  gave an SWD ratio of 2.6 on chip 0 (2,000 samples), filling the tile's rows 1.28. The
-  14-wide network is itself a coarse sampler (its float SWD is several times the floor), so
-  the ratio measures the chip against a model that already blurs the ring.
+  gave an SWD ratio of 2.6 on chip 0 (2,000 samples), filling the tile's rows 1.28. A
+  third residual pair per weight made it worse, not better (chip 1, 2,000 samples: 2.59
+  with three pairs against 1.10 with two) — not pursued further. The 14-wide network is
+  itself a coarse sampler (its float SWD is several times the floor), so the ratio measures
+  the chip against a model that already blurs the ring; the SWD of 10,000 samples varies
+  from chip to chip by more than the mean gap, which is why the worst chip, not the mean,
+  decides.
 - **Neural field.** Residual pairs and HAQ both stay within a fraction of a dB of float on
   the 2-D case; a single pair loses about 1 dB.
 - Not used: a softer device preset, or recalibration against ground truth. Every
