@@ -92,6 +92,8 @@ class NFParams:
     depth: int = 3
     """Hidden layers."""
     prior_steps: int = 300
+    prior_batch: int = 4096
+    """Random pixels per step of the prior fit (the fine-tune uses the whole image)."""
     finetune_steps: int = 150
     lr: float = 1e-3
     finetune_lr: float = 3e-4
@@ -162,13 +164,26 @@ def build_field(p: NFParams, rng: np.random.Generator) -> MLP:
 
 def fit_field(model: MLP, xy: Array, target_img: Array | None, steps: int, lr: float, *,
               proj: ParallelProjector | ConeBeamProjector | None = None, sino: Array | None = None,
-              prior_weight: float = 0.0) -> list[float]:
+              prior_weight: float = 0.0, batch: int | None = None,
+              rng: np.random.Generator | None = None) -> list[float]:
     """Adam on pixel MSE to ``target_img`` (prior fit) and/or sinogram MSE through ``proj``
-    (fine-tune). Full batch; returns the loss curve."""
+    (fine-tune; always the full image, the projector needs it). A prior fit alone may use
+    random mini-batches of ``batch`` pixels. Returns the loss curve."""
     opt = Adam(model.params(), lr=lr)
     losses: list[float] = []
     model.train(True)
+    target = None if target_img is None else target_img.reshape(-1, 1)
+    mini = proj is None and batch is not None and batch < len(xy) and target is not None
+    r_ = rng if rng is not None else np.random.default_rng(0)
     for _ in range(steps):
+        if mini and target is not None and batch is not None:
+            i = r_.choice(len(xy), batch, replace=False)
+            f = model.forward(xy[i])
+            lp, gp = mse(f, target[i])
+            model.backward(gp)
+            opt.step()
+            losses.append(lp)
+            continue
         f = model.forward(xy)
         grad = np.zeros_like(f)
         loss = 0.0
@@ -178,9 +193,9 @@ def fit_field(model: MLP, xy: Array, target_img: Array | None, steps: int, lr: f
             scale = 1.0 / (r.size * proj.n)
             loss += float(np.sum(r * r)) * scale
             grad += 2.0 * scale * proj.adjoint(r).reshape(-1, 1)
-        if target_img is not None:
+        if target is not None:
             w = 1.0 if proj is None else prior_weight
-            lp, gp = mse(f, target_img.reshape(-1, 1))
+            lp, gp = mse(f, target)
             loss += w * lp
             grad += w * gp
         model.backward(grad)
@@ -254,7 +269,8 @@ def run_neural_field(backend: Backend | None, params: NFParams | dict[str, Any] 
     shape = truth.shape
 
     model = build_field(p, rng)
-    prior_losses = fit_field(model, xy, prior, p.prior_steps, p.lr)
+    prior_losses = fit_field(model, xy, prior, p.prior_steps, p.lr, batch=p.prior_batch,
+                             rng=np.random.default_rng(p.seed + 4))
     img_prior_fit = model.forward(xy).reshape(shape)
     ft_losses = fit_field(model, xy, prior, p.finetune_steps, p.finetune_lr, proj=proj,
                           sino=sino, prior_weight=p.prior_weight)

@@ -61,6 +61,8 @@ NF_PARAMS: dict[str, Param] = {
     "depth": Int("hidden layers", min=1, max=8, default=_NF.depth),
     "prior_steps": Int("Adam steps fitting the prior image", min=0, max=100000,
                        default=_NF.prior_steps),
+    "prior_batch": Int("random pixels per step of the prior fit", min=16, max=10**7,
+                       default=_NF.prior_batch),
     "finetune_steps": Int("Adam steps fine-tuning on the projections", min=0, max=100000,
                           default=_NF.finetune_steps),
     "noise_sigma": Float("hardware-aware training noise W·(1+n), n ~ N(0, σ)", min=0.0,

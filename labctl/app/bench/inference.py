@@ -15,8 +15,8 @@ reported as the mean over chips and the worst chip.
   ``_float`` (means), ``diff_n_samples``, ``diff_analog_layers_fraction``, guided class
   accuracy, continuous-loop and digital-baseline costs.
 - Fast weights (1,024 pairs, chunks of 256): ``fw_recall_float_n1024`` /
-  ``fw_recall_chip_n1024`` (means), worst chip / float ratio, the recall-vs-N curve
-  (``fw_recall_{float,chip}_n<N>``), one-time programming cost apart from per-token writes.
+  ``fw_recall_chip_n1024`` (means), worst chip / float ratio, the recall-vs-N curve at 512
+  and 1,024 pairs (``fw_recall_{float,chip}_n<N>``), one-time programming cost apart from per-token writes.
 
 Targets (worst chip): NF gap ≤ 0.5 dB, SWD ratio ≤ 1.25, FW recall ≥ 0.9 × float.
 
@@ -88,7 +88,7 @@ def cone_beam_chip(seed: int, quick: bool) -> dict[str, float]:
 
     p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "geometry": "cone3d",
                          "n": CONE_N, "compare_mappings": False, "prior_steps": 200,
-                         "finetune_steps": 80}
+                         "finetune_steps": 60}
     if quick:
         p.update(prior_steps=40, finetune_steps=10)
     out = run_neural_field(_chip(3000 + seed), p, program_fn=make_program_fn())
@@ -110,7 +110,7 @@ def fast_weights_chip(seed: int, quick: bool) -> dict[str, float]:
     from calibration.weights import make_program_fn
     from labctl.inference.fast_weight_memory import run_fast_weights
 
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "curve": (512,)}
     out = run_fast_weights(_chip(2000 + seed), p, program_fn=make_program_fn())
     res = {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
     for n, f, c in zip(out["curve_n"], out["curve_recall_float"], out["curve_recall_chip"]):
