@@ -16,7 +16,8 @@ reported as the mean over chips and the worst chip.
   accuracy, continuous-loop and digital-baseline costs.
 - Fast weights (1,024 pairs, chunks of 256): ``fw_recall_float_n1024`` /
   ``fw_recall_chip_n1024`` (means), worst chip / float ratio, the recall-vs-N curve at 512
-  and 1,024 pairs (``fw_recall_{float,chip}_n<N>``), one-time programming cost apart from per-token writes.
+  and 1,024 pairs (``fw_recall_{float,chip}_n<N>``), one-time programming cost apart from
+  per-token writes.
 
 Targets (worst chip): NF gap ≤ 0.5 dB, SWD ratio ≤ 1.25, FW recall ≥ 0.9 × float.
 
