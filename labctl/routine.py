@@ -49,7 +49,8 @@ class PulseBatch:
 @dataclass
 class Checkpoint:
     """A resumable point: ``state`` (arrays) and ``meta`` (JSON) as they will be after
-    ``pulses`` are applied. ``done`` / ``total`` drive the progress bar."""
+    ``pulses`` are applied. ``done`` / ``total`` go to the progress display
+    (:mod:`labctl.progress`)."""
 
     state: Mapping[str, npt.ArrayLike]
     pulses: list[PulseBatch] = field(default_factory=list)
@@ -103,6 +104,15 @@ class StepContext:
 
     def event(self, message: str, **data: Any) -> None:
         self.sink.event(self.step, message, **data)
+
+    def progress(self, done: float, total: float, what: str = "") -> None:
+        """Report progress of work between checkpoints (training epochs, sampler steps):
+        ``done`` of ``total`` in the phase ``what``. Shown with an estimate of the time left
+        (a bar on a terminal, log lines elsewhere); not recorded in the run file. A sink
+        without a ``progress`` method ignores it."""
+        report = getattr(self.sink, "progress", None)
+        if report is not None:
+            report(self.step, done, total, what)
 
     def earlier_results(self) -> dict[int, dict[str, Any]]:
         """Key figures earlier steps saved in this process (step index → figures); steps

@@ -28,6 +28,7 @@ import yaml
 
 from labctl.backend import BackendBase
 from labctl.errors import ConfigError
+from labctl.progress import resolve_mode
 from labctl.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.replay import plan_resume, replay
 from labctl.routine import RoutineSpec
@@ -53,6 +54,10 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     """Start (or, with ``opts.resume``, continue) a run. Validation errors raise
     :class:`ConfigError` before any hardware action."""
     reg = dict(registry) if registry is not None else load_registry()
+    try:
+        resolve_mode(opts.progress)
+    except ValueError as e:
+        raise ConfigError("labctl run", "--progress", str(e)) from None
     if opts.resume:
         return _resume(opts, reg)
     if not opts.protocol:
