@@ -279,8 +279,9 @@ class BarProgress:
         if self._phase[key] != (what, total):
             # a new phase: restart the speed estimate, keep the task's elapsed time
             self._phase[key] = (what, total)
-            self._progress.reset(tid, total=total, completed=done, description=desc,
+            self._progress.reset(tid, total=total, completed=int(done), description=desc,
                                  count=count, start=True)
+            self._progress.update(tid, completed=done)
         else:
             self._progress.update(tid, completed=done, description=desc, count=count)
 
