@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "run": "labctl.commands.run",
     "show": "labctl.commands.show",
     "plot": "labctl.commands.plot",
+    "docs": "labctl.commands.docs",
     "serve-sim": "labctl.commands.serve_sim",
 }
 

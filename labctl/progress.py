@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def open_progress(mode: bool | str | None = None, *, stream: TextIO | None = Non
     if chosen == "bar":
         return BarProgress(s)
     if chosen == "log":
-        return LogProgress(s, interval_s=interval_s)
+        return LogProgress(s, interval_s=interval_s, heartbeat=True)
     return NoProgress()
 
 
@@ -179,16 +180,29 @@ def _count(x: float) -> str:
 
 class LogProgress:
     """Timestamped progress lines: at a task's start, at most every ``interval_s`` while it
-    moves, and at its end. ``clock`` is injectable for tests (default ``time.monotonic``)."""
+    moves, and at its end. With ``heartbeat`` a daemon thread also writes a line for a task
+    that has reported nothing for ``interval_s`` (a section or step that does not report its
+    own loops), so a log never goes silent for long. ``clock`` is injectable for tests."""
 
     def __init__(self, stream: TextIO, *, interval_s: float = DEFAULT_INTERVAL_S,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, heartbeat: bool = False) -> None:
         self.stream = stream
         self.interval_s = interval_s
         self.clock = clock
         self.wall = wall
         self._tasks: dict[str, _Phase] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if heartbeat and interval_s > 0:
+            self._thread = threading.Thread(target=self._beat, name="labctl-progress",
+                                            daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.tick()
 
     def _line(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.wall()))
@@ -197,40 +211,60 @@ class LogProgress:
             self.stream.flush()
 
     def begin(self, key: str, label: str) -> None:
-        now = self.clock()
-        self._tasks[key] = _Phase(label, now, now, t_line=now)
-        self._line(f"{label}: started")
+        with self._lock:
+            now = self.clock()
+            self._tasks[key] = _Phase(label, now, now, t_line=now)
+            self._line(f"{label}: started")
 
     def update(self, key: str, done: float, total: float, what: str = "") -> None:
-        ph = self._tasks.get(key)
-        if ph is None or total <= 0:
-            return
-        now = self.clock()
-        ph.restart_if_new(done, total, what, now)
-        if now - ph.t_line < self.interval_s:
-            return
-        ph.t_line = now
-        self._line(self.describe(ph, now))
+        with self._lock:
+            ph = self._tasks.get(key)
+            if ph is None or total <= 0:
+                return
+            now = self.clock()
+            ph.restart_if_new(done, total, what, now)
+            if now - ph.t_line < self.interval_s:
+                return
+            ph.t_line = now
+            self._line(self.describe(ph, now))
+
+    def tick(self) -> None:
+        """A line for every task silent for ``interval_s`` (called by the heartbeat)."""
+        with self._lock:
+            now = self.clock()
+            for ph in self._tasks.values():
+                if now - ph.t_line >= self.interval_s:
+                    ph.t_line = now
+                    self._line(self.describe(ph, now))
 
     def describe(self, ph: _Phase, now: float) -> str:
-        frac = min(max(ph.done / ph.total, 0.0), 1.0) if ph.total > 0 else 0.0
+        elapsed = f"{format_duration(now - ph.t_begin)} elapsed"
+        if ph.total <= 0:
+            return f"{ph.label}: running, {elapsed}"
+        frac = min(max(ph.done / ph.total, 0.0), 1.0)
         what = f" {ph.what}" if ph.what else ""
         left = ph.remaining_s(now)
         eta = f", about {format_duration(left)} left" if left is not None else ""
         return (f"{ph.label}:{what} {frac * 100:.0f}% ({_count(ph.done)}/{_count(ph.total)}), "
-                f"{format_duration(now - ph.t_begin)} elapsed{eta}")
+                f"{elapsed}{eta}")
 
     def end(self, key: str) -> None:
-        ph = self._tasks.pop(key, None)
-        if ph is not None:
-            self._line(f"{ph.label}: finished in {format_duration(self.clock() - ph.t_begin)}")
+        with self._lock:
+            ph = self._tasks.pop(key, None)
+            if ph is not None:
+                self._line(f"{ph.label}: finished in "
+                           f"{format_duration(self.clock() - ph.t_begin)}")
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         yield
 
     def close(self) -> None:
-        self._tasks.clear()
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        with self._lock:
+            self._tasks.clear()
 
 
 class BarProgress:

@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
     )
     p.add_argument("--quick", action="store_true", help="fewer repeats (smoke test)")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "off"), default=None,
+                   help="progress on stderr: a bar with time left (terminal), periodic log "
+                   "lines (pipes, CI) or nothing (default: auto, or $LABCTL_PROGRESS)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="BLAS threads for every measurement, floor included (default 1; "
                         "0: the library default)")
@@ -31,12 +34,21 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from labctl.bench import run_bench, write_json
-    from labctl.errors import RequestRejected
+    from labctl.errors import ConfigError, RequestRejected
+    from labctl.progress import open_progress
 
     if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
         raise RequestRejected(f"--json {args.json_path}: its folder does not exist")
     only = list(dict.fromkeys(args.only)) if args.only else None
-    result = run_bench(only, quick=args.quick, blas_threads=args.threads or None)
+    try:
+        display = open_progress(args.progress)
+    except ValueError as e:
+        raise ConfigError("labctl bench", "--progress", str(e)) from None
+    try:
+        result = run_bench(only, quick=args.quick, blas_threads=args.threads or None,
+                           progress=display)
+    finally:
+        display.close()
     for k, v in result.items():
         if k != "meta":
             print(f"{k:<40} {v:.6g}" if isinstance(v, float) else f"{k:<40} {v}")

@@ -74,6 +74,23 @@ def test_log_estimate_restarts_with_a_new_phase() -> None:
     assert "sampling 25% (1/4), 1 min 50 s elapsed, about 30 s left" in lines[4]
 
 
+def test_heartbeat_speaks_for_a_silent_task() -> None:
+    lp, buf, clock = _log(10.0)
+    lp.begin("s", "[4/4] bench inference")
+    clock.t += 9
+    lp.tick()  # not yet silent for a whole interval
+    clock.t += 1
+    lp.tick()
+    lp.tick()  # the line just written counts: no second one
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[1].endswith("[4/4] bench inference: running, 10 s elapsed")
+    lp.update("s", 1, 4, "training")
+    clock.t += 10
+    lp.tick()
+    assert buf.getvalue().splitlines()[-1].endswith("training 25% (1/4), 20 s elapsed")
+
+
 def test_log_ignores_unknown_tasks_and_empty_totals() -> None:
     lp, buf, _ = _log(0.0)
     lp.update("nobody", 1, 2)
