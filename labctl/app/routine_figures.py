@@ -91,8 +91,9 @@ def forming(figs: Figures, step: StepData) -> None:
         if gate.size:
             bins = np.arange(gate.min() - 0.025, gate.max() + 0.075, 0.05)
             count_hist(ax1, [("formed", gate)], bins, xlabel="gate voltage at forming (V)")
+        n_bad = int((out == 2).sum())
         ax1.set_title(f"gate voltage that formed each cell\n"
-                      f"({int((out == 2).sum()):,} unformable cells not shown)")
+                      f"({n_bad:,} unformable cell{'' if n_bad == 1 else 's'} not shown)")
     g = uS(a["g_formed_S"]).ravel()
     bins = np.linspace(min(g.min(), 0.0), g.max() + 1e-9, 60)
     count_hist(ax2, [("formed", g[out == 1]), ("unformable", g[out == 2])], bins,
@@ -152,6 +153,7 @@ def compensate(figs: Figures, step: StepData) -> None:
     bars = ax1.bar([lab for _, lab in have], vals, color=colors)
     ax1.bar_label(bars, fmt="%.3f", fontsize=8)
     ax1.set(ylabel="relative MVM error", ylim=(0, max(vals) * 1.2),
+            xlabel="correction applied to the chip's output",
             title=f"‖y − y_ideal‖ / ‖y_ideal‖ before and after\ncompensation, read after {wait}")
     ax1.tick_params(axis="x", labelsize=8)
     if "column_gain" in a:
@@ -187,7 +189,7 @@ def refresh(figs: Figures, step: StepData) -> None:
             title="usable cells before and after", xticks=k, xlim=(0.2, k.size + 0.8))
     ax1.legend(fontsize=8)
     ax2.bar(k, 100 * a["refresh_fraction"], 0.5, color="tab:gray")
-    ax2.set(xlabel="refresh round", ylabel="cells re-programmed (%)", xticks=k,
+    ax2.set(xlabel="refresh round", ylabel="share of cells re-programmed (%)", xticks=k,
             title="share of cells refreshed", ylim=(0, 105), xlim=(0.2, k.size + 0.8))
     mvm = r.get("mvm_error_after")
     if isinstance(mvm, list) and len(mvm) == k.size:
