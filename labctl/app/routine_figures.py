@@ -21,6 +21,7 @@ Every title says when the read was taken (right after programming, after 1 day, 
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import numpy as np
 
 from labctl.app.figure_style import OUTCOME_STYLE, Figures, StepData, age_text, count_hist, uS
