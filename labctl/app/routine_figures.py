@@ -1,5 +1,5 @@
 """The figures of each calibration routine, drawn by ``labctl plot`` from a step's saved
-arrays and key figures (:mod:`labctl.plots` reads the run file and calls these).
+arrays and key figures (:mod:`labctl.app.plots` reads the run file and calls these).
 
 | routine | figures |
 |---|---|

@@ -13,13 +13,13 @@ import matplotlib
 import numpy as np
 import pytest
 
+from labctl.app.cli import main as cli_main
 from labctl.app.figure_style import Figures, StepData, age_text
+from labctl.app.plots import plot_run, read_steps
 from labctl.app.routine_figures import FIGURES
-from labctl.cli import main as cli_main
-from labctl.plots import plot_run, read_steps
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
-from labctl.runner import RunOptions, load_registry, run
-from labctl.store import RunReader
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.runs.runner import RunOptions, load_registry, run
+from labctl.runs.store import RunReader
 
 matplotlib.use("Agg")
 

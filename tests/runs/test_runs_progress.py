@@ -13,8 +13,9 @@ from conftest import write
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labctl.errors import ConfigError
-from labctl.progress import (
+from labctl.core.errors import ConfigError
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.runs.progress import (
     BarProgress,
     LogProgress,
     NoProgress,
@@ -24,9 +25,8 @@ from labctl.progress import (
     resolve_mode,
     task,
 )
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
-from labctl.runner import RunOptions, run
-from labctl.store import Kind, RunReader
+from labctl.runs.runner import RunOptions, run
+from labctl.runs.store import Kind, RunReader
 
 
 class FakeClock:
