@@ -25,7 +25,8 @@ from labctl.inference.tomography import psnr
 __all__ = ["plot_inference"]
 
 SaveFn = Callable[[Any, str], None]
-_RECON = ("truth", "prior", "fbp", "float", "chip")
+_RECON = ("truth", "prior", "fbp", "float", "chip", "chip_residual", "chip_haq",
+          "chip_differential")
 _SCATTER = (("true", "true data"), ("float", "float network"), ("chip", "chip (stepped)"),
             ("chip_continuous", "chip, continuous-time loop"))
 
@@ -37,17 +38,16 @@ def plot_inference(plt: Any, save: SaveFn, step: int, arr: Mapping[str, np.ndarr
     recon = [k for k in _RECON if f"recon_{k}" in arr]
     if recon:
         truth = arr.get("recon_truth")
-        fig, axes = plt.subplots(1, len(recon), figsize=(2.6 * len(recon), 3.1),
-                                 layout="constrained")
+        fig, axes = plt.subplots(1, len(recon), figsize=(2.6 * len(recon), 2.9))
         for ax, k in zip(np.atleast_1d(axes), recon):
             img = arr[f"recon_{k}"]
-            ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.imshow(img[img.shape[0] // 2] if img.ndim == 3 else img, cmap="gray",
+                      vmin=0.0, vmax=1.0, interpolation="nearest")
             sub = "" if truth is None or k == "truth" else f"\n{psnr(img, truth):.1f} dB"
             ax.set_title(f"{k}{sub}", fontsize=9)
             ax.set_axis_off()
-        n = truth.shape[0] if truth is not None else arr[f"recon_{recon[0]}"].shape[0]
-        fig.suptitle(f"{label}: neural-field CT reconstruction, {n} × {n} pixels, "
-                     "intensity 0–1 (PSNR against the truth)", fontsize=10)
+        fig.suptitle(f"{label}: neural-field CT reconstruction (PSNR vs truth; a volume "
+                     "shows its middle slice)", fontsize=10)
         save(fig, f"step{step + 1}_reconstruction.png")
     scat = [(k, t) for k, t in _SCATTER if f"samples_{k}" in arr]
     if scat:

@@ -6,6 +6,7 @@ Works on any committed prefix, so it also describes the file a killed run left b
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import yaml
 
@@ -89,15 +90,20 @@ def summarize(rd: RunReader) -> list[str]:
             lines.append(f"ended      {end['message']}")
         led = end.get("ledger") or {}
         if led:
-            energy = quantity(led.get("energy_J"), "J")
-            if energy == NOT_MEASURED:
-                energy += " (this backend keeps no energy ledger)"
-            lines.append(f"ledger     {led.get('pulses')} cell-pulses, {led.get('reads')} "
-                         f"cell-reads; device busy time {quantity(led.get('device_time_s'), 's')}"
-                         f"; energy {energy} (this process)")
+            lines.append(f"ledger     {_ledger_text(led)}")
         safe = "reached" if end.get("safe_state_reached") else "NOT confirmed"
         lines.append(f"safe state {safe}")
     return lines
+
+
+def _ledger_text(led: dict[str, Any]) -> str:
+    """Counts, device busy time and energy in their display units; energy a backend cannot
+    measure (NaN: real instruments keep no energy ledger) is said to be not measured."""
+    energy = quantity(led.get("energy_J"), "J")
+    if energy == NOT_MEASURED:
+        energy += " (this backend keeps no energy ledger)"
+    return (f"{led.get('pulses')} cell-pulses, {led.get('reads')} cell-reads; device busy "
+            f"time {quantity(led.get('device_time_s'), 's')}; energy {energy} (this process)")
 
 
 def _clock_text(rd: RunReader, t_first_s: float, t_last_s: float) -> str:
