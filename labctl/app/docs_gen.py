@@ -189,6 +189,10 @@ BENCH_ROWS: tuple[Metric, ...] = (
            "—", fmt_si("J")),
     Metric("inference", ("diff_device_time_s_per_sample_chip",),
            "`diff_device_time_s_per_sample_chip`", "—", fmt_si("s")),
+    Metric("runs", ("quickstart_wall_s",), "`quickstart_wall_s` (`labctl run "
+           "protocols/quickstart.yaml`, in-process)", "—", fmt_si("s")),
+    Metric("runs", ("quickstart_run_file_MB",), "`quickstart_run_file_MB` (its run file, "
+           "MB = 10⁶ bytes)", "—", fmt_sig(3)),
 )
 
 
@@ -199,7 +203,17 @@ def _bench_summary(bench: Bench) -> str:
             f"({m.get('cpus', '?')} CPUs).\n")
 
 
+def _quickstart_time(bench: Bench) -> str:
+    if "quickstart_wall_s" not in bench:
+        raise MissingFigure("quickstart_wall_s")
+    m = bench.get("meta", {})
+    return (f"The quickstart took {_duration(float(bench['quickstart_wall_s']))} "
+            f"(wall time, after start-up) on {m.get('cpus', '?')} CPUs on "
+            f"{str(m.get('date_utc', '?'))[:10]} (`labctl bench`, section `runs`).\n")
+
+
 BLOCKS: dict[str, BlockFn] = {
+    "quickstart-time": _quickstart_time,
     "bench-provenance": render_provenance,
     "bench-duration": _bench_summary,
     "bench-table": lambda bench: render_table(bench, BENCH_ROWS),

@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "calibration": "labctl.app.bench.calibration",
     "wire": "labctl.app.bench.wire",
     "inference": "labctl.app.bench.inference",
+    "runs": "labctl.app.bench.runs",
 }
 
 
