@@ -34,6 +34,8 @@ from typing import Any
 __all__ = ["BLOCKS", "Metric", "fmt_si", "main", "render_provenance", "render_table",
            "rewrite_blocks"]
 
+REPO = Path(__file__).resolve().parents[2]
+"""The checkout labctl runs from (``pip install -e .``): where the docs live."""
 Bench = Mapping[str, Any]
 BlockFn = Callable[[Bench], str]
 Formatter = Callable[[float], str]
@@ -251,7 +253,8 @@ def rewrite_docs(bench: Bench, docs: Sequence[Path],
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bench_json", metavar="BENCH.json", help="written by labctl bench --json")
     p.add_argument("docs", nargs="*", metavar="DOC.md",
-                   help="documents to rewrite (default: every docs/*.md and README.md)")
+                   help="documents to rewrite (default: every docs/*.md and README.md of "
+                   "the repository labctl runs from)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -260,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"labctl docs: error: {e}", file=sys.stderr)
         return 2
-    docs = [Path(d) for d in args.docs] or [*sorted(Path("docs").glob("*.md")),
-                                            Path("README.md")]
+    docs = [Path(d) for d in args.docs] or [*sorted((REPO / "docs").glob("*.md")),
+                                            REPO / "README.md"]
     try:
         done = rewrite_docs(bench, [d for d in docs if d.exists()])
     except MissingFigure as e:
