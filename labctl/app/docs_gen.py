@@ -209,8 +209,10 @@ def _quickstart_time(bench: Bench) -> str:
     if "quickstart_wall_s" not in bench:
         raise MissingFigure("quickstart_wall_s")
     m = bench.get("meta", {})
+    load = m.get("load_1min_at_start")
+    busy = f", load average {load:g}" if load is not None else ""
     return (f"The quickstart took {_duration(float(bench['quickstart_wall_s']))} "
-            f"(wall time, after start-up) on {m.get('cpus', '?')} CPUs on "
+            f"(wall time, after start-up) on {m.get('cpus', '?')} CPUs{busy} on "
             f"{str(m.get('date_utc', '?'))[:10]} (`labctl bench`, section `runs`).\n")
 
 

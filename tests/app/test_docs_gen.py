@@ -50,7 +50,8 @@ Tail.
 def test_rewrite_replaces_only_the_blocks() -> None:
     new, names = rewrite_blocks(DOC, BLOCKS, _full_bench())
     assert names == ["bench-table", "quickstart-time", "bench-provenance"]
-    assert "The quickstart took 0 s (wall time, after start-up) on 2 CPUs on 2026-11-29" in new
+    assert ("The quickstart took 0 s (wall time, after start-up) on 2 CPUs, load average 1.5 "
+            "on 2026-11-29") in new
     assert "| old | table |" not in new
     assert new.startswith("# Title\nHand-written text stays.\n")
     assert "Between blocks.\n" in new and new.endswith("Tail.\n")
