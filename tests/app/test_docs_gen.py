@@ -107,3 +107,22 @@ def test_command_rewrites_docs_and_refuses_quick_runs(tmp_path: Path) -> None:
     before = doc.read_text(encoding="utf-8")
     assert main([str(quick), str(doc)]) == 2
     assert doc.read_text(encoding="utf-8") == before
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="<"),
+                max_size=200)
+
+
+@given(before=_TEXT, between=_TEXT, after=_TEXT, old=_TEXT)
+def test_text_outside_the_blocks_is_kept(before: str, between: str, after: str,
+                                         old: str) -> None:
+    doc = (f"{before}\n<!-- generated: bench-duration -->\n{old}\n"
+           f"<!-- end generated: bench-duration -->{between}\n"
+           f"<!-- generated: quickstart-time x -->\n<!-- end generated: quickstart-time -->"
+           f"{after}")
+    new, names = rewrite_blocks(doc, BLOCKS, _full_bench())
+    assert names == ["bench-duration", "quickstart-time"]
+    assert new.startswith(before + "\n<!-- generated: bench-duration -->\n")
+    assert new.endswith("<!-- end generated: quickstart-time -->" + after)
+    assert f"<!-- end generated: bench-duration -->{between}\n" in new
+    assert rewrite_blocks(new, BLOCKS, _full_bench())[0] == new
