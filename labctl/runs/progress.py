@@ -287,7 +287,10 @@ class BarProgress:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[count]}"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=self._console, refresh_per_second=4)
+            TimeRemainingColumn(), console=self._console, refresh_per_second=4,
+            # printing goes above the bars only when it would reach the same terminal; a
+            # piped stdout (labctl run ... > report.txt) must keep its output
+            redirect_stdout=_isatty(sys.stdout), redirect_stderr=stream is sys.stderr)
         self._ids: dict[str, Any] = {}
         self._phase: dict[str, tuple[str, float]] = {}
         self._labels: dict[str, str] = {}
