@@ -226,3 +226,28 @@ def test_a_bad_progress_mode_is_a_config_error_before_anything(tmp_path: Path) -
         run(RunOptions(protocol=str(proto), out=str(tmp_path / "r.h5"), progress="loud"),
             registry=reg)
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_bar_on_a_terminal_keeps_a_piped_stdout(tmp_path: Path) -> None:
+    """stderr a terminal (the bar), stdout a pipe: the report step's table still goes to the
+    pipe, not above the bar on the terminal."""
+    import os
+    import pty
+    import subprocess
+
+    from conftest import labctl_cmd, subprocess_env
+
+    proto = write(tmp_path / "p.yaml", "name: p\nsteps:\n  - routine: read_map\n"
+                  "    params: {region: {tile: 0, rows: [0, 4], cols: [0, 4]}}\n"
+                  "  - routine: report\n")
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([*labctl_cmd(), "run", str(proto), "--out", str(tmp_path / "r.h5"),
+                            "--progress", "bar"], stdout=subprocess.PIPE, stderr=slave,
+                           stdin=subprocess.DEVNULL, env=subprocess_env(tmp_path), timeout=300)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    assert "=== labctl report" in out and "mean" in out and "µS" in out
