@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TextIO, runtime_checkable
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 __all__ = [
     "MODES",
@@ -44,7 +44,6 @@ __all__ = [
     "task",
 ]
 
-Mode = Literal["auto", "bar", "log", "off"]
 MODES: tuple[str, ...] = ("auto", "bar", "log", "off")
 ENV_MODE = "LABCTL_PROGRESS"
 DEFAULT_INTERVAL_S = 10.0
