@@ -55,6 +55,8 @@ def test_bench_writes_flat_json(tmp_path: Path) -> None:
     assert data["meta"]["blas_threads"] == 1
     for key in ("date_utc", "cpu_model", "os", "command", "total_seconds"):
         assert data["meta"][key], key  # what the docs print beside the figures
+    assert data["meta"]["command"] == ("labctl bench --only sim --only calibration --only wire "
+                                       f"--quick --json {out}")
     assert "[1/3] bench sim: started" in r.stderr  # not a terminal: progress as log lines
     assert "[3/3] bench wire: finished in" in r.stderr
 

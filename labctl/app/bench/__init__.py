@@ -17,7 +17,6 @@ import inspect
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,13 @@ SECTIONS: dict[str, str] = {
 
 def run_bench(only: list[str] | None = None, quick: bool = False,
               blas_threads: int | None = 1,
-              progress: ProgressSubscriber | None = None) -> dict[str, Any]:
+              progress: ProgressSubscriber | None = None,
+              command: str | None = None) -> dict[str, Any]:
     """Run the named sections (all by default). ``blas_threads`` pins the BLAS thread pool
     for every section — floor and measured path alike — so ratios do not swing with the
     load on a small shared machine (``None``: leave the library default). Each section is
-    reported to ``progress`` as a task."""
+    reported to ``progress`` as a task; ``command`` (what the user typed) goes into the
+    metadata the docs quote."""
     import contextlib
 
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -47,7 +48,7 @@ def run_bench(only: list[str] | None = None, quick: bool = False,
     limit = (threadpool_limits(limits=blas_threads, user_api="blas") if blas_threads
              else contextlib.nullcontext())
     with limit:
-        result = _run_sections(only, quick, progress or NoProgress())
+        result = _run_sections(only, quick, progress or NoProgress(), command)
     result["meta"]["blas_threads"] = blas_threads or [
         p.get("num_threads") for p in threadpool_info() if p.get("user_api") == "blas"]
     return result
@@ -73,8 +74,8 @@ def machine_description() -> dict[str, Any]:
             "load_1min_at_start": load}
 
 
-def _run_sections(only: list[str] | None, quick: bool,
-                  progress: ProgressSubscriber) -> dict[str, Any]:
+def _run_sections(only: list[str] | None, quick: bool, progress: ProgressSubscriber,
+                  command: str | None) -> dict[str, Any]:
     names = only if only else list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
@@ -86,7 +87,7 @@ def _run_sections(only: list[str] | None, quick: bool,
         "labctl_version": __version__,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **machine_description(),
-        "command": "labctl " + " ".join(sys.argv[1:]) if sys.argv[1:] else "run_bench()",
+        "command": command or "labctl.app.bench.run_bench()",
         "quick": quick,
         "sections": names,
         "section_seconds": {},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 NAME = "bench"
@@ -46,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("labctl bench", "--progress", str(e)) from None
     try:
         result = run_bench(only, quick=args.quick, blas_threads=args.threads or None,
-                           progress=display)
+                           progress=display, command=_command(args))
     finally:
         display.close()
     for k, v in result.items():
@@ -58,3 +59,17 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(result["meta"]), file=sys.stderr)
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (the docs quote it beside the figures)."""
+    words = ["labctl", "bench"]
+    for section in dict.fromkeys(args.only or []):
+        words += ["--only", section]
+    if args.quick:
+        words.append("--quick")
+    if args.threads != 1:
+        words += ["--threads", str(args.threads)]
+    if args.json_path:
+        words += ["--json", args.json_path]
+    return shlex.join(words)
