@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labctl.app.bench import inference_doc
+
 __all__ = ["BLOCKS", "Metric", "fmt_si", "main", "render_provenance", "render_table",
            "rewrite_blocks"]
 
@@ -221,6 +223,7 @@ BLOCKS: dict[str, BlockFn] = {
     "bench-provenance": render_provenance,
     "bench-duration": _bench_summary,
     "bench-table": lambda bench: render_table(bench, BENCH_ROWS),
+    "inference": inference_doc.render_block,
 }
 """Block name → generator. Add a document's own blocks here."""
 

@@ -257,7 +257,9 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(bi, "diffusion_chip", df)
     monkeypatch.setattr(bi, "fast_weights_chip", fw)
     monkeypatch.setattr(bi, "WORKERS", 1)
-    out = bi.run()
+    seen: list[tuple[float, float, str]] = []
+    out = bi.run(progress=lambda d, t, w: seen.append((d, t, w)))
+    assert [d for d, _, _ in seen] == list(range(1, 21))
     assert out["inference_n_chips"] == 5
     assert out["inference_age_at_use_s"] >= 3600
     assert out["nf_psnr_gap_db_worst"] == pytest.approx(0.5)
@@ -265,8 +267,10 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
     assert out["nf_psnr_gap_db_worst_haq"] == pytest.approx(0.2)
     assert out["diff_swd_ratio_worst"] == pytest.approx(1.4)
     assert out["fw_recall_ratio_worst"] == pytest.approx(0.7 / 0.8)
-    from labctl.app.bench.inference_doc import render
+    from labctl.app.bench.inference_doc import render, render_block
 
+    with pytest.raises(KeyError, match="no inference figures"):
+        render_block({})
     page = render(out)
     assert "Target (worst chip gap ≤ 0.5 dB): met (0.5 ≤ 0.5)" in page
     assert "Target (worst chip SWD ratio ≤ 1.25): NOT met (1.4 ≤ 1.25)" in page

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -61,14 +61,25 @@ def _single_thread() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def over_chips(fn: ChipFn, seeds: Sequence[int], quick: bool,
-               workers: int = WORKERS) -> list[dict[str, float]]:
-    """``fn(seed, quick)`` for every chip seed, in worker processes (one BLAS thread each)."""
+def over_chips(fn: ChipFn, seeds: Sequence[int], quick: bool, workers: int = WORKERS,
+               done: Callable[[], None] | None = None) -> list[dict[str, float]]:
+    """``fn(seed, quick)`` for every chip seed, in worker processes (one BLAS thread each),
+    in seed order; ``done()`` after each chip."""
     if workers <= 1 or len(seeds) <= 1:
-        return [fn(s, quick) for s in seeds]
+        rows = []
+        for s in seeds:
+            rows.append(fn(s, quick))
+            if done is not None:
+                done()
+        return rows
     with ProcessPoolExecutor(max_workers=min(workers, len(seeds), os.cpu_count() or 1),
                              initializer=_single_thread) as ex:
-        return list(ex.map(fn, seeds, [quick] * len(seeds)))
+        futures = [ex.submit(fn, s, quick) for s in seeds]
+        for f in as_completed(futures):
+            f.result()
+            if done is not None:
+                done()
+        return [f.result() for f in futures]
 
 
 def neural_field_chip(seed: int, quick: bool) -> dict[str, float]:
@@ -129,12 +140,23 @@ def _extreme(rows: list[dict[str, float]], key: str, worst: str) -> float:
     return float(max(vals) if worst == "max" else min(vals))
 
 
-def run(quick: bool = False) -> dict[str, float]:
+def run(quick: bool = False,
+        progress: Callable[[float, float, str], None] | None = None) -> dict[str, float]:
     seeds = list(range(2 if quick else N_CHIPS))
-    nf = over_chips(neural_field_chip, seeds, quick, WORKERS)
-    cb = over_chips(cone_beam_chip, seeds, quick, WORKERS)
-    df = over_chips(diffusion_chip, seeds, quick, WORKERS)
-    fw = over_chips(fast_weights_chip, seeds, quick, WORKERS)
+    total = 4 * len(seeds)
+    count = [0]
+
+    def done_with(what: str) -> Callable[[], None]:
+        def tick() -> None:
+            count[0] += 1
+            if progress is not None:
+                progress(count[0], total, f"inference: {what} chips")
+        return tick
+
+    nf = over_chips(neural_field_chip, seeds, quick, WORKERS, done_with("neural-field"))
+    cb = over_chips(cone_beam_chip, seeds, quick, WORKERS, done_with("cone-beam"))
+    df = over_chips(diffusion_chip, seeds, quick, WORKERS, done_with("diffusion"))
+    fw = over_chips(fast_weights_chip, seeds, quick, WORKERS, done_with("fast-weight"))
     for r in nf:
         for k in [k for k in r if k.startswith("psnr_chip_db_")]:
             r["gap_" + k[len("psnr_chip_db_"):]] = r["psnr_float_db"] - r[k]
