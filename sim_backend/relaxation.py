@@ -6,9 +6,11 @@ After a programming pulse at time t_p a cell's conductance deviates by
 
 where W is a standard Brownian motion in τ, private to the cell and to that programming
 event, and m is the mean shift of [AIHW-CMO] (−0.089 µS per e-fold of t). The variance rate
-r and the time origin t0 are solved per tabulated level so that the ensemble spread
-σ² = σ_prog² + r·τ matches the NeuRRAM-fitted spread at 1 s and at 1 day [AIHW-Wan]
-(REFERENCE.md); between levels they are interpolated (r linearly, t0 in log).
+r and the time origin t0 are solved per tabulated level so that the ensemble spread of
+reads, σ² = σ_prog² + σ_lf² + r·τ, matches the NeuRRAM-fitted spread at 1 s and at 1 day
+[AIHW-Wan] (docs/references.md), where σ_lf is the stationary low-frequency read noise at
+that level (``read_noise``): the fitted spreads were measured through reads that carried it,
+so the walk gets the rest. Between levels r and t0 are interpolated (r linearly, t0 in log).
 
 W is built on a grid of 2**L points over [0, τ_max] by a Brownian bridge whose node values
 are counter-based draws keyed by (seed, cell, programming event, node), so W at any grid
@@ -45,17 +47,21 @@ class RelaxationFit:
     """ln(t0 / 1 s)."""
 
 
-def fit_levels(p: RelaxationParams) -> RelaxationFit:
-    """Solve r and t0 at each tabulated level (see module docstring)."""
+def fit_levels(p: RelaxationParams, lf_var_S2: F64 | None = None) -> RelaxationFit:
+    """Solve r and t0 at each tabulated level (see module docstring). ``lf_var_S2``: the
+    low-frequency read-noise variance at each tabulated level (default none). σ_prog is
+    clamped to ``sigma_prog_max_fraction`` · σ(1 s); if σ_prog and σ_lf leave less than
+    1 % of the 1 s variance to the walk, the walk keeps that 1 %."""
     G = np.asarray(p.table_G_S, dtype=np.float64)
     s1 = np.asarray(p.sigma_1s_S, dtype=np.float64)
     sd = np.asarray(p.sigma_1day_S, dtype=np.float64)
     if not (len(G) == len(s1) == len(sd)) or len(G) < 2:
         raise ValueError("relaxation table columns must have one length ≥ 2")
+    lf = np.zeros_like(G) if lf_var_S2 is None else np.asarray(lf_var_S2, dtype=np.float64)
     rates, logs = [], []
-    for s1_i, sd_i in zip(s1, sd, strict=True):
-        sp = min(p.sigma_prog_S, 0.8 * s1_i)
-        a = s1_i**2 - sp**2
+    for s1_i, sd_i, lf_i in zip(s1, sd, lf, strict=True):
+        sp = min(p.sigma_prog_S, p.sigma_prog_max_fraction * s1_i)
+        a = max(s1_i**2 - sp**2 - lf_i, 0.01 * s1_i**2)
         b = max(sd_i**2 - s1_i**2, 1e-30)
         target = a / b
 
@@ -80,10 +86,11 @@ def fit_levels(p: RelaxationParams) -> RelaxationFit:
 class RelaxationModel:
     """Evaluates relaxation for arrays of cells."""
 
-    def __init__(self, params: RelaxationParams, seed: int) -> None:
+    def __init__(self, params: RelaxationParams, seed: int,
+                 lf_var_S2: F64 | None = None) -> None:
         self.p = params
         self.seed = seed
-        self.fit = fit_levels(params)
+        self.fit = fit_levels(params, lf_var_S2)
         self.n_grid = 1 << params.grid_levels
         self.dtau = params.tau_max / self.n_grid
 

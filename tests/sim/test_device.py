@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labctl.cells import Cells
-from sim_backend import SimBackend
+from sim_backend import SimBackend, load_preset
 from sim_backend.device import Fault
 from sim_backend.params import uS
 from tests.sim.helpers import healthy
@@ -41,7 +41,9 @@ def test_forming_needs_voltage_and_unformable_never_form(be: SimBackend) -> None
 
 def test_as_formed_conductance_matches_hku(be: SimBackend) -> None:
     """With the gate high enough that compliance does not bind, the as-formed conductance
-    is N(14.25, 2.46) µS (HKU 40 nm arrays, REFERENCE.md)."""
+    is N(14.25, 2.46) µS (HKU 40 nm arrays). Relaxation off: the 256 rows take 256 ms to
+    form, and the first rows would have relaxed for that long by the end."""
+    be = SimBackend(load_preset("default_180nm").with_changes(relaxation_on=False), seed=11)
     c = block(256)
     be.pulse(c, "FORM", 3.3, 3.2, 1e-3)  # cap ≈ 64 µS, I_sat ≈ 32 µA (< over-forming)
     ok = healthy(be.macro, c)
@@ -65,7 +67,9 @@ def test_set_is_capped_by_gate_compliance(be: SimBackend, gate_V: float) -> None
     """Repeated SET saturates at G = ½β(Vg − Vth)² / V_hold: the gate is the compliance.
 
     The cap varies cycle to cycle (4 %) and a SET never lowers G, so twelve SETs ratchet up
-    to the largest cap drawn: the median sits a few per cent above the nominal cap."""
+    to the largest cap drawn: the median sits a few per cent above the nominal cap.
+    Relaxation off: this is about the cap, not what the cell does after it."""
+    be = SimBackend(load_preset("default_180nm").with_changes(relaxation_on=False), seed=11)
     c = block(64)
     be.pulse(c, "FORM", 3.3, 2.5, 1e-3)
     be.pulse(c, "RESET", 2.5, 5.0, 1e-6)
