@@ -19,6 +19,7 @@ ROUTINE_MODULES: tuple[str, ...] = (
     "calibration.read_map",
     "calibration.drift_monitor",
     "calibration.levels",
+    "calibration.twin",
     "calibration.drift_compensation",
     "calibration.refresh",
     "calibration.fault_map",

@@ -59,6 +59,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise ConfigError(str(path), "(top level)", "a preset file must be a mapping")
     data = dict(data)
     data.pop("format", None)
+    data.pop("fit", None)  # a fitted preset's standard errors and notes (labctl fit)
     return Preset.from_dict(data, source=str(path))
 
 
