@@ -35,11 +35,11 @@ from calibration import twin_data as td
 from calibration import programming as pg
 from calibration import region as reg
 from calibration.policies import default_policy
-from labctl.backend import Backend, ChipInfo, PulseKind
-from labctl.cells import Cells
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.backend import Backend, ChipInfo, PulseKind
+from labctl.core.cells import Cells
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine_params import Float, Int, Param, ParamError
+from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 
 AGES_S = (1.0, 10.0, 100.0, 1e3, 1e4, 86400.0)
 """Read ages of the levels after programming ends: seconds to a day (the NeuRRAM-fitted

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.errors import ConfigError
+from labctl.core.errors import ConfigError
 
 MEASUREMENTS = ("survey", "form", "as_formed", "hrs", "gate_curve", "transistor",
                 "reset_kinetics", "set_kinetics", "levels", "noise")
@@ -126,7 +126,7 @@ class Table:
 def load_run(path: str | Path) -> Table:
     """The twin table a run file holds: every ``twin<k>_<column>`` array chunk, in order.
     Raises ConfigError if the file holds none (not a twin run)."""
-    from labctl.store.reader import RunReader
+    from labctl.runs.store.reader import RunReader
 
     chunks: dict[int, dict[str, np.ndarray]] = {}
     with RunReader(path) as rd:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from labctl import yamlio
-from labctl.errors import ConfigError
-from sim_backend.params import FaultParams, PeripheryParams, Preset, ReadParams
+from labctl.core import yamlio
+from labctl.core.errors import ConfigError
+from sim_backend.preset import FaultParams, PeripheryParams, Preset, ReadParams
 
 
 def default_180nm() -> Preset:

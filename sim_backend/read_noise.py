@@ -24,7 +24,7 @@ import numpy.typing as npt
 from scipy.special import ndtri
 
 from sim_backend import rng
-from sim_backend.params import ReadParams
+from sim_backend.preset import ReadParams
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

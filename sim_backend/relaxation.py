@@ -29,7 +29,7 @@ import numpy.typing as npt
 from scipy.optimize import brentq
 
 from sim_backend import rng
-from sim_backend.params import RelaxationParams
+from sim_backend.preset import RelaxationParams
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from labctl.cells import Cells
+from labctl.core.cells import Cells
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
