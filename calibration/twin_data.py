@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -123,21 +124,18 @@ class Table:
         return cls({k: np.concatenate([p.cols[k] for p in parts]) for k in COLUMNS})
 
 
-def load_run(path: str | Path) -> Table:
-    """The twin table a run file holds: every ``twin<k>_<column>`` array chunk, in order.
-    Raises ConfigError if the file holds none (not a twin run)."""
-    from labctl.runs.store.reader import RunReader
-
+def from_named_arrays(named: Iterable[tuple[str, np.ndarray]], source: str) -> Table:
+    """The twin table from a run file's arrays: every ``twin<k>_<column>`` chunk, in order
+    (the caller reads the file; calibration does not know the run store). Raises
+    ConfigError if there are none (not a twin run)."""
     chunks: dict[int, dict[str, np.ndarray]] = {}
-    with RunReader(path) as rd:
-        for rec in rd.all():
-            for name in rec.array_names():
-                m = _CHUNK.match(name)
-                if m:
-                    chunks.setdefault(int(m.group(1)), {})[m.group(2)] = rec.array(name)
+    for name, value in named:
+        m = _CHUNK.match(name)
+        if m:
+            chunks.setdefault(int(m.group(1)), {})[m.group(2)] = value
     if not chunks:
-        raise ConfigError(str(path), "(arrays)", "no twin measurements in this run file; "
-                          "run protocols/twin.yaml (or fit a CSV export, docs/simulator.md)")
+        raise ConfigError(source, "(arrays)", "no twin measurements in this run file; run "
+                          "protocols/twin.yaml, or fit a CSV export (docs/simulator.md)")
     return Table.concat([Table(chunks[k]) for k in sorted(chunks)])
 
 
