@@ -15,11 +15,8 @@ Calibration never imports the simulator: the keys are repeated here on purpose.
 What is fitted, and from what:
 
 - **Relaxation spread table** (``relaxation.table_G_S``, ``sigma_1s_S``, ``sigma_1day_S``):
-  from level reads at t = 0, 1 s and 1 day. The simulator's table is the spread *including*
-  a ±1 µS uniform write-verify band (σ_prog = 0.577 µS, AIHWKit ``ReRamWan2022NoiseModel``
-  fitted to NeuRRAM — docs/references.md), so the fitted value is
-  √(σ_meas(t)² − σ_meas(0)² + σ_prog²): the growth since programming (which also cancels
-  the averaged read noise) on top of the reference band.
+  the spread of the averaged level reads at 1 s and 1 day — what the simulator's table
+  means (the spread reads measure, low-frequency read noise included; docs/simulator.md).
 - **Mean relaxation** (``relaxation.mean_shift_S_per_ln_t``): mean shift of levels ≥ 8 µS
   (the range of the AIHWKit CMO fit) from t = 0 to the last time, per ln(1 + t/1 s).
 - **Read noise** (``read.relative_sigma``, ``read.floor_sigma_S``): two single reads at one
@@ -45,8 +42,6 @@ import yaml
 from calibration import twin_data as td
 from labctl.core.calibration_record import FAULT_CODES
 
-SIGMA_PROG_REF_S = 0.577e-6
-"""Write-verify spread the reference table assumes: ±1 µS uniform band, 1/√3 µS (NeuRRAM)."""
 MEAN_SHIFT_FIT_ABOVE_S = 8e-6
 """Levels used for the mean-shift fit (AIHWKit CMO fit range 8–90 µS)."""
 DAY_S = 86400.0
@@ -82,14 +77,10 @@ def _row_at(d: CharacterizationData, t: float) -> int:
     return int(hit[0]) + 1
 
 
-def fit_relaxation(d: CharacterizationData,
-                   sigma_prog_S: float = SIGMA_PROG_REF_S) -> dict[str, Any]:
+def fit_relaxation(d: CharacterizationData) -> dict[str, Any]:
     """The ``relaxation`` section: spread table at 1 s and 1 day, and the mean shift."""
-    s0 = _level_std(d.g_S[0], d)
-    s1 = _level_std(d.g_S[_row_at(d, 1.0)], d)
-    sd = _level_std(d.g_S[_row_at(d, DAY_S)], d)
-    tab1 = np.sqrt(np.maximum(s1**2 - s0**2, 0.0) + sigma_prog_S**2)
-    tabd = np.maximum(np.sqrt(np.maximum(sd**2 - s0**2, 0.0) + sigma_prog_S**2), tab1)
+    tab1 = _level_std(d.g_S[_row_at(d, 1.0)], d)
+    tabd = np.maximum(_level_std(d.g_S[_row_at(d, DAY_S)], d), tab1)
     hi = d.ok & (d.levels_S[d.level] >= MEAN_SHIFT_FIT_ABOVE_S)
     last = d.g_S.shape[0] - 1
     shift = float(np.mean(d.g_S[last][hi] - d.g_S[0][hi])) if hi.any() else 0.0

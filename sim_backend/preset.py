@@ -112,9 +112,9 @@ class SwitchingParams:
     *assumption*: a filament only forms when enough current flows to grow it, so a gate held
     too low fails to form the cell — why forming ramps the gate up from 1.3 V [Stanford]
     and stops each cell as it forms. With the default transistor the gate ramp (1.3 V +
-    0.05 V steps) forms 95 % of cells between 1.30 and 1.75 V, and the gate then caps the
-    as-formed conductance near I_form / v_hold (6.6 ± 3.2 µS measured,
-    ``tests/sim/test_device.py``), not the [HKU] figure below (see docs/simulator.md)."""
+    0.05 V steps) forms 95 % of cells between 1.30 and 1.70 V, and the gate then caps the
+    as-formed conductance near I_form / v_hold (6.6 ± 3.7 µS read after the ramp,
+    ``tests/sim_backend/test_device.py``), not the [HKU] figure below (docs/simulator.md)."""
     form_current_sigma_A: float = 1e-6
     """Device-to-device σ of that minimum forming current, A. *assumption*."""
     overform_current_A: float = 70e-6

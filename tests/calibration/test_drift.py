@@ -78,8 +78,10 @@ def drifted_day() -> dict[str, float]:
 
 
 def test_compensation_reduces_drift_error(drifted_day: dict[str, float]) -> None:
+    """t0 is the moment programming ends: the clock ran while it programmed, so the cells
+    written first have relaxed for the whole loop already; a day adds about as much again."""
     d = drifted_day
-    assert d["raw"] > 3 * d["t0"]                  # a day of drift matters
+    assert d["raw"] > 1.8 * d["t0"]                # a day of drift matters
     assert d["global"] < d["raw"]
     assert d["compensated"] < d["raw"]
 
