@@ -237,7 +237,7 @@ def _lf_shape(delay_s: float) -> float:
     """Fraction of the low-frequency variance two reads ``delay_s`` apart do not share:
     mean over the held components of min(1, Δ/τ_j) (docs/simulator.md, read noise)."""
     lo, hi = np.log10(HELD["read.lf_tau_min_s"]), np.log10(HELD["read.lf_tau_max_s"])
-    taus = np.logspace(lo, hi, int(round(hi - lo)) + 1)
+    taus = np.logspace(lo, hi, round(float(hi - lo)) + 1)
     return float(np.mean(np.minimum(1.0, delay_s / taus)))
 
 
@@ -397,7 +397,8 @@ class _Fitter:
             unformed += int((h & ~formed).sum())
             n_known += int(h.sum())
             x = g[formed]
-            var = np.var(x, ddof=1) - np.mean(self.lf_var(x) + self.white_var(x, af["n_average"][formed]))
+            noise = self.lf_var(x) + self.white_var(x, af["n_average"][formed])
+            var = np.var(x, ddof=1) - np.mean(noise)
             self.put("switching.as_formed_mean_S", x.mean(), _se_mean(x),
                      "one FORM at a gate that does not cap the filament")
             self.put("switching.as_formed_sigma_S", np.sqrt(max(var, 0.0)), _se_std(x),
@@ -458,7 +459,10 @@ class _Fitter:
         ok = self._healthy(lv)
         levels = np.unique(lv["target_S"][ok])
         ages = lv["age_s"]
-        s1, sd, se1, sed = [], [], [], []
+        s1: list[float] = []
+        sd: list[float] = []
+        se1: list[float] = []
+        sed: list[float] = []
         for level in levels:
             for age, out, se in ((1.0, s1, se1), (86400.0, sd, sed)):
                 m = ok & (lv["target_S"] == level) & (np.abs(ages - age) <= 0.1 * age)
@@ -476,7 +480,7 @@ class _Fitter:
         self.est["relaxation.sigma_1day_S"] = Estimate(sd, sed, src)
         hi = ok & (lv["target_S"] >= MEAN_SHIFT_FIT_ABOVE_S)
         keys = lv.key()[hi]
-        uniq, inv = np.unique(keys, return_inverse=True)
+        _, inv = np.unique(keys, return_inverse=True)
         x = np.log1p(ages[hi])
         y = lv.g_S[hi]
         cnt = np.bincount(inv).astype(float)

@@ -31,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from calibration import twin_data as td
 from calibration import programming as pg
 from calibration import region as reg
+from calibration import twin_data as td
 from calibration.policies import default_policy
 from labctl.core.backend import Backend, ChipInfo, PulseKind
 from labctl.core.cells import Cells
 from labctl.core.envelope import SafetyEnvelope
-from labctl.core.routine_params import Float, Int, Param, ParamError
 from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
 
 AGES_S = (1.0, 10.0, 100.0, 1e3, 1e4, 86400.0)
 """Read ages of the levels after programming ends: seconds to a day (the NeuRRAM-fitted
@@ -135,7 +135,7 @@ class _Reads:
         return g, t
 
 
-def run(ctx: StepContext) -> Iterator[Checkpoint]:  # noqa: C901 - one phase after another
+def run(ctx: StepContext) -> Iterator[Checkpoint]:
     p = ctx.params
     be = ctx.backend
     cells = reg.region_cells(p["region"])
@@ -227,9 +227,9 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:  # noqa: C901 - one phase aft
         st["phase"] = np.array(phase := 5)
         yield checkpoint([pulse(all_i, PulseKind.SET, p["strong_V"], p["high_gate_V"], 1e-6)], 4)
     if phase == 5:
-        for gate in TRANSISTOR_GATES_V:
-            g, t = rd.g(all_i, 1, gate_V=gate)
-            add("transistor", all_i, g, t, gate_V=np.full(n, gate))
+        for read_gate in TRANSISTOR_GATES_V:
+            g, t = rd.g(all_i, 1, gate_V=read_gate)
+            add("transistor", all_i, g, t, gate_V=np.full(n, read_gate))
         g0, t = rd.g(all_i, navg)
         st["before"] = g0
         amp = _ladder(p["reset_low_V"], p["reset_high_V"], n, 2)

@@ -34,8 +34,8 @@ from sim_backend.device import (
     saturation_current_A,
 )
 from sim_backend.energy import EnergyModel
-from sim_backend.preset import Preset
 from sim_backend.periphery import MvmKernel, ir_drop_matrix
+from sim_backend.preset import Preset
 from sim_backend.read_noise import LowFrequencyNoise
 from sim_backend.relaxation import RelaxationModel
 from sim_backend.timing import Schedule, rows_in_sequence

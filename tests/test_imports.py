@@ -77,5 +77,5 @@ def test_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycles_between_modules() -> None:
     """Not even a package ``__init__`` and its own modules form a loop (the old
-    ``labctl.core.station_spec`` ↔ ``drivers.instrument_station`` / ``sim_backend.sim_station`` circle is gone)."""
+    ``labctl.station`` ↔ ``drivers.station`` / ``sim_backend.station`` circle is gone)."""
     assert _cycles(_import_graph()) == []

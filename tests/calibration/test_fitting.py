@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import fitting
 from sim_backend import SimBackend, load_preset
 
 from .conftest import run_protocol
