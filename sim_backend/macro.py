@@ -97,6 +97,9 @@ class Macro:
         self.pulse_count = np.zeros(n, dtype=np.int32)
         self.relax_rate_S2 = np.zeros(n)
         self.relax_t0_s = np.ones(n)
+        self._walk_k = np.full(n, -1, dtype=np.int64)
+        """Grid index at which ``_walk_w`` was computed (−1: none, or a new walk)."""
+        self._walk_w = np.zeros(n)
         self._static: StaticCells | None = None
         self._static_ready = np.zeros(a.n_tiles, dtype=bool)
         self.lf = LowFrequencyNoise(preset.read, self.seed)
@@ -151,7 +154,13 @@ class Macro:
             dt = t_here - self.t_prog_s[ii]
             k = self.relax.grid_index(dt, t0)
             dev = self.relax.deviation(
-                ii, self.prog_event[ii], k, t0, self.relax_rate_S2[ii], self.g_prog_S[ii]
+                ii,
+                self.prog_event[ii],
+                k,
+                t0,
+                self.relax_rate_S2[ii],
+                self.g_prog_S[ii],
+                self._walk_at(ii, k),
             )
             g[relaxing] = np.maximum(g[relaxing] + dev, self._g_floor)
             next_change[relaxing] = self.t_prog_s[ii] + self.relax.next_change_s(k, t0)
@@ -161,6 +170,19 @@ class Macro:
             st.stuck_S[self.broken[idx]], self.preset.faults.stuck_lrs_mean_S
         )
         return g, next_change
+
+    def _walk_at(self, ii: I64, k: I64) -> F64:
+        """W at grid index ``k`` of each cell's current walk, from the per-cell cache where
+        the index has not moved since it was last computed (a pure function of the key, so
+        caching changes no result)."""
+        w = self._walk_w[ii]
+        miss = (self._walk_k[ii] != k) & (k > 0)
+        if miss.any():
+            im = ii[miss]
+            w[miss] = self.relax.walk(im, self.prog_event[im], k[miss])
+            self._walk_w[im] = w[miss]
+            self._walk_k[im] = k[miss]
+        return w
 
     def conductance(self, cells: Cells) -> F64:
         """Noise-free conductance now, S (the simulator's ground truth, for tests)."""
@@ -233,6 +255,7 @@ class Macro:
         rate, t0 = self.relax.params_for(out.g_new_S[switched])
         self.relax_rate_S2[sw] = rate
         self.relax_t0_s[sw] = t0
+        self._walk_k[sw] = -1
         self.events[idx] = ev + 1
         self.pulse_count[idx] += 1
         self.clock.wait(schedule.duration_s)

@@ -269,6 +269,11 @@ class RelaxationParams:
     """σ_prog used at a level is at most this fraction of the tabulated σ(1 s) there (at
     0 µS the table's 0.35 µS is below the ±1 µS band's 0.577 µS). *assumption*: leaves
     (1 − 0.8²) of the 1 s variance to the walk."""
+    accept_delay_s: float = 1e-3
+    """Time from a cell's last programming pulse to the read that accepted it, in the data
+    the table was fitted to, s: the table's times count from acceptance, the walk from the
+    pulse. *assumption*: ≈ two read batches and a pulse batch of a batched verify-write of
+    256 rows (the simulated one); NeuRRAM does not publish it."""
     floor_S: float = 0.1 * uS
     """A relaxing cell's conductance never falls below this, S. *assumption*: 20 % of the
     HRS floor ``switching.hrs_mean_S``; it truncates the walk's left tail at low levels."""
@@ -286,7 +291,8 @@ class RelaxationParams:
             "relaxation",
             self,
             {
-                **_all("nonneg", "sigma_prog_S", "mean_shift_full_above_S", "floor_S"),
+                **_all("nonneg", "sigma_prog_S", "mean_shift_full_above_S", "floor_S",
+                       "accept_delay_s"),
                 **_all("pos", "tau_max"),
                 "sigma_prog_max_fraction": ("rate", None),
                 "grid_levels": ("int", (1, 20)),
