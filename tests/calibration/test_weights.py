@@ -34,6 +34,9 @@ def _shape(be: SimBackend) -> tuple[int, int, int]:
 
 
 def test_program_fn_forms_then_verify_writes_into_the_weight_band() -> None:
+    """Read when programming ends, ≥ 85 % of usable cells are within twice the weight band
+    (±1 µS): the clock runs, so cells accepted early in the loop have relaxed meanwhile, and
+    the final read carries low-frequency read noise (docs/simulator.md)."""
     be = _Counting("default_180nm", seed=3)
     cells = Cells.block(0, range(0, 16), range(0, 32))
     t = np.random.default_rng(3).uniform(1e-6, 40e-6, len(cells))
@@ -43,7 +46,7 @@ def test_program_fn_forms_then_verify_writes_into_the_weight_band() -> None:
     g = be.read(cells, n_average=8)
     usable = (st["outcome"] != pg.STUCK) & (st["outcome"] != pg.SKIPPED)
     ok = np.abs(g - t) <= 2 * WEIGHT_SETTINGS.tolerance_S
-    assert ok[usable].mean() > 0.95
+    assert ok[usable].mean() > 0.85
     assert (st["outcome"] == pg.CONVERGED).mean() > 0.9
     # a second call on the same cells re-forms nothing and leaves bad cells alone
     forms = be.forms
