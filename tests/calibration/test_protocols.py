@@ -47,7 +47,7 @@ def test_quickstart_cli_show_plot(tmp_path: Path, cal_dir: Path,
     # are in it (docs/simulator.md); the ±1 µS band is what the accepting reads saw
     assert res[1]["rms_error_usable_S"] <= 1.0e-6
     assert res[2]["mvm_error_compensated"] < res[2]["mvm_error_raw"]
-    assert res[3]["rms_after_uS"][0] < 0.6
+    assert res[3]["rms_after_uS"][0] < 1.0  # read when refresh ends (relaxation, 1/f noise)
     assert res[3]["mvm_error_after"][0] <= 1.2 * res[2]["mvm_error_t0"]
     assert cli_main(["show", str(out)]) == 0
     assert "status     completed" in capsys.readouterr().out
