@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "demo": "labctl.app.commands.demo",
     "run": "labctl.app.commands.run",
     "show": "labctl.app.commands.show",
+    "fit": "labctl.app.commands.fit",
     "plot": "labctl.app.commands.plot",
     "docs": "labctl.app.commands.docs",
     "serve-sim": "labctl.app.commands.serve_sim",
