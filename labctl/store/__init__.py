@@ -7,10 +7,11 @@
 The on-disk layout is documented in ``docs/run-file-schema.md``.
 """
 
+from labctl.runs.store.lock import RunFileBusy, RunFileLock
 from labctl.store.calibration import FAULT_CODES, CalibrationRecord, calibration_dir
 from labctl.store.reader import Record, RunReader
 from labctl.store.schema import SCHEMA_VERSION, Kind
 from labctl.store.writer import RunWriter
 
-__all__ = ["FAULT_CODES", "SCHEMA_VERSION", "CalibrationRecord", "Kind", "Record", "RunReader",
-           "RunWriter", "calibration_dir"]
+__all__ = ["FAULT_CODES", "SCHEMA_VERSION", "CalibrationRecord", "Kind", "Record", "RunFileBusy",
+           "RunFileLock", "RunReader", "RunWriter", "calibration_dir"]

@@ -1,0 +1,1 @@
+"""The run store: crash-safe HDF5 run files."""
