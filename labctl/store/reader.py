@@ -72,13 +72,14 @@ class RunReader:
             raise ConfigError(str(self.path), "(file)", "run file not found")
         size = self.path.stat().st_size
         eof = superblock_eof(self.path)
-        truncated = eof is not None and size < eof
-        if truncated:
-            self.damage.append(f"the file is truncated ({size} of {eof} bytes)")
+        self._why = (f"the file is shorter than its superblock says ({size} of {eof} bytes: "
+                     "truncated, or cut short by a full disk)") if eof and size < eof else ""
+        """Context for any read that fails (a disk-full run's file is short too, yet its
+        committed records read fine: then this is no damage)."""
         try:
             self._f = open_for_reading(self.path)
         except OSError as e:
-            why = "; ".join(self.damage) or _first_line(e)
+            why = self._why or _first_line(e)
             raise ConfigError(str(self.path), "(file)",
                               f"not a readable HDF5 run file: {why}") from None
         try:
@@ -113,16 +114,22 @@ class RunReader:
         try:
             keys = list(self._f.attrs.keys())
         except (OSError, RuntimeError, KeyError) as e:
+            why = "; ".join(x for x in (self._why, _first_line(e)) if x)
             raise ConfigError(str(self.path), "(attributes)",
-                              f"cannot be read: {_first_line(e)}") from None
+                              f"cannot be read: {why}") from None
         for k in keys:
             try:
                 v = self._f.attrs[k]
             except (OSError, RuntimeError, KeyError, TypeError) as e:
-                self.damage.append(f"attribute {k!r} cannot be read ({_first_line(e)})")
+                self._damaged(f"attribute {k!r} cannot be read ({_first_line(e)})")
                 continue
             out[k] = v.item() if isinstance(v, np.generic) else v
         return out
+
+    def _damaged(self, what: str) -> None:
+        if self._why and not self.damage:
+            self.damage.append(self._why)
+        self.damage.append(what)
 
     def _read_records(self) -> np.ndarray:
         try:
@@ -131,11 +138,11 @@ class RunReader:
                 self._log[name].refresh()
             ds = self._log["records"]
         except (OSError, RuntimeError, KeyError) as e:
-            self.damage.append(f"the record log cannot be opened ({_first_line(e)})")
+            self._damaged(f"the record log cannot be opened ({_first_line(e)})")
             return np.zeros(0, RECORD_DTYPE)
         rows, err = _read_prefix(ds, int(ds.shape[0]))
         if err:
-            self.damage.append(f"records from #{rows.shape[0] + 1} on cannot be read ({err})")
+            self._damaged(f"records from #{rows.shape[0] + 1} on cannot be read ({err})")
         return rows
 
     def _cut_to_readable(self) -> None:
@@ -153,10 +160,10 @@ class RunReader:
                         + self.records[count].astype(np.int64))
                 bad = np.flatnonzero(ends[:n] > have.shape[0])
                 n = int(bad[0]) if bad.size else n
-                self.damage.append(f"{name} from element {have.shape[0]} on cannot be read "
+                self._damaged(f"{name} from element {have.shape[0]} on cannot be read "
                                    f"({err})")
         if n < len(self.records):
-            self.damage.append(f"records #{n + 1}–#{len(self.records)} are committed but their "
+            self._damaged(f"records #{n + 1}–#{len(self.records)} are committed but their "
                                f"data cannot be read; what follows shows records #1–#{n}")
             self.records = self.records[:n]
         text = self._cache.get("text", np.zeros(0, np.uint8)).tobytes()
@@ -168,7 +175,7 @@ class RunReader:
                 if not isinstance(payload, dict):
                     raise ValueError("payload is not a JSON object")
             except ValueError as e:
-                self.damage.append(f"record #{int(r['seq'])} has an unreadable payload ({e}); "
+                self._damaged(f"record #{int(r['seq'])} has an unreadable payload ({e}); "
                                    f"what follows shows records #1–#{len(out)}")
                 break
             out.append(Record(int(r["seq"]), Kind(int(r["kind"])), int(r["step"]),

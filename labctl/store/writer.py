@@ -106,28 +106,46 @@ class RunWriter:
 
     # ---- opening ----
     @classmethod
-    def create(cls, path: str | Path, attrs: Mapping[str, Any], lock: RunFileLock) -> RunWriter:
-        """A new run file with provenance ``attrs`` (str / number values, or JSON-able)."""
+    def create(cls, path: str | Path, attrs: Mapping[str, Any],
+               lock: RunFileLock | None = None) -> RunWriter:
+        """A new run file with provenance ``attrs`` (str / number values, or JSON-able).
+        ``lock``: the file's lock, already taken (default: take it now)."""
         final = Path(path)
-        _check_lock(lock, final)
-        lock.remove_dead_temp_files()
-        f, tmp = _new_file(final, attrs)
+        own = lock is None
+        lock = RunFileLock.acquire(final) if lock is None else lock
         try:
-            f.swmr_mode = True
-            f.flush()
-            os.replace(tmp, final)
+            _check_lock(lock, final)
+            if own and final.exists():
+                raise FileExistsError(f"{final} exists; a run file is never overwritten")
+            lock.remove_dead_temp_files()
+            f, tmp = _new_file(final, attrs)
+            try:
+                f.swmr_mode = True
+                f.flush()
+                os.replace(tmp, final)
+            except BaseException:
+                _discard(f, tmp)
+                raise
         except BaseException:
-            _discard(f, tmp)
+            if own:
+                lock.release()
             raise
         return cls(f, final, 1, lock)
 
     @classmethod
     def continue_file(cls, path: str | Path, extra_attrs: Mapping[str, Any],
-                      lock: RunFileLock) -> RunWriter:
+                      lock: RunFileLock | None = None) -> RunWriter:
         """Reopen an interrupted run for appending: copy its committed prefix into a fresh
         file that atomically replaces it, and return a writer positioned after it."""
         final = Path(path)
-        f, n_records = _rewrite(final, extra_attrs, lock, live=True)
+        own = lock is None
+        lock = RunFileLock.acquire(final) if lock is None else lock
+        try:
+            f, n_records = _rewrite(final, extra_attrs, lock, live=True)
+        except BaseException:
+            if own:
+                lock.release()
+            raise
         return cls(f, final, n_records + 1, lock)
 
     # ---- appending ----
@@ -219,8 +237,7 @@ class RunWriter:
 
     def _fail(self, e: BaseException) -> None:
         self._broken = StorageFault(str(self.path), e, self._next_seq - 1)
-        self._ds.clear()
-        _abandon(self._f)
+        _abandon(self._f, self._ds)
         raise self._broken from e
 
     # ---- closing ----
@@ -228,13 +245,13 @@ class RunWriter:
         """Flush and close the HDF5 file (the lock stays held: see :meth:`release`)."""
         if self._broken is not None or not self._f.id.valid:
             return
-        self._ds.clear()
         try:
             self._f.flush()
+            self._ds.clear()
             self._f.close()
         except Exception as e:  # the last good flush already holds every committed record
             self._broken = StorageFault(str(self.path), e, self._next_seq - 1)
-            _abandon(self._f)
+            _abandon(self._f, self._ds)
 
     def close_and_compact(self) -> None:
         """Close, then rewrite the file compacted and with the labelled ``/data`` view.
@@ -331,16 +348,19 @@ def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
     return f, tmp
 
 
-def _abandon(f: h5py.File) -> None:
+def _abandon(f: h5py.File, handles: dict[str, h5py.Dataset] | None = None) -> None:
     """Close ``f`` without HDF5 writing another byte to it: point its descriptor at
-    /dev/null first. After a failed write HDF5's state is not to be trusted, and its
-    clean-up (flushing the metadata cache, truncating to the end of allocated space) used
-    to segfault; the file keeps what the last good flush wrote."""
+    /dev/null first, and only then let go of any object of the file (closing a dataset
+    flushes it). After a failed write HDF5's state is not to be trusted, and its clean-up
+    (flushing the metadata cache, truncating to the end of allocated space) used to segfault;
+    the file keeps what the last good flush wrote."""
     with contextlib.suppress(Exception):
         fd = f.id.get_vfd_handle()
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, fd)
         os.close(null)
+    if handles is not None:
+        handles.clear()
     with contextlib.suppress(Exception):
         f.close()
 
