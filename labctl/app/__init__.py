@@ -1,1 +1,1 @@
-"""What a user types: the command line, its commands, bench and plots."""
+"""What a user types: the command line, its commands, the benchmarks and the plots."""

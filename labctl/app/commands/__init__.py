@@ -1,1 +1,1 @@
-"""One module per ``labctl`` subcommand."""
+"""Subcommands of the ``labctl`` CLI, one module each."""

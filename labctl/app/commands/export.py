@@ -34,12 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from labctl.store.reader import RunReader
+    from labctl.runs.store.reader import RunReader
 
     run = Path(args.run_file)
     out = Path(args.out) if args.out else run.with_suffix(".nc")
     if out.resolve() == run.resolve():
-        from labctl.errors import ConfigError
+        from labctl.core.errors import ConfigError
 
         raise ConfigError("labctl export", "--out", "must differ from the run file")
     with RunReader(run) as rd:
@@ -56,7 +56,7 @@ def export(rd: Any, out: Path, *, operations: bool = True) -> tuple[Path, Path]:
     import h5netcdf
 
     from labctl.runs.store.labels import step_views
-    from labctl.store.summary import run_status
+    from labctl.runs.store.summary import run_status
 
     views = step_views(rd, operations=operations)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from labctl.store.reader import RunReader
-from labctl.store.schema import PULSE_KIND_CODES, Kind
+from labctl.runs.store.reader import RunReader
+from labctl.runs.store.schema import PULSE_KIND_CODES, Kind
 
 UNIT_SUFFIXES = (("_uS", "uS"), ("_S", "S"), ("_V", "V"), ("_A", "A"), ("_s", "s"),
                  ("_J", "J"), ("_Hz", "Hz"), ("_W", "W"))

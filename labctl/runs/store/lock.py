@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import RequestRejected
+from labctl.core.errors import RequestRejected
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,0 @@
-"""Subcommands of the ``labctl`` CLI, one module each."""
