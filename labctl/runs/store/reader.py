@@ -167,7 +167,7 @@ class RunReader:
                                f"data cannot be read; what follows shows records #1–#{n}")
             self.records = self.records[:n]
         text = self._cache.get("text", np.zeros(0, np.uint8)).tobytes()
-        out = []
+        out: list[Record] = []
         for r in self.records:
             s, k = int(r["text_start"]), int(r["text_len"])
             try:
