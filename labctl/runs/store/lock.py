@@ -158,3 +158,19 @@ def _read_holder(fd: int) -> Holder | None:
                       str(raw.get("command", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def tidy(run_path: str | Path) -> list[Path]:
+    """Delete temporary files a killed writer of ``run_path`` left (e.g. ``kill -9`` during
+    the final rewrite), if there are any and no live process holds the lock. Cheap when
+    there are none (one directory listing, no lock taken)."""
+    run = Path(run_path)
+    if not temp_files(run):
+        return []
+    lock = try_lock(run)
+    if lock is None:
+        return []
+    try:
+        return lock.remove_dead_temp_files()
+    finally:
+        lock.release()

@@ -11,6 +11,7 @@ Schema 1 (float64 ``arrays``) and 2 (typed, delta-coded ``blobs``) files are bot
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ import numpy as np
 
 from labctl.core.errors import ConfigError
 from labctl.runs.store.h5open import open_for_reading, superblock_eof
+from labctl.runs.store.lock import tidy
 from labctl.runs.store.schema import (
     DATA_COLUMNS,
     FORMAT_NAME,
     READABLE_VERSIONS,
     RECORD_DTYPE,
+    LOG_DTYPES,
     Kind,
     log_datasets,
     valid_prefix,
@@ -70,6 +73,10 @@ class RunReader:
         """What could not be read, in words (empty for a sound file)."""
         if not self.path.is_file():
             raise ConfigError(str(self.path), "(file)", "run file not found")
+        self.tidied: list[Path] = []
+        """Temporary files of a killed writer that opening this file removed."""
+        with contextlib.suppress(OSError):
+            self.tidied = tidy(self.path)
         size = self.path.stat().st_size
         eof = superblock_eof(self.path)
         self._why = (f"the file is shorter than its superblock says ({size} of {eof} bytes: "
@@ -132,12 +139,14 @@ class RunReader:
         self.damage.append(what)
 
     def _read_records(self) -> np.ndarray:
+        self._dsets: dict[str, h5py.Dataset] = {}
         try:
-            self._log = self._f["log"]
+            log = self._f["log"]
             for name in self._names:
-                self._log[name].refresh()
-            ds = self._log["records"]
-        except (OSError, RuntimeError, KeyError) as e:
+                self._dsets[name] = log[name]
+                self._dsets[name].refresh()
+            ds = self._dsets["records"]
+        except (OSError, RuntimeError, KeyError, ValueError) as e:
             self._damaged(f"the record log cannot be opened ({_first_line(e)})")
             return np.zeros(0, RECORD_DTYPE)
         rows, err = _read_prefix(ds, int(ds.shape[0]))
@@ -151,8 +160,9 @@ class RunReader:
         for name in self._names[1:]:
             want = self._committed_end(name, n)
             if not want:
+                self._cache[name] = np.zeros(0, LOG_DTYPES[name])
                 continue
-            have, err = _read_prefix(self._log[name], want)
+            have, err = _read_prefix(self._dsets[name], want)
             self._cache[name] = have
             if have.shape[0] < want:
                 start, count = DATA_COLUMNS[name]
@@ -204,11 +214,8 @@ class RunReader:
         reference). Read once, then served from memory."""
         if name == "blobs" and self.schema_version == 1:
             raise KeyError("schema-1 files have no blobs")
-        have = self._cache.get(name)
-        if have is None or have.shape[0] < self._committed_end(name, len(self.records)):
-            have, _ = _read_prefix(self._log[name], self._committed_end(name, len(self.records)))
-            self._cache[name] = have
-        have = have[:self._committed_end(name, len(self.records))]
+        # Everything committed was read (and checked readable) when the file was opened.
+        have = self._cache[name][:self._committed_end(name, len(self.records))]
         if end is not None and end > have.shape[0]:
             raise ValueError(f"{name}[:{end}] reaches past the committed data")
         return have if end is None else have[:end]
@@ -286,13 +293,17 @@ class RunReader:
         self.close()
 
 
+_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
+
+
 def _read_prefix(ds: h5py.Dataset, want: int) -> tuple[np.ndarray, str]:
     """The first ``want`` elements of ``ds``, or as many leading whole chunks as can be read,
     with the reason reading stopped ("" when everything was read)."""
-    want = min(want, int(ds.shape[0]))
     try:
+        if want > int(ds.shape[0]):
+            return ds[:], f"the dataset ends at {ds.shape[0]} of {want} committed elements"
         return ds[:want], ""
-    except (OSError, RuntimeError, ValueError) as e:
+    except _READ_ERRORS as e:
         first_err = _first_line(e)
     step = int(ds.chunks[0]) if ds.chunks else want
     parts = []
@@ -300,7 +311,7 @@ def _read_prefix(ds: h5py.Dataset, want: int) -> tuple[np.ndarray, str]:
     while got < want:
         try:
             parts.append(ds[got:min(got + step, want)])
-        except (OSError, RuntimeError, ValueError) as e:
+        except _READ_ERRORS as e:
             return (np.concatenate(parts) if parts else np.zeros(0, ds.dtype)), _first_line(e)
         got += parts[-1].shape[0]
     return np.concatenate(parts), first_err
