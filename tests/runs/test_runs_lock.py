@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import KILL_PROTOCOL, REPO, labctl_cmd, run_summary, subprocess_env
 
+from labctl.core.errors import ConfigError
 from labctl.runs.store import Kind, RunFileBusy, RunFileLock, RunReader, RunWriter
 from labctl.runs.store.lock import lock_path, temp_files
 
@@ -26,7 +27,7 @@ def _committed(path: Path) -> int:
     try:
         with RunReader(path) as rd:
             return len(rd.records)
-    except Exception:
+    except (ConfigError, OSError):
         return -1
 
 

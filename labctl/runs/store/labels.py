@@ -227,3 +227,4 @@ def write_data_group(rd: RunReader, f: h5py.File) -> None:
                 ds.attrs["description"] = var.description
             for i, dim in enumerate(var.dims):
                 ds.dims[i].attach_scale(scales[dim])
+                ds.dims[i].label = dim

@@ -27,9 +27,9 @@ from labctl.runs.store.lock import tidy
 from labctl.runs.store.schema import (
     DATA_COLUMNS,
     FORMAT_NAME,
+    LOG_DTYPES,
     READABLE_VERSIONS,
     RECORD_DTYPE,
-    LOG_DTYPES,
     Kind,
     log_datasets,
     valid_prefix,
