@@ -1,8 +1,8 @@
 """``kill -9`` and Ctrl+C against real ``labctl run`` processes on the simulated chip.
 
 The kill test SIGKILLs runs (and some resumes) at seeded random moments — some timed from the
-start, most once the run file holds a seeded random number of committed records, some just
-after the RUN_END record, i.e. inside the final rewrite of the file — then
+moment the run file appears, most once the run file holds a seeded random number of committed
+records, some just after the RUN_END record, i.e. inside the final rewrite of the file — then
 checks that every file opens and ``labctl show`` reads it, that every resume completes, and
 that no cell got a pulse it would not have got without the kill: each cell's pulse count in
 the run record equals the uninterrupted run's, the verify outcomes are identical, and the
@@ -60,14 +60,16 @@ def _ended(path: Path) -> bool:
 def _start_and_kill(args: list[str], out: Path, env: dict[str, str], rng: random.Random,
                     mode: str) -> str:
     """Start ``labctl run ARGS`` and SIGKILL it: ``time`` after a random delay from the
-    start; ``records`` once the file holds a random number of committed records (then a
-    random short delay); ``end`` as soon as the file says the run completed (the final
-    rewrite is then under way). Returns what happened."""
+    moment the run file exists; ``records`` once the file holds a random number of committed
+    records (then a random short delay); ``end`` as soon as the file says the run completed
+    (the final rewrite is then under way). Returns what happened."""
     proc = subprocess.Popen([*labctl_cmd(), "run", *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        if mode == "time":
-            proc.wait(rng.uniform(0.1, 2.5))
+        if mode == "time":  # timed from the moment the run file appears
+            while proc.poll() is None and not out.exists():
+                time.sleep(POLL_S / 4)
+            proc.wait(rng.uniform(0.0, 1.0))
         elif mode == "end":
             while proc.poll() is None and not _ended(out):
                 time.sleep(POLL_S / 4)
@@ -96,7 +98,9 @@ def _trial(i: int, root: Path) -> dict:
     mode = "time" if i % 4 == 0 else "end" if i % 6 == 5 else "records"
     what = _start_and_kill([str(KILL_PROTOCOL), "--out", str(out), "--no-progress"], out, env,
                            rng, mode)
-    log = {"trial": i, "first": what, "file": out.exists(), "committed": _committed(out)}
+    log = {"trial": i, "first": what, "file": out.exists(),
+           "tmp_after_kill": sorted(p.name for p in tmp.glob(".run.h5.*.tmp")),
+           "committed": _committed(out)}
     if not out.exists():
         return log  # killed before the file existed: nothing was pulsed, nothing to resume
     with RunReader(out) as rd:  # what `labctl show` prints, on the file the kill left

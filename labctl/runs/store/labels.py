@@ -21,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from labctl.core.errors import ConfigError
 from labctl.runs.store.reader import RunReader
 from labctl.runs.store.schema import PULSE_KIND_CODES, Kind
 
@@ -101,9 +102,15 @@ def step_views(rd: RunReader, *, operations: bool = False) -> list[StepView]:
                    "params": json.dumps(p.get("params", {}))}
         region = (p.get("params") or {}).get("region")
         arrays: dict[str, np.ndarray] = {}
+        unreadable = []
         for r in rd.of_kind(Kind.ARRAY, step=step):
             for n in r.array_names():
-                arrays[n] = r.array(n)
+                try:
+                    arrays[n] = r.array(n)
+                except ConfigError:  # damaged bytes: stated in rd.damage, left out here
+                    unreadable.append(n)
+        if unreadable:
+            v.attrs["unreadable_arrays"] = ", ".join(unreadable)
         _label(v, arrays, region)
         for r in rd.of_kind(Kind.RESULT, step=step):
             _scalars(v, r.payload)
@@ -168,7 +175,8 @@ def _scalars(v: StepView, payload: dict[str, Any]) -> None:
         elif (isinstance(val, list) and val
               and all(isinstance(x, int | float) and not isinstance(x, bool) for x in val)):
             a = np.asarray(val, dtype=np.float64)
-            v.data.setdefault(key, Variable((f"{key}_index",), a, units_of(key)))
+            dim = "level" if v.dims().get("level") == a.size else f"{key}_index"
+            v.data.setdefault(key, Variable((dim,), a, units_of(key)))
         elif isinstance(val, str):
             v.attrs[key] = val
         else:
@@ -177,8 +185,8 @@ def _scalars(v: StepView, payload: dict[str, Any]) -> None:
 
 def _operations(rd: RunReader, v: StepView) -> None:
     """The step's pulses and reads, one row each, with the record they belong to."""
-    for kind, count, start, table in (("pulse", "pulse_count", "pulse_start", "pulses"),
-                                      ("read", "read_count", "read_start", "reads")):
+    for kind, count, table in (("pulse", "pulse_count", "pulses"),
+                               ("read", "read_count", "reads")):
         recs = [r for r in rd.all() if r.step == v.index and int(r.row[count])]
         if not recs:
             continue
@@ -193,7 +201,6 @@ def _operations(rd: RunReader, v: StepView) -> None:
             if field_name == "kind":
                 desc = "; ".join(f"{c} {n}" for n, c in PULSE_KIND_CODES.items())
             v.data[f"{kind}_{field_name}"] = Variable((kind,), col, units_of(field_name), desc)
-        del start
 
 
 def write_data_group(rd: RunReader, f: h5py.File) -> None:
@@ -225,6 +232,8 @@ def write_data_group(rd: RunReader, f: h5py.File) -> None:
             ds.attrs["units"] = var.units
             if var.description:
                 ds.attrs["description"] = var.description
+            if "cell" in var.dims and name not in v.coords:
+                ds.attrs["coordinates"] = "cell_row cell_col"
             for i, dim in enumerate(var.dims):
                 ds.dims[i].attach_scale(scales[dim])
                 ds.dims[i].label = dim

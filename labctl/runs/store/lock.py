@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.core.errors import RequestRejected
+from labctl.core.errors import ConfigError, RequestRejected
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,14 @@ class RunFileLock:
     def acquire(cls, run_path: str | Path) -> RunFileLock:
         """Take the lock or raise :class:`RunFileBusy` naming the live holder (no waiting)."""
         run = Path(run_path)
-        run.parent.mkdir(parents=True, exist_ok=True)
         path = lock_path(run)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                run.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise ConfigError(str(run), "(file)", f"cannot lock it for writing ({e.strerror}:"
+                                  f" {e.filename}); choose a writable place") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

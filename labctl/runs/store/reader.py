@@ -158,6 +158,8 @@ class RunReader:
         """Keep the longest prefix of committed records whose data and JSON can be read."""
         n = len(self.records)
         for name in self._names[1:]:
+            if name == self._data_name:
+                continue  # array bytes are large: read per record, on demand (record_array)
             want = self._committed_end(name, n)
             if not want:
                 self._cache[name] = np.zeros(0, LOG_DTYPES[name])
@@ -214,8 +216,15 @@ class RunReader:
         reference). Read once, then served from memory."""
         if name == "blobs" and self.schema_version == 1:
             raise KeyError("schema-1 files have no blobs")
-        # Everything committed was read (and checked readable) when the file was opened.
-        have = self._cache[name][:self._committed_end(name, len(self.records))]
+        end_c = self._committed_end(name, len(self.records))
+        if name not in self._cache:  # the array data, read in full only for a rewrite
+            have, err = _read_prefix(self._dsets[name], end_c)
+            if err:
+                raise ConfigError(str(self.path), f"/log/{name}",
+                                  f"cannot be read from element {have.shape[0]} on ({err})")
+            self._cache[name] = have
+        # Everything else committed was read (and checked readable) when the file was opened.
+        have = self._cache[name][:end_c]
         if end is not None and end > have.shape[0]:
             raise ValueError(f"{name}[:{end}] reaches past the committed data")
         return have if end is None else have[:end]
@@ -246,7 +255,7 @@ class RunReader:
             raise KeyError(f"record {rec.seq} has no array {name!r}")
         if self.schema_version == 1:
             start, size, shape, dtype = ref[:4]
-            data = self.raw("arrays")[start:start + size]
+            data = self._slice(rec, name, start, size)
             return data.astype(np.dtype(dtype)).reshape(shape)
         _, _, shape, dtype, _ = ref
         return np.frombuffer(self._array_bytes(rec, name).tobytes(),
@@ -257,13 +266,25 @@ class RunReader:
         have = self._bytes.get(key)
         if have is None:
             start, nbytes, _, _, base = rec.payload["_arrays"][name]
-            have = self.raw("blobs")[start:start + nbytes]
+            have = self._slice(rec, name, start, nbytes)
             if base:
                 have = have ^ self._array_bytes(self.by_seq(int(base)), name)
             if len(self._bytes) > 256:
                 self._bytes.clear()
             self._bytes[key] = have
         return have
+
+    def _slice(self, rec: Record, name: str, start: int, n: int) -> np.ndarray:
+        cached = self._cache.get(self._data_name)
+        if cached is not None:
+            return cached[start:start + n]
+        try:
+            return self._dsets[self._data_name][start:start + n]
+        except _READ_ERRORS as e:
+            what = (f"array {name!r} of record #{rec.seq} cannot be read "
+                    f"({_first_line(e)})")
+            self._damaged(what)
+            raise ConfigError(str(self.path), f"/log/{self._data_name}", what) from None
 
     @property
     def complete(self) -> bool:
