@@ -102,14 +102,18 @@ class StorageFault(LabctlError):
     there is room again).
     """
 
-    def __init__(self, path: str, cause: BaseException, committed: int) -> None:
+    def __init__(self, path: str, cause: BaseException, committed: int, *,
+                 run_path: str | None = None) -> None:
         self.path = path
         self.committed = committed
+        run = run_path or path
+        what = (f"the run file {path}" if run_path is None
+                else f"{path} (the run file {run} is fine)")
         super().__init__(
-            f"cannot write the run file {path}: {_os_reason(cause)}. The run stopped at once, "
-            f"hardware in its safe state; the file holds the first {committed} records (up to "
-            f"the last good flush). Free space (or fix the disk), then continue with "
-            f"`labctl run --resume {path}`.")
+            f"cannot write {what}: {_os_reason(cause)}. The run stopped at once, hardware in "
+            f"its safe state; the run file holds the first {committed} records (up to the last "
+            f"good flush). Free space (or fix the disk), then continue with "
+            f"`labctl run --resume {run}`.")
 
 
 def _os_reason(e: BaseException) -> str:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from labctl.core.backend import BackendBase
 from labctl.core.calibration_record import CalibrationRecord
-from labctl.core.errors import RunInterrupted
+from labctl.core.errors import RunInterrupted, StorageFault
 from labctl.core.routine import Checkpoint, ResumeState, RoutineSpec, StepContext
 from labctl.runs.progress import Progress
 from labctl.runs.protocol import Protocol, Step
@@ -185,7 +185,13 @@ class Runner:
             bar.close()
         if ctx.calibration_changed:
             self.calibration.note(str(self.writer.path), step.routine)
-            saved = self.calibration.save(self.opts.calibration_dir)
+            try:
+                saved = self.calibration.save(self.opts.calibration_dir)
+            except (OSError, RuntimeError) as e:  # a full disk: end like the run file's faults
+                where = self.calibration.path_for(self.calibration.chip_id,
+                                                  self.opts.calibration_dir)
+                raise StorageFault(str(where), e, self.writer.next_seq - 1,
+                                   run_path=str(self.writer.path)) from e
             self.event(step.index, "calibration record saved", path=str(saved))
         self.writer.record(Kind.STEP_END, step=step.index, t_chip_s=self.backend.clock.now(),
                            payload={"status": "completed"})

@@ -126,6 +126,7 @@ class RunWriter:
             except BaseException:
                 _discard(f, tmp)
                 raise
+            _fsync_dir(final.parent)
         except BaseException:
             if own:
                 lock.release()
@@ -317,13 +318,26 @@ def _rewrite(final: Path, extra_attrs: Mapping[str, Any], lock: RunFileLock,
             elif rd.all() and rd.all()[-1].kind == Kind.RUN_END:
                 write_data_group(rd, f)
             f.flush()
+            # On disk before it replaces the original, or a power cut right after the
+            # rename could leave neither (the rename may reach the disk before the data).
+            os.fsync(f.id.get_vfd_handle())
             if not live:
                 f.close()
         except BaseException:
             _discard(f, tmp)
             raise
     os.replace(tmp, final)
+    _fsync_dir(final.parent)
     return f, len(records)
+
+
+def _fsync_dir(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
