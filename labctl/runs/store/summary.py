@@ -6,13 +6,12 @@ Works on any committed prefix, so it also describes the file a killed run left b
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import yaml
 
+from labctl.core.quantity_text import NOT_MEASURED, display, quantity
 from labctl.runs.store.reader import Record, RunReader
 from labctl.runs.store.schema import READABLE_VERSIONS, Kind
 
@@ -85,8 +84,8 @@ def describe(rd: RunReader) -> RunSummary:
     ]
     if recs:
         t0, t1 = recs[0].t_wall_s, recs[-1].t_wall_s
-        header.append(("time", f"{_utc(t0)} → {_utc(t1)} ({t1 - t0:.1f} s wall; chip clock "
-                               f"{_fmt(recs[-1].t_chip_s)} s)"))
+        header.append(("time", f"{_utc(t0)} → {_utc(t1)} UTC: {t1 - t0:.1f} s of wall time"))
+        header.append(("chip clock", _clock_text(rd, recs[0].t_chip_s, recs[-1].t_chip_s)))
     shape = _chip_shape(rd)
     if shape is not None:
         counts = rd.pulse_counts(shape)
@@ -97,7 +96,7 @@ def describe(rd: RunReader) -> RunSummary:
     steps = []
     for i, (routine, name) in enumerate(step_names(rd)):
         mine = [r for r in recs if r.step == i]
-        results = [(k, _fmt(v)) for res in [r for r in mine if r.kind == Kind.RESULT][-1:]
+        results = [display(k, v) for res in [r for r in mine if r.kind == Kind.RESULT][-1:]
                    for k, v in res.payload.items() if k != "outcome_codes"]
         steps.append(StepSummary(i, name, routine, _step_state(mine), results))
     events = []
@@ -115,9 +114,7 @@ def describe(rd: RunReader) -> RunSummary:
             ending.append(("ended", str(end["message"])))
         led = end.get("ledger") or {}
         if led:
-            ending.append(("ledger", f"{led.get('pulses')} cell-pulses, {led.get('reads')} "
-                                     f"cell-reads, energy {_fmt(led.get('energy_J'))} J, device "
-                                     f"time {_fmt(led.get('device_time_s'))} s (this process)"))
+            ending.append(("ledger", _ledger_text(led)))
         ending.append(("safe state",
                        "reached" if end.get("safe_state_reached") else "NOT confirmed"))
     return RunSummary(header, steps, events, ending, list(rd.damage))
@@ -135,6 +132,31 @@ def summarize(rd: RunReader) -> list[str]:
     lines += [f"event      {e}" for e in s.events]
     lines += [f"{k:<10} {v}" for k, v in s.ending]
     return lines
+
+
+def _ledger_text(led: dict[str, Any]) -> str:
+    """Counts, device busy time and energy in their display units; energy a backend cannot
+    measure (NaN: real instruments keep no energy ledger) is said to be not measured."""
+    energy = quantity(led.get("energy_J"), "J")
+    if energy == NOT_MEASURED:
+        energy += " (this backend keeps no energy ledger)"
+    return (f"{led.get('pulses')} cell-pulses, {led.get('reads')} cell-reads; device busy "
+            f"time {quantity(led.get('device_time_s'), 's')}; energy {energy} (this process)")
+
+
+def _clock_text(rd: RunReader, t_first_s: float, t_last_s: float) -> str:
+    """The backend's clock over the run, said for what it is: on a virtual clock (the
+    simulator) it moves with waits and device time; on instruments it is the host's clock."""
+    caps = rd.attr_json("capabilities")
+    virtual = isinstance(caps, dict) and bool(caps.get("virtual_clock"))
+    span = quantity(t_last_s - t_first_s, "s")
+    if not virtual:
+        kind = "the host's clock: the instruments run in real time"
+    elif rd.attrs.get("backend") == "SimBackend":
+        kind = "virtual: moved by waits and by the device time of every operation"
+    else:
+        kind = "virtual: moved by waits only; device busy time is in the ledger"
+    return f"{span} from the first record to the last ({kind})"
 
 
 def _step_state(mine: list[Record]) -> str:
@@ -163,11 +185,3 @@ def _chip_shape(rd: RunReader) -> tuple[int, int, int] | None:
 
 def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    if isinstance(v, np.generic):
-        return _fmt(v.item())
-    return str(v)
