@@ -24,11 +24,8 @@ COMMANDS: dict[str, str] = {
     "run": "labctl.app.commands.run",
     "show": "labctl.app.commands.show",
     "plot": "labctl.app.commands.plot",
-<<<<<<< HEAD
     "export": "labctl.app.commands.export",
-=======
     "docs": "labctl.app.commands.docs",
->>>>>>> main
     "serve-sim": "labctl.app.commands.serve_sim",
 }
 
