@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from conftest import KILL_PROTOCOL, labctl_cmd, subprocess_env
 
 from labctl.core.errors import ConfigError
 from labctl.runs.store import RunReader
+from labctl.runs.store.h5open import bounded_attempts_available
 
 HANG_S = 120
 
@@ -84,6 +86,13 @@ def test_bit_flipped_file(tmp_path: Path, interrupted: Path, trial: int) -> None
     damaged = tmp_path / "f.h5"
     damaged.write_bytes(bytes(data))
     _answers(damaged, resume=trial % 2 == 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps")
+def test_read_attempts_are_bounded() -> None:
+    """The fix for the hang is active: the HDF5 library h5py uses was found and takes the
+    bounded number of metadata read attempts."""
+    assert bounded_attempts_available()
 
 
 def test_what_can_be_read_is_stated(tmp_path: Path, interrupted: Path) -> None:

@@ -57,13 +57,14 @@ def _fapl(attempts: int) -> h5p.PropFAID:
 
 
 def bounded_attempts_available() -> bool:
+    """Whether :func:`open_for_reading` can bound the attempts in this process."""
     lib = _hdf5_library()
     return lib is not None and lib.H5Iis_valid(h5p.create(h5p.FILE_ACCESS).id) > 0
 
 
 def open_for_reading(path: Path) -> h5py.File:
-    """``h5py.File(path, "r", swmr=True)`` with bounded metadata read attempts."""
-    # Imported h5py has loaded its HDF5; make sure the map lookup sees it.
+    """``h5py.File(path, "r", swmr=True)`` with bounded metadata read attempts (where the
+    library can be found: Linux; elsewhere HDF5's default of 100 applies)."""
     fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY | h5f.ACC_SWMR_READ,
                    fapl=_fapl(READ_ATTEMPTS))
     return h5py.File(fid)
