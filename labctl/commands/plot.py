@@ -10,11 +10,26 @@ HELP = "draw PNG figures of a run file (maps, convergence, spread, drift)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_file", metavar="RUN.h5")
-    p.add_argument("--outdir", metavar="DIR", help="where to write (default: RUN_plots/)")
+    p.add_argument("run_file", metavar="RUN.h5",
+                   help="a run file, or a campaign directory (wafer maps of its results)")
+    p.add_argument("--outdir", metavar="DIR", help="where to write (default: RUN_plots/, "
+                   "or DIR/plots/ for a campaign)")
+    p.add_argument("--result", action="append", metavar="STEP.KEY",
+                   help="campaign: only these results (default: every result)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from labctl.runs.campaign_summary import is_campaign
+
+    if is_campaign(args.run_file):
+        from labctl.app.campaign_plots import plot_campaign
+
+        root = Path(args.run_file)
+        written = plot_campaign(root, Path(args.outdir) if args.outdir else root / "plots",
+                                only=args.result)
+        for p in written:
+            print(p)
+        return 0
     from labctl.plots import plot_run
     from labctl.store.reader import RunReader
 

@@ -9,10 +9,18 @@ HELP = "summarize a run file: provenance, steps, outcomes, key figures"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_file", metavar="RUN.h5")
+    p.add_argument("run_file", metavar="RUN.h5",
+                   help="a run file, or a campaign directory (labctl run --dies/--stations)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from labctl.runs.campaign_summary import is_campaign, show_lines
+
+    if is_campaign(args.run_file):
+        from pathlib import Path
+
+        print("\n".join(show_lines(Path(args.run_file))))
+        return 0
     from labctl.store.reader import RunReader
     from labctl.store.summary import summarize
 
