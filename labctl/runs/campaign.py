@@ -34,7 +34,6 @@ from labctl.errors import ConfigError
 from labctl.runs.campaign_die import DieOutcome, DieTask, run_die
 from labctl.runs.campaign_plan import (
     MANIFEST,
-    SUMMARY,
     DieEntry,
     Manifest,
     plan_stations,
@@ -126,8 +125,15 @@ def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | N
     if root.exists() and any(root.iterdir()):
         raise ConfigError(str(root), "--out", "exists and is not empty; a campaign needs a "
                           "new directory")
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    manifest = _plan(root, proto, n_dies, stations, seed, base_station)
+    try:
+        manifest = _plan(root, proto, n_dies, stations, seed, base_station)
+    except BaseException:
+        shutil.rmtree(root / "dies", ignore_errors=True)
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     manifest.save(root)
     return _execute(root, manifest, workers, scheduler, progress, client)
 
@@ -197,7 +203,6 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
 
 def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str | None,
              progress: bool | None, client: Client | None) -> CampaignResult:
-    from labctl.runs.campaign_die import DieOutcome
     from labctl.runs.campaign_summary import write_summary
 
     t0 = time.perf_counter()
@@ -245,7 +250,7 @@ def _submit_and_wait(client: Client, tasks: list[DieTask], bar: CampaignProgress
                        if isinstance(msg, dict)}
         done = n_skipped + sum(o.status == "completed" for o in outcomes.values())
         failed = sum(o.status != "completed" for o in outcomes.values())
-        bar.update(done, len((started & {t.die_id for t in pending.values()})), failed)
+        bar.update(done, len(started & {t.die_id for t in pending.values()}), failed)
         if pending:
             time.sleep(POLL_S)
     return outcomes

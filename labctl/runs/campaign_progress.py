@@ -75,5 +75,5 @@ class CampaignProgress:
 
 
 def _hms(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    n = round(s)
+    return f"{n // 3600}:{n % 3600 // 60:02d}:{n % 60:02d}"

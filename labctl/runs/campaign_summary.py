@@ -40,6 +40,8 @@ def _step_labels(manifest: Manifest) -> list[tuple[str, str]]:
 
     data = yaml.safe_load(manifest.protocol_text)
     raw = data.get("steps") if isinstance(data, dict) and "steps" in data else [data]
+    if not isinstance(raw, list):
+        return []
     names = [(str(s.get("name", s.get("routine", "?"))), str(s.get("routine", "?")))
              for s in raw if isinstance(s, dict)]
     count: dict[str, int] = {}
@@ -49,9 +51,7 @@ def _step_labels(manifest: Manifest) -> list[tuple[str, str]]:
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
-    if isinstance(value, bool):
-        out[prefix] = float(value)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool | int | float):
         out[prefix] = float(value)
     elif isinstance(value, Mapping):
         for k, v in value.items():
