@@ -3,8 +3,9 @@
 Device work is statistics over dies, and dies differ in a structured way: variation is
 hierarchical — lot, wafer, die, cell — and the die level has both a random part and a
 systematic pattern across the wafer (manufacturing variability of HfOx RRAM characterised at
-lot, wafer and chip level: arXiv:1509.00070, IEEE IMW 2015, doi:10.1109/IMW.2015.7150290). The cell level is the simulator's own
-device-to-device and cycle-to-cycle variation; this module adds the die level on top.
+lot, wafer and chip level: arXiv:1509.00070, IEEE IMW 2015, doi:10.1109/IMW.2015.7150290).
+The cell level is the simulator's own device-to-device and cycle-to-cycle variation; this
+module adds the die level on top.
 
 Model. A die at (x, y) on a wafer of radius R, with ρ = r/R and u = (x cos θ + y sin θ)/R:
 
@@ -181,7 +182,8 @@ def wafer_dies(base: Preset, n_dies: int, seed: int,
             * math.exp(model.fault_sigma * float(eps[i, 3]))
         t = float(t)
         sw, tr, fa = base.switching, base.transistor, base.faults
-        rates = {k: getattr(fa, k) * edge for k in ("stuck_lrs_rate", "stuck_hrs_rate", "unformable_rate")}
+        rates = {k: getattr(fa, k) * edge
+                 for k in ("stuck_lrs_rate", "stuck_hrs_rate", "unformable_rate")}
         overrides = {
             "switching": {"form_V_mean": sw.form_V_mean * max(t, 0.5)},
             "transistor": {

@@ -18,6 +18,7 @@ SECTIONS: dict[str, str] = {
     "calibration": "labctl.bench.calibration",
     "wire": "labctl.bench.wire",
     "inference": "labctl.bench.inference",
+    "dies": "labctl.bench.dies",
 }
 
 

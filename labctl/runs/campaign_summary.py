@@ -58,8 +58,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
             _flatten(f"{prefix}.{k}", v, out)
 
 
-def die_results(path: Path, labels: list[tuple[str, str]]) -> tuple[str, dict[str, float], int]:
-    """(run status, STEP.KEY → value, cell-pulses) of one die's run file."""
+def die_results(path: Path, labels: list[tuple[str, str]]
+                ) -> tuple[str, dict[str, float], int, str]:
+    """(run status, STEP.KEY → value, cell-pulses, chip id) of one die's run file."""
     from labctl.store.reader import RunReader
     from labctl.store.schema import Kind
     from labctl.store.summary import run_status
@@ -74,7 +75,8 @@ def die_results(path: Path, labels: list[tuple[str, str]]) -> tuple[str, dict[st
                 if k not in SKIP_KEYS:
                     _flatten(f"{labels[r.step][0]}.{k}", v, figures)
         n_pulses = int(rd.raw("pulses").shape[0])
-    return status.split(" ")[0], figures, n_pulses
+        chip_id = str(rd.attrs.get("chip_id", ""))
+    return status.split(" ")[0], figures, n_pulses, chip_id
 
 
 def build_summary(root: Path, manifest: Manifest) -> xr.Dataset:
@@ -86,6 +88,7 @@ def build_summary(root: Path, manifest: Manifest) -> xr.Dataset:
     wall = np.full(n, np.nan)
     pulses = np.full(n, np.nan)
     values: dict[str, np.ndarray] = {}
+    chip_ids = [e.chip_id for e in manifest.dies]
     for i, e in enumerate(manifest.dies):
         out = DieOutcome.load(e.file(root, ".outcome.json"))
         if out is not None:
@@ -94,7 +97,7 @@ def build_summary(root: Path, manifest: Manifest) -> xr.Dataset:
         if not path.is_file():
             continue
         try:
-            st, figs, np_ = die_results(path, labels)
+            st, figs, np_, chip_ids[i] = die_results(path, labels)
         except ConfigError as err:
             status[i], message[i] = "unreadable", str(err)
             continue
@@ -109,7 +112,7 @@ def build_summary(root: Path, manifest: Manifest) -> xr.Dataset:
         "x_mm": ("die", np.array([e.x_mm for e in manifest.dies], dtype=float)),
         "y_mm": ("die", np.array([e.y_mm for e in manifest.dies], dtype=float)),
         "seed": ("die", np.array([e.seed for e in manifest.dies], dtype=np.int64)),
-        "chip_id": ("die", [e.chip_id for e in manifest.dies]),
+        "chip_id": ("die", chip_ids),
     }
     data: dict[str, Any] = {
         "status": ("die", np.array(status, dtype=object)),

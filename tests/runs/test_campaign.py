@@ -209,3 +209,21 @@ def test_bad_requests_fail_before_any_cluster(tmp_path: Path) -> None:
         run_campaign(KILL_PROTOCOL, tmp_path / "f", stations=[lab], workers=3)
     assert not any((tmp_path / n).exists() and any((tmp_path / n).iterdir())
                    for n in "abcdef")
+
+
+def test_campaign_over_stations_one_die_each(tmp_path: Path) -> None:
+    """Two stations (simulated here; real ones work the same), one worker each; chips not
+    on a wafer have no (x, y) and are drawn as bars."""
+    stations = []
+    for i in range(2):
+        s = tmp_path / f"bench{i}.yaml"
+        s.write_text(f"station: {{backend: sim, chip_id: lot7-chip{i}, seed: {100 + i}}}\n")
+        stations.append(s)
+    root = tmp_path / "lot"
+    ds = run_campaign(KILL_PROTOCOL, root, stations=stations, seed=1, progress=False)
+    assert list(ds["status"].values) == ["completed", "completed"]
+    assert np.all(np.isnan(ds["x_mm"]))
+    assert [str(c).split("-seed")[0] for c in ds["chip_id"].values] == \
+        ["lot7-chip0", "lot7-chip1"]
+    assert cli_main(["plot", str(root), "--result", "forming.yield_fraction"]) == 0
+    assert (root / "plots" / "wafer_forming.yield_fraction.png").is_file()
