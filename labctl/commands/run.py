@@ -71,8 +71,17 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _campaign(args: argparse.Namespace) -> int:
+    import signal
+
     from labctl.errors import ConfigError
     from labctl.runs.campaign import resume_campaign, start_campaign
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM, SIGHUP: stop the campaign as Ctrl+C does
+
+    signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, stop)
 
     progress = False if args.no_progress else None
     if args.resume:

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl.errors import ConfigError
+from labctl.errors import ConfigError, RunInterrupted
 from labctl.runs.campaign_die import DieOutcome, DieTask, run_die
 from labctl.runs.campaign_plan import (
     MANIFEST,
@@ -43,10 +43,14 @@ from labctl.runs.campaign_progress import CampaignProgress
 
 if TYPE_CHECKING:
     import xarray as xr
-    from distributed import Client
+    from distributed import Client, Future
 
 __all__ = ["CampaignResult", "resume_campaign", "run_campaign"]
 
+STOP_FILE = "stop"
+"""``DIR/stop``: while it exists, the campaign's dies abort at their next checkpoint."""
+STOP_WAIT_S = 120.0
+"""After Ctrl+C, how long to wait for running dies to reach a checkpoint."""
 ALLOWED_FAILURES = 3
 """Times a die's task may lose its worker before the die is recorded as failed."""
 POLL_S = 0.2
@@ -198,7 +202,17 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
                 Client(cluster) as client:
+            client.run(_leave_ctrl_c_to_the_client)
             yield client
+
+
+def _leave_ctrl_c_to_the_client() -> None:
+    """On a terminal, Ctrl+C reaches every process of the group, local workers included; the
+    client stops the dies at their next checkpoint, so the workers ignore it."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the worker's main thread: nothing to do
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str | None,
@@ -206,6 +220,7 @@ def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str
     from labctl.runs.campaign_summary import write_summary
 
     t0 = time.perf_counter()
+    (root / STOP_FILE).unlink(missing_ok=True)  # a new attempt: a former stop is over
     tasks = {e.die_id: _task(root, manifest, e) for e in manifest.dies}
     todo = [e for e in manifest.dies if not _complete(root, e)]
     bar = CampaignProgress(len(manifest.dies), enabled=False if progress is False else None)
@@ -218,22 +233,46 @@ def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str
                 c = client if client is not None else stack.enter_context(
                     dask_client(min(workers, len(todo)) if workers else None, scheduler))
                 startup = time.perf_counter() - t0
-                outcomes = _submit_and_wait(c, [tasks[e.die_id] for e in todo], bar,
-                                            len(manifest.dies) - len(todo))
+                futures = _submit(c, [tasks[e.die_id] for e in todo])
+                try:
+                    outcomes = _wait(c, futures, bar, len(manifest.dies) - len(todo))
+                except KeyboardInterrupt:
+                    _stop(root, c, futures, bar)
     finally:
         bar.close()
     summary = write_summary(root, manifest)
+    if (root / STOP_FILE).exists():
+        raise RunInterrupted(f"campaign stopped: running dies aborted at a checkpoint, "
+                             f"hardware in its safe state; finish it with: labctl run "
+                             f"--resume {root}", aborted=True)
     return CampaignResult(root, outcomes, summary, time.perf_counter() - t0, startup)
 
 
-def _submit_and_wait(client: Client, tasks: list[DieTask], bar: CampaignProgress,
-                     n_skipped: int) -> dict[str, DieOutcome]:
-    from distributed import Future
+def _submit(client: Client, tasks: list[DieTask]) -> dict[Future, DieTask]:
+    return {client.submit(run_die, t, key=f"labctl-die-{t.die_id}-{uuid.uuid4().hex[:8]}",
+                          pure=False): t for t in tasks}
 
-    futures: dict[Future, DieTask] = {
-        client.submit(run_die, t, key=f"labctl-die-{t.die_id}-{uuid.uuid4().hex[:8]}",
-                      pure=False): t for t in tasks}
-    topic = tasks[0].topic
+
+def _stop(root: Path, client: Client, futures: dict[Future, DieTask],
+          bar: CampaignProgress) -> None:
+    """Ctrl+C: ask every die to abort at its next checkpoint (safe state, resumable file)
+    and wait for them; a second Ctrl+C stops waiting (the dies are then killed with the
+    cluster, and their files are still resumable)."""
+    import sys
+
+    (root / STOP_FILE).touch()
+    print(f"\nlabctl: stopping the campaign — running dies abort at their next checkpoint "
+          f"(up to {STOP_WAIT_S:.0f} s; Ctrl+C again to stop now)", file=sys.stderr,
+          flush=True)
+    deadline = time.monotonic() + STOP_WAIT_S
+    with contextlib.suppress(KeyboardInterrupt):
+        while time.monotonic() < deadline and not all(f.done() for f in futures):
+            time.sleep(POLL_S)
+
+
+def _wait(client: Client, futures: dict[Future, DieTask], bar: CampaignProgress,
+          n_skipped: int) -> dict[str, DieOutcome]:
+    topic = next(iter(futures.values())).topic
     outcomes: dict[str, DieOutcome] = {}
     started: set[str] = set()
     pending = dict(futures)
@@ -273,7 +312,8 @@ def _task(root: Path, manifest: Manifest, e: DieEntry) -> DieTask:
         seed=e.seed if manifest.kind == "stations" else None,
         calibration_dir=str(r / "calibration-records"),
         outcome_file=str(e.file(r, ".outcome.json")), log_file=str(e.file(r, ".log")),
-        lock_file=str(e.file(r, ".lock")), topic=f"labctl-campaign-{manifest.campaign_id}")
+        lock_file=str(e.file(r, ".lock")), topic=f"labctl-campaign-{manifest.campaign_id}",
+        stop_file=str(r / STOP_FILE))
 
 
 def _complete(root: Path, e: DieEntry) -> bool:

@@ -51,13 +51,17 @@ class DieTask:
     lock_file: str
     topic: str
     """Dask event topic the die reports its start on (progress: dies running)."""
+    stop_file: str
+    """While this file exists, dies abort at their next checkpoint and unstarted dies do not
+    start (``labctl run`` creates it on Ctrl+C or SIGTERM; a user may ``touch`` it)."""
 
 
 @dataclass
 class DieOutcome:
     die_id: str
     status: str
-    """completed | failed | aborted | paused | interrupted (a run's outcome)"""
+    """completed | failed | aborted | paused | interrupted (a run's outcome), or stopped (the
+    campaign stopped before the die started)"""
     message: str = ""
     attempt: str = ""
     """fresh | resumed | already-complete"""
@@ -101,7 +105,15 @@ def _run(task: DieTask) -> tuple[str, str, str]:
     from labctl.store.reader import RunReader
 
     path = Path(task.run_file)
-    common = {"calibration_dir": task.calibration_dir, "interactive": False, "progress": False}
+    stop = Path(task.stop_file)
+    if stop.exists():
+        return "stopped", "the campaign was stopped before this die started", "not-started"
+
+    def stop_requested() -> str | None:
+        return f"campaign stop ({stop.name} exists)" if stop.exists() else None
+
+    common = {"calibration_dir": task.calibration_dir, "interactive": False, "progress": False,
+              "stop_requested": stop_requested}
     if path.exists():
         try:
             with RunReader(path) as rd:

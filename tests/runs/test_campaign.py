@@ -227,3 +227,44 @@ def test_campaign_over_stations_one_die_each(tmp_path: Path) -> None:
         ["lot7-chip0", "lot7-chip1"]
     assert cli_main(["plot", str(root), "--result", "forming.yield_fraction"]) == 0
     assert (root / "plots" / "wafer_forming.yield_fraction.png").is_file()
+
+
+def test_ctrl_c_stops_dies_at_a_checkpoint_then_resumes(reference: tuple[Path, dict],
+                                                         tmp_path: Path) -> None:
+    """Ctrl+C on a terminal reaches the whole process group: the campaign asks every die to
+    abort at its next checkpoint (safe state, RUN_END written), exits 130, and a resume
+    finishes it with the reference's pulses."""
+    _, recs = reference
+    root = tmp_path / "campaign"
+    proc = subprocess.Popen(
+        [*labctl_cmd(), "run", str(KILL_PROTOCOL), "--dies", str(N_DIES), "--workers", "2",
+         "--seed", str(SEED), "--out", str(root), "--no-progress"],
+        env=subprocess_env(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(_committed(root / "dies" / f"d{i:03d}.h5") >= 30 for i in range(N_DIES)):
+                break
+            time.sleep(POLL_S)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    aborted = 0
+    for i in range(N_DIES):
+        run_file = root / "dies" / f"d{i:03d}.h5"
+        if not run_file.is_file():
+            continue
+        with RunReader(run_file) as rd:
+            end = rd.all()[-1]
+            assert end.kind == Kind.RUN_END, f"d{i:03d} ended without RUN_END"
+            assert end.payload["safe_state_reached"] is True
+            aborted += end.payload["status"] == "aborted"
+    assert aborted >= 1
+    assert cli_main(["run", "--resume", str(root), "--no-progress"]) == 0
+    assert _assert_same_as_reference(root, recs) >= 1
