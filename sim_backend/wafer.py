@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
-from labctl.errors import ConfigError
-from sim_backend.params import Preset
+from labctl.core.errors import ConfigError
+from sim_backend.preset import Preset
 
 WAFER_STREAM = 0x57AF
 """Spawn key of the die-to-die draws, apart from the dies' chip seeds."""

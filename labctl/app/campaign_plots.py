@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.errors import ConfigError
+from labctl.core.errors import ConfigError
 
 
 def plot_campaign(root: Path, outdir: Path, only: Sequence[str] | None = None) -> list[Path]:

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl.errors import ConfigError, RunInterrupted
+from labctl.core.errors import ConfigError, RunInterrupted
 from labctl.runs.campaign_die import DieOutcome, DieTask, run_die
 from labctl.runs.campaign_plan import (
     MANIFEST,
@@ -97,8 +97,8 @@ def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | N
                    client: Client | None = None) -> CampaignResult:
     """:func:`run_campaign` with what the CLI and the bench need besides: the simulated
     dies' base station (``--station``), an existing Dask client, the die outcomes."""
-    from labctl.protocol import load_protocol
-    from labctl.runner import load_registry
+    from labctl.runs.protocol import load_protocol
+    from labctl.runs.runner import load_registry
 
     root = Path(out_dir)
     if (n_dies is None) == (not stations):
@@ -317,7 +317,7 @@ def _task(root: Path, manifest: Manifest, e: DieEntry) -> DieTask:
 
 
 def _complete(root: Path, e: DieEntry) -> bool:
-    from labctl.store.reader import RunReader
+    from labctl.runs.store.reader import RunReader
 
     path = e.path(root, "run_file")
     if not path.is_file():

@@ -5,7 +5,7 @@ safe — after a worker was killed mid-die, after the whole campaign was killed,
 that already finished:
 
 - a completed run file: nothing to do;
-- a run file that did not complete: ``labctl.runner`` resumes it (a simulated chip is
+- a run file that did not complete: ``labctl.runs.runner`` resumes it (a simulated chip is
   rebuilt by replaying the record; a verified cell is never pulsed again);
 - no run file: a fresh run.
 
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import ConfigError, LabctlError
+from labctl.core.errors import ConfigError, LabctlError
 
 LOCK_WAIT_S = 600.0
 """How long a die waits for another process that still holds its lock."""
@@ -101,8 +101,8 @@ def run_die(task: DieTask) -> DieOutcome:
 
 
 def _run(task: DieTask) -> tuple[str, str, str]:
-    from labctl.runner import RunOptions, run
-    from labctl.store.reader import RunReader
+    from labctl.runs.runner import RunOptions, run
+    from labctl.runs.store.reader import RunReader
 
     path = Path(task.run_file)
     stop = Path(task.stop_file)

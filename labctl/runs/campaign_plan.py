@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from labctl.errors import ConfigError
-from labctl.station import StationSpec, load_station
+from labctl.core.errors import ConfigError
+from labctl.core.station_spec import StationSpec, load_station
 
 MANIFEST = "campaign.json"
 SUMMARY = "summary.nc"

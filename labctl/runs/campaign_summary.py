@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labctl.errors import ConfigError
+from labctl.core.errors import ConfigError
 from labctl.runs.campaign_die import DieOutcome
 from labctl.runs.campaign_plan import MANIFEST, SUMMARY, Manifest
 
@@ -61,9 +61,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
 def die_results(path: Path, labels: list[tuple[str, str]]
                 ) -> tuple[str, dict[str, float], int, str]:
     """(run status, STEP.KEY → value, cell-pulses, chip id) of one die's run file."""
-    from labctl.store.reader import RunReader
-    from labctl.store.schema import Kind
-    from labctl.store.summary import run_status
+    from labctl.runs.store.reader import RunReader
+    from labctl.runs.store.schema import Kind
+    from labctl.runs.store.summary import run_status
 
     with RunReader(path) as rd:
         status = run_status(rd)

@@ -17,11 +17,11 @@ import pytest
 import xarray as xr
 from conftest import CHIP_SHAPE, KILL_PROTOCOL, labctl_cmd, subprocess_env
 
-from labctl.cli import main as cli_main
-from labctl.errors import ConfigError
+from labctl.app.cli import main as cli_main
+from labctl.core.errors import ConfigError
 from labctl.runs.campaign import run_campaign, start_campaign
 from labctl.runs.campaign_plan import Manifest
-from labctl.store import Kind, RunReader
+from labctl.runs.store import Kind, RunReader
 
 SEED = 5
 N_DIES = 4
@@ -91,7 +91,7 @@ def test_a_die_equals_the_same_chip_run_alone(reference: tuple[Path, dict],
                                               tmp_path: Path) -> None:
     """Running on a Dask worker changes nothing: die 1 run in-process from its station file
     gives the same pulses and outcomes."""
-    from labctl.runner import RunOptions, run
+    from labctl.runs.runner import RunOptions, run
 
     root, recs = reference
     o = run(RunOptions(protocol=str(KILL_PROTOCOL), out=str(tmp_path / "alone.h5"),

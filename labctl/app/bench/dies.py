@@ -1,0 +1,110 @@
+"""Bench section ``dies``: campaigns over many simulated dies on Dask.
+
+Each die runs forming and a verify-write of random targets (1–35 µS, ±0.5 µS, ≤ 40 pulses)
+on a 16 × 16 block (8 × 8 with ``--quick``), as ``labctl run --dies N`` would. The floor is the
+same dies run one after another in this process, with no Dask at all. Figures:
+
+- ``dies_per_s_1_worker`` / ``dies_per_s_2_workers``: dies per second of wall time on a
+  warmed local cluster of one / two single-threaded workers (cluster start-up excluded;
+  it is ``dies_cluster_startup_s``), campaign planning, run files and summary.nc included;
+- ``dies_speedup_2_workers``: their ratio (aim ≥ 1.6 on 2 cores; it cannot exceed the cores
+  the machine gives this process, so it is low on a loaded machine);
+- ``dies_overhead_ratio_1_worker``: campaign wall time on one worker over the floor (what
+  Dask, the manifest and the summary cost per die);
+- ``dies_worker_peak_rss_MB`` and ``dies_memory_per_die_MB``: a worker's peak resident set,
+  and that minus the warmed worker's before the campaign (one die at a time per worker);
+- ``dies_s_per_die_N{n}`` on two workers for growing N, and ``dies_cost_exponent``: the slope
+  of log wall time against log N (1 = linear: no per-campaign cost that grows faster).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+PROTOCOL = """name: bench-dies
+steps:
+  - routine: forming
+    params:
+      region: {{tile: 0, rows: [0, {n}], cols: [0, {n}]}}
+      formed_threshold_S: 2.0e-6
+  - routine: verify_write
+    params:
+      region: {{tile: 0, rows: [0, {n}], cols: [0, {n}]}}
+      target: {{kind: random_uniform, low_S: 1.0e-6, high_S: 35.0e-6}}
+      tolerance_S: 0.5e-6
+      max_pulses: 40
+"""
+
+
+def _rss_MB() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def _warm() -> bool:
+    import calibration  # noqa: F401  (the imports a die needs, before the clock starts)
+    import labctl.runs.runner  # noqa: F401
+    import sim_backend  # noqa: F401
+
+    return True
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    from labctl.runs.campaign import dask_client, start_campaign
+    from labctl.runs.campaign_plan import plan_wafer
+    from labctl.runs.runner import RunOptions
+    from labctl.runs.runner import run as run_one
+
+    n_side = 8 if quick else 16
+    n_dies = 4 if quick else 8
+    growth = (2, 4) if quick else (4, 8, 16)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="labctl-bench-dies-") as tmp:
+        root = Path(tmp)
+        proto = root / "protocol.yaml"
+        proto.write_text(PROTOCOL.format(n=n_side), encoding="utf-8")
+        # the floor: the same dies in this process, one after another
+        plan = plan_wafer(root / "floor", proto, n_dies, 3)  # the dies the campaigns run
+        t0 = time.perf_counter()
+        for e in plan.dies:
+            run_one(RunOptions(protocol=str(proto), station=str(root / "floor" / e.station),
+                               out=str(root / "floor" / e.run_file),
+                               calibration_dir=str(root / "cal"), progress=False,
+                               interactive=False))
+        floor_s = time.perf_counter() - t0
+        out["dies_floor_s_per_die"] = floor_s / n_dies
+        rates = {}
+        for w in (1, 2):
+            t0 = time.perf_counter()
+            with dask_client(w, None) as client:
+                client.run(_warm)
+                out["dies_cluster_startup_s"] = time.perf_counter() - t0
+                base = max(client.run(_rss_MB).values())
+                r = start_campaign(proto, root / f"w{w}", n_dies=n_dies, seed=3,
+                                   progress=False, client=client)
+                assert r.n_failed == 0, r.summary["message"].values
+                rates[w] = n_dies / r.wall_s
+                if w == 1:
+                    out["dies_overhead_ratio_1_worker"] = r.wall_s / floor_s
+                    peak = max(o.peak_rss_MB for o in r.outcomes.values())
+                    out["dies_worker_peak_rss_MB"] = peak
+                    out["dies_memory_per_die_MB"] = peak - base
+                else:
+                    times = {}
+                    for n in growth:
+                        g = start_campaign(proto, root / f"g{n}", n_dies=n, seed=4,
+                                           progress=False, client=client)
+                        times[n] = g.wall_s
+                        out[f"dies_s_per_die_N{n}"] = g.wall_s / n
+                    lo, hi = min(growth), max(growth)
+                    out["dies_cost_exponent"] = math.log(times[hi] / times[lo]) \
+                        / math.log(hi / lo)
+        out["dies_per_s_1_worker"] = rates[1]
+        out["dies_per_s_2_workers"] = rates[2]
+        out["dies_speedup_2_workers"] = rates[2] / rates[1]
+    return out
+

@@ -1,0 +1,44 @@
+"""``labctl plot``: PNG figures of a run file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "plot"
+HELP = "draw PNG figures of a run file (maps, convergence, spread, drift)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_file", metavar="RUN.h5",
+                   help="a run file, or a campaign directory (wafer maps of its results)")
+    p.add_argument("--outdir", metavar="DIR", help="where to write (default: RUN_plots/, "
+                   "or DIR/plots/ for a campaign)")
+    p.add_argument("--result", action="append", metavar="STEP.KEY",
+                   help="campaign: only these results (default: every result)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from labctl.runs.campaign_summary import is_campaign
+
+    if is_campaign(args.run_file):
+        from labctl.app.campaign_plots import plot_campaign
+
+        root = Path(args.run_file)
+        written = plot_campaign(root, Path(args.outdir) if args.outdir else root / "plots",
+                                only=args.result)
+        for p in written:
+            print(p)
+        return 0
+    from labctl.app.plots import plot_run
+    from labctl.runs.store.reader import RunReader
+
+    run = Path(args.run_file)
+    outdir = Path(args.outdir) if args.outdir else run.with_name(run.stem + "_plots")
+    with RunReader(run) as rd:
+        written = plot_run(rd, outdir)
+    for p in written:
+        print(p)
+    if not written:
+        print(f"{run}: no plottable arrays yet")
+    return 0
