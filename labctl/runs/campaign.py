@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl.core.errors import ConfigError, RunInterrupted
 from labctl.runs.campaign_die import DieOutcome, DieTask, run_die
@@ -328,9 +328,3 @@ def _complete(root: Path, e: DieEntry) -> bool:
     except (ConfigError, OSError):
         return False
 
-
-def describe(result: CampaignResult) -> dict[str, Any]:
-    """Counts for a one-line report."""
-    st = [str(s) for s in result.summary["status"].values]
-    return {"dies": len(st), "completed": st.count("completed"),
-            "failed": len(st) - st.count("completed"), "wall_s": result.wall_s}
