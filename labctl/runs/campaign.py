@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -199,9 +200,12 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Client]:
                 yield client
             return
         n = workers or min(os.cpu_count() or 1, 4)
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-                Client(cluster) as client:
+        with warnings.catch_warnings():
+            # no dashboard; the scheduler's small HTTP server moves off a taken port 8787
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
             client.run(_leave_ctrl_c_to_the_client)
             yield client
 
