@@ -173,8 +173,16 @@ def _plan(root: Path, proto: Path, n_dies: int | None, stations: Sequence[str | 
 
 
 def _same_campaign(a: Manifest, b: Manifest) -> bool:
-    return (a.kind, a.protocol_text, a.seed, a.wafer, a.dies) == \
-        (b.kind, b.protocol_text, b.seed, b.wafer, b.dies)
+    """Same protocol text, seed, wafer model and dies (compared as JSON: NaN positions of
+    chips not on a wafer compare equal)."""
+    import json
+    from dataclasses import asdict
+
+    def key(m: Manifest) -> str:
+        return json.dumps([m.kind, m.protocol_text, m.seed, m.wafer,
+                           [asdict(e) for e in m.dies]])
+
+    return key(a) == key(b)
 
 
 def _check_workers(workers: int | None, scheduler: str | None) -> None:
@@ -234,8 +242,9 @@ def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str
     try:
         if todo:
             with contextlib.ExitStack() as stack:
+                n = min(workers or min(os.cpu_count() or 1, 4), len(todo))
                 c = client if client is not None else stack.enter_context(
-                    dask_client(min(workers, len(todo)) if workers else None, scheduler))
+                    dask_client(n, scheduler))
                 startup = time.perf_counter() - t0
                 futures = _submit(c, [tasks[e.die_id] for e in todo])
                 try:

@@ -66,6 +66,8 @@ class DieOutcome:
     attempt: str = ""
     """fresh | resumed | already-complete"""
     wall_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU time of the worker process during the die (all its threads)."""
     host: str = ""
     pid: int = 0
     peak_rss_MB: float = 0.0
@@ -80,7 +82,7 @@ class DieOutcome:
 
 def run_die(task: DieTask) -> DieOutcome:
     """Run (or finish) one die; never raises for a failure of the die itself."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = DieOutcome(task.die_id, "failed", host=socket.gethostname(), pid=os.getpid())
     try:
         with _die_lock(Path(task.lock_file)):
@@ -93,6 +95,7 @@ def run_die(task: DieTask) -> DieOutcome:
     except Exception as e:  # a die's bug or fault is that die's failure, not the campaign's
         out.message = f"{type(e).__name__}: {e}"
     out.wall_s = time.perf_counter() - t0
+    out.cpu_s = time.process_time() - c0
     out.peak_rss_MB = _peak_rss_MB()
     from labctl.runs.campaign_plan import write_atomic
 

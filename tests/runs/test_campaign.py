@@ -227,6 +227,9 @@ def test_campaign_over_stations_one_die_each(tmp_path: Path) -> None:
         ["lot7-chip0", "lot7-chip1"]
     assert cli_main(["plot", str(root), "--result", "forming.yield_fraction"]) == 0
     assert (root / "plots" / "wafer_forming.yield_fraction.png").is_file()
+    # asked again, the same campaign is finished (nothing to do), not refused
+    again = run_campaign(KILL_PROTOCOL, root, stations=stations, seed=1, progress=False)
+    assert list(again["status"].values) == ["completed", "completed"]
 
 
 def test_ctrl_c_stops_dies_at_a_checkpoint_then_resumes(reference: tuple[Path, dict],
