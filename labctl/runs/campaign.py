@@ -116,7 +116,7 @@ def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | N
         if workers is not None and workers != len(stations):
             raise ConfigError("labctl run", "--workers", f"a campaign over stations runs one "
                               f"worker per station ({len(stations)}); do not give --workers")
-        workers = len(stations)
+        workers = len(stations) if scheduler is None else None
     _check_workers(workers, scheduler)
     if (root / MANIFEST).is_file():
         old = Manifest.load(root)
@@ -159,7 +159,7 @@ def resume_campaign(out_dir: str | Path, *, workers: int | None = None,
         if workers is not None and workers != len(manifest.dies):
             raise ConfigError("labctl run", "--workers", "a campaign over stations runs one "
                               "worker per station; do not give --workers")
-        workers = len(manifest.dies)
+        workers = len(manifest.dies) if scheduler is None else None
     _check_workers(workers, scheduler)
     return _execute(root, manifest, workers, scheduler, progress, client)
 

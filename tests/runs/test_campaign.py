@@ -271,3 +271,32 @@ def test_ctrl_c_stops_dies_at_a_checkpoint_then_resumes(reference: tuple[Path, d
     assert aborted >= 1
     assert cli_main(["run", "--resume", str(root), "--no-progress"]) == 0
     assert _assert_same_as_reference(root, recs) >= 1
+
+
+def test_existing_scheduler_and_a_failing_die(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``--scheduler ADDRESS`` runs on a cluster started elsewhere; a die that fails (here
+    its chip is too small for the protocol's region) is recorded with its error and the
+    other die completes; the command exits 1 and ``show`` names the failure."""
+    from distributed import LocalCluster
+
+    good = tmp_path / "good.yaml"
+    good.write_text("station: {backend: sim, chip_id: good-chip, seed: 3}\n")
+    small = tmp_path / "small.yaml"
+    small.write_text("station: {backend: sim, chip_id: small-chip, seed: 4,\n"
+                     "          overrides: {array: {n_tiles: 1, n_rows: 8, n_cols: 8}}}\n")
+    root = tmp_path / "lot"
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        rc = cli_main(["run", str(KILL_PROTOCOL), "--stations", str(good), str(small),
+                       "--scheduler", cluster.scheduler_address, "--out", str(root),
+                       "--no-progress"])
+    assert rc == 1
+    with xr.open_dataset(root / "summary.nc", engine="h5netcdf") as ds:
+        assert list(ds["status"].values) == ["completed", "failed"]
+        assert "steps[0].params.region" in str(ds["message"].values[1])
+        assert np.isfinite(ds["forming.yield_fraction"].values[0])
+        assert np.isnan(ds["forming.yield_fraction"].values[1])
+    capsys.readouterr()
+    assert cli_main(["show", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 completed, 1 failed" in out and "d001 failed" in out
