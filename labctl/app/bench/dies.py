@@ -11,6 +11,10 @@ same dies run one after another in this process, with no Dask at all. Figures:
   ``--quick``), as is the floor;
 - ``dies_speedup_2_workers``: their ratio (aim ≥ 1.6 on 2 cores; it cannot exceed the cores
   the machine gives this process, so it is low on a loaded machine);
+- ``dies_machine_speedup_2_processes``: the floor of the speed-up, measured between the
+  campaigns: four units of pure-Python CPU work in one spawned process over in two (the
+  best of the repeats); ``dies_speedup_vs_machine`` is the campaign's speed-up over it (1:
+  the campaign scales as well as the machine lets any two processes scale);
 - ``dies_cores_used_1_worker`` / ``_2_workers``: the dies' CPU seconds over the campaign's
   wall seconds in those runs — the cores the machine actually gave; the speed-up cannot
   exceed their ratio, which reads any figure taken on a shared machine;
@@ -42,6 +46,31 @@ steps:
       tolerance_S: 0.5e-6
       max_pulses: 40
 """
+
+
+def _burn(n: int) -> float:
+    """Pure-Python CPU work (no memory, no I/O): the machine's own ceiling on speed-up."""
+    x = 0
+    for i in range(n):
+        x += i
+    return float(x)
+
+
+def _machine_speedup(n: int) -> float:
+    """Wall time of 4 units of CPU work in one process over in two (spawned, as Dask's
+    workers are): what this machine gives two processes right now, whatever runs them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    wall = {}
+    for w in (1, 2):
+        with ProcessPoolExecutor(w, mp_context=ctx) as ex:
+            list(ex.map(_burn, [1000] * w))  # start the processes first
+            t0 = time.perf_counter()
+            list(ex.map(_burn, [n] * 4))
+            wall[w] = time.perf_counter() - t0
+    return wall[1] / wall[2]
 
 
 def _rss_MB() -> float:
@@ -99,9 +128,11 @@ def run(quick: bool = False) -> dict[str, float]:
             # the two clusters take turns, so load from elsewhere falls on both alike; the
             # fastest of the repeats is the one least disturbed
             wall: dict[int, list[float]] = {1: [], 2: []}
+            machine: list[float] = []
             cores: dict[int, list[float]] = {1: [], 2: []}
             peak = 0.0
             for rep in range(reps):
+                machine.append(_machine_speedup(2_000_000 if quick else 6_000_000))
                 for w, c in ((1, c1), (2, c2)):
                     r = start_campaign(proto, root / f"w{w}-{rep}", n_dies=n_dies, seed=3,
                                        progress=False, client=c)
@@ -123,6 +154,8 @@ def run(quick: bool = False) -> dict[str, float]:
         out["dies_per_s_1_worker"] = n_dies / min(wall[1])
         out["dies_per_s_2_workers"] = n_dies / min(wall[2])
         out["dies_speedup_2_workers"] = min(wall[1]) / min(wall[2])
+        out["dies_machine_speedup_2_processes"] = max(machine)
+        out["dies_speedup_vs_machine"] = out["dies_speedup_2_workers"] / max(machine)
         best = {w: int(np.argmin(wall[w])) for w in (1, 2)}
         out["dies_cores_used_1_worker"] = cores[1][best[1]]
         out["dies_cores_used_2_workers"] = cores[2][best[2]]
