@@ -28,7 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-dir", metavar="DIR",
                    help="per-chip calibration records (default: $LABCTL_CALIBRATION_DIR or "
                    "./calibration-records)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "off"), default=None,
+                   help="progress on stderr: a bar with time left (terminal), periodic log "
+                   "lines (pipes, CI) or nothing (default: auto, or $LABCTL_PROGRESS)")
+    p.add_argument("--no-progress", action="store_true", help="same as --progress off")
     c = p.add_argument_group("campaigns over many dies (Dask; see docs/campaigns.md)")
     c.add_argument("--dies", type=int, metavar="N",
                    help="run over N simulated dies of a wafer (around --station's chip); "
@@ -56,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
 
     opts = RunOptions(protocol=args.protocol, station=args.station, out=args.out,
                       resume=args.resume, seed=args.seed, calibration_dir=args.calibration_dir,
-                      progress=False if args.no_progress else None)
+                      progress="off" if args.no_progress else args.progress)
     outcome = run(opts)
     if outcome.status in ("aborted", "paused"):
         print(f"labctl run: {outcome.message}; hardware left in its safe state. Continue "
@@ -83,7 +86,7 @@ def _campaign(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, stop)
 
-    progress = False if args.no_progress else None
+    progress = False if args.no_progress or args.progress == "off" else None
     if args.resume:
         for flag in ("protocol", "dies", "stations", "station", "seed", "out"):
             if getattr(args, flag):
