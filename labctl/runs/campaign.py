@@ -84,7 +84,8 @@ def run_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | Non
     wafer), its own run file under ``out_dir/dies/`` and its (x, y) position. A directory
     that already holds this same campaign (same protocol text, seed and dies) is finished
     rather than refused; any other existing campaign is refused. ``progress``: ``None`` a
-    bar on a terminal and log lines otherwise, ``False`` silent.
+    bar on a terminal and log lines otherwise (or ``$LABCTL_PROGRESS``), ``True`` a bar,
+    ``False`` silent.
     """
     return start_campaign(protocol, out_dir, n_dies=n_dies, stations=stations,
                           workers=workers, scheduler=scheduler, seed=seed,
@@ -93,8 +94,8 @@ def run_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | Non
 
 def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | None = None,
                    stations: Sequence[str | Path] | None = None, workers: int | None = None,
-                   scheduler: str | None = None, seed: int = 0, progress: bool | None = None,
-                   base_station: str | Path | None = None,
+                   scheduler: str | None = None, seed: int = 0,
+                   progress: bool | str | None = None, base_station: str | Path | None = None,
                    client: Client | None = None) -> CampaignResult:
     """:func:`run_campaign` with what the CLI and the bench need besides: the simulated
     dies' base station (``--station``), an existing Dask client, the die outcomes."""
@@ -144,7 +145,7 @@ def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | N
 
 
 def resume_campaign(out_dir: str | Path, *, workers: int | None = None,
-                    scheduler: str | None = None, progress: bool | None = None,
+                    scheduler: str | None = None, progress: bool | str | None = None,
                     client: Client | None = None) -> CampaignResult:
     """Finish an interrupted campaign: completed dies are skipped, interrupted ones resumed
     from their run files, failed ones tried again, unstarted ones started."""
@@ -228,14 +229,14 @@ def _leave_ctrl_c_to_the_client() -> None:
 
 
 def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str | None,
-             progress: bool | None, client: Client | None) -> CampaignResult:
+             progress: bool | str | None, client: Client | None) -> CampaignResult:
     from labctl.runs.campaign_summary import write_summary
 
     t0 = time.perf_counter()
     (root / STOP_FILE).unlink(missing_ok=True)  # a new attempt: a former stop is over
     tasks = {e.die_id: _task(root, manifest, e) for e in manifest.dies}
     todo = [e for e in manifest.dies if not _complete(root, e)]
-    bar = CampaignProgress(len(manifest.dies), enabled=False if progress is False else None)
+    bar = CampaignProgress(len(manifest.dies), mode=progress)
     bar.skipped(len(manifest.dies) - len(todo))
     outcomes: dict[str, DieOutcome] = {}
     startup = 0.0

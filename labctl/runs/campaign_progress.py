@@ -1,9 +1,13 @@
 """Progress of a campaign: dies done / running / failed, with an ETA.
 
-On a terminal, a live bar (rich); otherwise one log line every ``every_s`` seconds and one at
-the end, so a campaign under a batch scheduler or in CI leaves a readable trace. The ETA is
-remaining dies × wall time per finished die at the rate seen so far (dies that were already
-complete when a resumed campaign started do not count toward the rate).
+The mode is chosen as for every progress display (:func:`labctl.runs.progress.resolve_mode`:
+``auto`` — a live rich bar on a terminal, log lines otherwise — ``bar``, ``log``, ``off``,
+``$LABCTL_PROGRESS``). Log lines come every ``every_s`` seconds and at the end, so a campaign
+under a batch scheduler or in CI leaves a readable trace. The ETA is remaining dies × wall
+time per finished die at the rate seen so far (dies that were already complete when a
+resumed campaign started do not count toward the rate). A campaign's line carries three
+counts — done, running, failed — which is why it is drawn here rather than as a task of the
+runner's subscribers, whose estimate restarts whenever the task's text changes.
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ import sys
 import time
 from typing import Any, TextIO
 
+from labctl.runs.progress import format_duration
+
 
 class CampaignProgress:
-    def __init__(self, total: int, *, enabled: bool | None = None, stream: TextIO | None = None,
-                 every_s: float = 10.0) -> None:
+    def __init__(self, total: int, *, mode: bool | str | None = None,
+                 stream: TextIO | None = None, every_s: float = 10.0) -> None:
+        from labctl.runs.progress import resolve_mode
+
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = True if enabled is None else enabled
+        self.mode = resolve_mode(mode, self.stream)
+        self.enabled = self.mode != "off"
         self.every_s = every_s
         self.t0 = time.monotonic()
         self._last_line = -1e9
@@ -26,7 +35,7 @@ class CampaignProgress:
         self._state = (0, 0, 0)
         self._bar: Any = None
         self._task: Any = None
-        if self.enabled and self.stream.isatty():
+        if self.mode == "bar":
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -49,7 +58,7 @@ class CampaignProgress:
     def text(self) -> str:
         done, running, failed = self._state
         eta = self.eta_s(done + failed)
-        left = "" if eta is None else f", ETA {_hms(eta)}"
+        left = "" if eta is None else f", about {format_duration(eta)} left"
         return f"{done} done, {running} running, {failed} failed of {self.total}{left}"
 
     def update(self, done: int, running: int, failed: int) -> None:
@@ -70,10 +79,6 @@ class CampaignProgress:
         if self._bar is not None:
             self._bar.stop()
             return
-        print(f"labctl campaign: {self.text()} ({_hms(time.monotonic() - self.t0)} wall)",
+        print(f"labctl campaign: {self.text()} "
+              f"({format_duration(time.monotonic() - self.t0)} wall)",
               file=self.stream, flush=True)
-
-
-def _hms(s: float) -> str:
-    n = round(s)
-    return f"{n // 3600}:{n % 3600 // 60:02d}:{n % 60:02d}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,19 +13,27 @@ from labctl.runs.campaign_progress import CampaignProgress
 
 def test_log_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
-    bar = CampaignProgress(4, stream=out, every_s=0.0)
+    bar = CampaignProgress(4, stream=out, every_s=0.0, mode="log")
     bar.update(0, 2, 0)
     bar.update(1, 2, 1)
     bar.close()
     lines = out.getvalue().splitlines()
     assert lines[0] == "labctl campaign: 0 done, 2 running, 0 failed of 4"
-    assert lines[1].startswith("labctl campaign: 1 done, 2 running, 1 failed of 4, ETA ")
+    assert lines[1].startswith("labctl campaign: 1 done, 2 running, 1 failed of 4, about ")
+    assert lines[1].endswith(" left")
     assert lines[-1].endswith("wall)")
+
+
+def test_environment_picks_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_PROGRESS", "off")
+    assert CampaignProgress(4, stream=io.StringIO()).mode == "off"
+    monkeypatch.setenv("LABCTL_PROGRESS", "auto")
+    assert CampaignProgress(4, stream=io.StringIO()).mode == "log"  # not a terminal
 
 
 def test_silent_when_disabled() -> None:
     out = io.StringIO()
-    bar = CampaignProgress(4, stream=out, enabled=False)
+    bar = CampaignProgress(4, stream=out, mode="off")
     bar.update(1, 1, 0)
     bar.close()
     assert out.getvalue() == ""
@@ -35,7 +44,7 @@ def test_silent_when_disabled() -> None:
 def test_eta_counts_only_dies_finished_in_this_process(total: int, finished: int,
                                                       skipped: int) -> None:
     finished, skipped = min(finished, total), min(skipped, finished, total)
-    bar = CampaignProgress(total, stream=io.StringIO(), enabled=False)
+    bar = CampaignProgress(total, stream=io.StringIO(), mode=False)
     bar.skipped(skipped)
     eta = bar.eta_s(finished)
     if finished == skipped:

@@ -32,6 +32,10 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labctl.runs.progress import ProgressFn
 
 PROTOCOL = """name: bench-dies
 steps:
@@ -87,7 +91,7 @@ def _warm() -> bool:
     return True
 
 
-def run(quick: bool = False) -> dict[str, float]:
+def run(quick: bool = False, progress: ProgressFn | None = None) -> dict[str, float]:
     import numpy as np
 
     from labctl.runs.campaign import dask_client, start_campaign
@@ -100,6 +104,14 @@ def run(quick: bool = False) -> dict[str, float]:
     reps = 2 if quick else 3
     growth = (2, 4, 8) if quick else (4, 8, 16)
     out: dict[str, float] = {}
+    n_parts, parts = 1 + 2 * reps + len(growth), 0
+
+    def step(what: str) -> None:
+        nonlocal parts
+        parts += 1
+        if progress is not None:
+            progress(parts, n_parts, what)
+
     with tempfile.TemporaryDirectory(prefix="labctl-bench-dies-") as tmp:
         root = Path(tmp)
         proto = root / "protocol.yaml"
@@ -118,6 +130,7 @@ def run(quick: bool = False) -> dict[str, float]:
                                    interactive=False))
             floors.append(time.perf_counter() - t0)
         floor_s = min(floors)
+        step("campaigns")
         out["dies_floor_s_per_die"] = floor_s / n_dies
         t0 = time.perf_counter()
         with dask_client(1, None) as c1, dask_client(2, None) as c2:
@@ -139,6 +152,7 @@ def run(quick: bool = False) -> dict[str, float]:
                     if r.n_failed:
                         raise RuntimeError(f"bench campaign failed: {r.summary['message']}")
                     wall[w].append(r.wall_s)
+                    step("campaigns")
                     cores[w].append(sum(o.cpu_s for o in r.outcomes.values()) / r.wall_s)
                     if w == 1:
                         peak = max([peak, *(o.peak_rss_MB for o in r.outcomes.values())])
@@ -147,6 +161,7 @@ def run(quick: bool = False) -> dict[str, float]:
                 g = start_campaign(proto, root / f"g{n}", n_dies=n, seed=4, progress=False,
                                    client=c2)
                 times[n] = g.wall_s
+                step("campaigns")
                 out[f"dies_s_per_die_N{n}"] = g.wall_s / n
         out["dies_worker_peak_rss_MB"] = peak
         out["dies_memory_per_die_MB"] = peak - base

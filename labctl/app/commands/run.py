@@ -86,7 +86,7 @@ def _campaign(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, stop)
 
-    progress = False if args.no_progress or args.progress == "off" else None
+    progress = "off" if args.no_progress else args.progress
     if args.resume:
         for flag in ("protocol", "dies", "stations", "station", "seed", "out"):
             if getattr(args, flag):
