@@ -300,3 +300,34 @@ def test_existing_scheduler_and_a_failing_die(tmp_path: Path,
     assert cli_main(["show", str(root)]) == 0
     out = capsys.readouterr().out
     assert "1 completed, 1 failed" in out and "d001 failed" in out
+
+
+def test_wafer_plan_builds_each_die_around_the_base_station(tmp_path: Path) -> None:
+    """No cluster: the plan alone. Each die's station keeps the base station's preset,
+    envelope and overrides, adds its own die-level values and chip seed, and opens."""
+    import yaml
+
+    from labctl.runs.backends import open_backend
+    from labctl.runs.campaign_plan import plan_wafer
+
+    base = tmp_path / "base.yaml"
+    base.write_text("station: {backend: sim, chip_id: lotA, seed: 9,\n"
+                    "  envelope: {max_bitline_V: 3.6},\n"
+                    "  overrides: {periphery: {ir_drop: true}, switching: {set_gain: 0.1}}}\n")
+    m = plan_wafer(tmp_path / "c", KILL_PROTOCOL, 5, 2, base)
+    assert [e.die_id for e in m.dies] == [f"d{i:03d}" for i in range(5)]
+    assert len({e.seed for e in m.dies}) == 5
+    for e in m.dies:
+        st = yaml.safe_load((tmp_path / "c" / e.station).read_text())["station"]
+        assert st["chip_id"] == e.chip_id == f"lotA-wafer2-{e.die_id}"
+        assert st["seed"] == e.seed
+        assert st["envelope"] == {"max_bitline_V": 3.6}
+        assert st["overrides"]["periphery"] == {"ir_drop": True}
+        assert st["overrides"]["switching"]["set_gain"] == 0.1
+        assert "form_V_mean" in st["overrides"]["switching"]
+        with open_backend(str(tmp_path / "c" / e.station)) as be:
+            assert be.chip.chip_id == e.chip_id
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("station: {backend: instruments}\n")
+    with pytest.raises(ConfigError, match="--stations"):
+        plan_wafer(tmp_path / "d", KILL_PROTOCOL, 2, 0, lab)
