@@ -45,8 +45,9 @@ from labctl.runs.campaign_progress import CampaignProgress
 if TYPE_CHECKING:
     import xarray as xr
     from distributed import Client, Future
+    from rich.console import Console
 
-__all__ = ["CampaignResult", "resume_campaign", "run_campaign"]
+__all__ = ["CampaignResult", "resume_campaign", "run_campaign", "show_campaign"]
 
 STOP_FILE = "stop"
 """``DIR/stop``: while it exists, the campaign's dies abort at their next checkpoint."""
@@ -141,6 +142,9 @@ def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | N
             shutil.rmtree(root, ignore_errors=True)
         raise
     manifest.save(root)
+    from labctl.runs.campaign_summary import write_summary
+
+    write_summary(root, manifest)  # every die "not started": `labctl show DIR` works at once
     return _execute(root, manifest, workers, scheduler, progress, client)
 
 
@@ -163,6 +167,15 @@ def resume_campaign(out_dir: str | Path, *, workers: int | None = None,
         workers = len(manifest.dies) if scheduler is None else None
     _check_workers(workers, scheduler)
     return _execute(root, manifest, workers, scheduler, progress, client)
+
+
+def show_campaign(root: Path, console: Console) -> None:
+    """``labctl show DIR``: the campaign's dies and every result's mean, spread and extreme
+    dies (:func:`labctl.runs.campaign_summary.show_lines`)."""
+    from labctl.runs.campaign_summary import show_lines
+
+    for line in show_lines(Path(root)):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _plan(root: Path, proto: Path, n_dies: int | None, stations: Sequence[str | Path] | None,
