@@ -264,7 +264,7 @@ def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str
                 try:
                     outcomes = _wait(c, futures, bar, len(manifest.dies) - len(todo))
                 except KeyboardInterrupt:
-                    _stop(root, c, futures, bar)
+                    _stop(root, futures)
     finally:
         bar.close()
     summary = write_summary(root, manifest)
@@ -280,8 +280,7 @@ def _submit(client: Client, tasks: list[DieTask]) -> dict[Future, DieTask]:
                           pure=False): t for t in tasks}
 
 
-def _stop(root: Path, client: Client, futures: dict[Future, DieTask],
-          bar: CampaignProgress) -> None:
+def _stop(root: Path, futures: dict[Future, DieTask]) -> None:
     """Ctrl+C: ask every die to abort at its next checkpoint (safe state, resumable file)
     and wait for them; a second Ctrl+C stops waiting (the dies are then killed with the
     cluster, and their files are still resumable)."""
