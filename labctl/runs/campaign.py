@@ -29,7 +29,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from labctl.core.errors import ConfigError, RunInterrupted
 from labctl.runs.campaign_die import DieOutcome, DieTask, run_die
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CampaignResult", "resume_campaign", "run_campaign", "show_campaign"]
 
+STATION_RESOURCE_PREFIX = "labctl-station-"
 STOP_FILE = "stop"
 """``DIR/stop``: while it exists, the campaign's dies abort at their next checkpoint."""
 STOP_WAIT_S = 120.0
@@ -276,8 +277,25 @@ def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str
 
 
 def _submit(client: Client, tasks: list[DieTask]) -> dict[Future, DieTask]:
+    offered = _offered_resources(client)
     return {client.submit(run_die, t, key=f"labctl-die-{t.die_id}-{uuid.uuid4().hex[:8]}",
-                          pure=False): t for t in tasks}
+                          pure=False, **submit_constraints(t, offered)): t for t in tasks}
+
+
+def _offered_resources(client: Client) -> set[str]:
+    with contextlib.suppress(Exception):
+        workers = client.scheduler_info().get("workers", {})
+        return {str(k) for w in workers.values() for k in (w.get("resources") or {})}
+    return set()
+
+
+def submit_constraints(task: DieTask, offered: set[str]) -> dict[str, Any]:
+    """Where a die may run: a station's die on the worker that offers its station resource
+    (``dask worker ... --resources labctl-station-NAME=1`` on the machine wired to it), so
+    it reaches its instruments and, with one unit, runs alone there; anywhere otherwise."""
+    if task.station_resource and task.station_resource in offered:
+        return {"resources": {task.station_resource: 1}}
+    return {}
 
 
 def _stop(root: Path, futures: dict[Future, DieTask]) -> None:
@@ -339,6 +357,8 @@ def _task(root: Path, manifest: Manifest, e: DieEntry) -> DieTask:
         calibration_dir=str(r / "calibration-records"),
         outcome_file=str(e.file(r, ".outcome.json")), log_file=str(e.file(r, ".log")),
         lock_file=str(e.file(r, ".lock")), topic=f"labctl-campaign-{manifest.campaign_id}",
+        station_resource=(f"{STATION_RESOURCE_PREFIX}{Path(e.station).stem}"
+                          if manifest.kind == "stations" else None),
         stop_file=str(r / STOP_FILE))
 
 

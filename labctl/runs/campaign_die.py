@@ -51,6 +51,10 @@ class DieTask:
     lock_file: str
     topic: str
     """Dask event topic the die reports its start on (progress: dies running)."""
+    station_resource: str | None
+    """Dask worker resource that marks the machine wired to this die's station
+    (``labctl-station-<station file stem>``), for a campaign over real stations; ``None``
+    for simulated dies. Used only when some worker offers it (see ``campaign._submit``)."""
     stop_file: str
     """While this file exists, dies abort at their next checkpoint and unstarted dies do not
     start (``labctl run`` creates it on Ctrl+C or SIGTERM; a user may ``touch`` it)."""

@@ -331,3 +331,18 @@ def test_wafer_plan_builds_each_die_around_the_base_station(tmp_path: Path) -> N
     lab.write_text("station: {backend: instruments}\n")
     with pytest.raises(ConfigError, match="--stations"):
         plan_wafer(tmp_path / "d", KILL_PROTOCOL, 2, 0, lab)
+
+
+def test_station_dies_go_to_the_worker_that_offers_their_station() -> None:
+    from labctl.runs.campaign import submit_constraints
+    from labctl.runs.campaign_die import DieTask
+
+    def task(resource: str | None) -> DieTask:
+        return DieTask("d000", "p.yaml", "s.yaml", "r.h5", 1, "cal", "o.json", "d.log",
+                       "d.lock", "topic", resource, "stop")
+
+    offered = {"labctl-station-lab-a", "GPU"}
+    assert submit_constraints(task("labctl-station-lab-a"), offered) == \
+        {"resources": {"labctl-station-lab-a": 1}}
+    assert submit_constraints(task("labctl-station-lab-b"), offered) == {}
+    assert submit_constraints(task(None), offered) == {}
