@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "demo": "labctl.app.commands.demo",
     "run": "labctl.app.commands.run",
     "show": "labctl.app.commands.show",
+    "fit": "labctl.app.commands.fit",
     "plot": "labctl.app.commands.plot",
     "export": "labctl.app.commands.export",
     "docs": "labctl.app.commands.docs",
