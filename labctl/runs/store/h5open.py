@@ -59,7 +59,7 @@ def _fapl(attempts: int) -> h5p.PropFAID:
 def bounded_attempts_available() -> bool:
     """Whether :func:`open_for_reading` can bound the attempts in this process."""
     lib = _hdf5_library()
-    fapl = h5p.create(h5p.FILE_ACCESS)  # held: a temporary would close its id before the check
+    fapl = h5p.create(h5p.FILE_ACCESS)  # held: the id is closed when the object goes
     return lib is not None and lib.H5Iis_valid(fapl.id) > 0
 
 
