@@ -37,13 +37,11 @@ DRIVERS = {
     "Keithley2450": ("drivers.keithley2450", "Keithley2450"),
     "Keithley2600B": ("drivers.keithley2600b", "Keithley2600B"),
     "Keysight33500B": ("drivers.keysight33500b", "Keysight33500B"),
-    "Keysight81150A": ("drivers.keysight33500b", "Keysight81150A"),
 }
 VIRTUAL_PORTS = {"FpgaTestBoard": "board", "Keithley2450": "smu2450",
-                 "Keithley2600B": "smu2600b", "Keysight33500B": "pulsegen",
-                 "Keysight81150A": "pulsegen"}
+                 "Keithley2600B": "smu2600b", "Keysight33500B": "pulsegen"}
 ROLES = {"board": ("FpgaTestBoard",), "smu": ("Keithley2450", "Keithley2600B"),
-         "pulsegen": ("Keysight33500B", "Keysight81150A")}
+         "pulsegen": ("Keysight33500B",)}
 
 
 _COUNTER = itertools.count(1)

@@ -24,19 +24,6 @@ F64 = npt.NDArray[np.float64]
 
 LINE_FREQUENCY_HZ = 50.0
 """Mains frequency of the virtual lab (NPLC → seconds)."""
-SMU_POINT_OVERHEAD_S = 50e-6
-"""Per-point overhead of a virtual SMU sweep point beyond source delay and integration
-(autozero off): the figure the SMU drivers state as ``form_overhead_s``."""
-
-
-def smu_on_time_s(delay_s: float, nplc: float, autozero: bool) -> float:
-    """How long a virtual SMU sweep point holds its level on the cell: source delay, then
-    the integration (NPLC / line frequency; with autozero on, two more reference
-    integrations), then the per-point overhead — summed in this order, as the drivers
-    plan it."""
-    t_int = nplc / LINE_FREQUENCY_HZ
-    on = (delay_s + t_int) + SMU_POINT_OVERHEAD_S
-    return on + 2.0 * t_int if autozero else on
 
 
 class ClampTrip(Exception):
@@ -95,7 +82,7 @@ class Hub:
                      n_average: int, *, idle_between: bool = False) -> F64:
         """An SMU sweep point per routed cell: read (READ route) or pulse (others).
 
-        ``width_s`` is the point's real on-time (:func:`smu_on_time_s`);
+        ``width_s`` is the point's real on-time (:func:`labctl.wire.smu_timing.on_time_s`);
         ``idle_between`` says whether the source returns to 0 V after each point (2600B
         pulse mode) — when it does not, every step of the board to the next cell of a
         pulse route happens under voltage and is counted in :attr:`hot_switches`.

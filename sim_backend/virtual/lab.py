@@ -10,9 +10,10 @@ from sim_backend.backend import SimBackend
 from sim_backend.macro import Macro
 from sim_backend.virtual.board import VirtualBoard
 from sim_backend.virtual.hub import Hub
-from sim_backend.virtual.scpi import Virtual2450, Virtual33500B
+from sim_backend.virtual.keithley2450 import Virtual2450
+from sim_backend.virtual.keithley2600b import Virtual2600B
+from sim_backend.virtual.keysight33500b import Virtual33500B
 from sim_backend.virtual.transport import FaultInjector, TcpServer
-from sim_backend.virtual.tsp import Virtual2600B
 
 
 @dataclass
