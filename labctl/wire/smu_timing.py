@@ -26,8 +26,9 @@ sweep timing). With the source level applied at the start of the point, its on-t
   ``*WAI`` in the same message must still be parsed (an estimate, checked at bring-up).
 
 The sum is evaluated in float64 in exactly the order written, by :func:`on_time_s` only;
-:func:`form_delay_s` picks the delay whose on-time *is* the requested width bit for bit,
-so a simulated FORM pulse gets exactly the width the caller asked for.
+:func:`form_delay_s` picks the delay whose on-time *is* the requested width bit for bit
+(where float64 sums skip it, the nearest shorter one, at most 4 ulp ≈ 1e-19 s off), so a
+simulated FORM pulse gets the width the caller asked for.
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ def form_delay_s(t: SmuTiming, width_s: float, line_frequency_Hz: float, max_on_
         if on == width_s:
             break
         d = max(0.0, math.nextafter(d, math.inf if on < width_s else -math.inf))
+    while d > 0.0 and on_time_s(t, d, t.min_nplc, line_frequency_Hz, autozero=False) > width_s:
+        d = math.nextafter(d, 0.0)  # where float sums skip the width: never longer than it
     on = on_time_s(t, d, t.min_nplc, line_frequency_Hz, autozero=False)
-    if on != width_s:
-        raise RequestRejected(f"{who}: no {t.model} source delay gives an on-time of exactly "
+    if not 0.0 <= width_s - on <= 4.0 * math.ulp(width_s):
+        raise RequestRejected(f"{who}: no {t.model} source delay gives an on-time of "
                               f"{width_s!r} s (closest {on!r} s); width refused")
     if 0.0 < d < t.min_nonzero_delay_s:
         raise RequestRejected(

@@ -63,6 +63,7 @@ class Channel:
 
 class Virtual33500B(ScpiCore):
     idn = "Agilent Technologies,33522B,MY00000001,4.00-1.19-2.00-58-00 (labctl virtual)"
+    max_suffix = 2
 
     def __init__(self, hub: Hub, faults: FaultInjector, name: str = "pulsegen") -> None:
         self.hub = hub

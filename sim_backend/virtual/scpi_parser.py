@@ -175,6 +175,8 @@ class ScpiCore:
     """Dispatch, error queue, status registers and the common commands."""
 
     idn = "labctl,virtual,0,1.0"
+    max_suffix = 1
+    """Highest numeric suffix (channel) a header node takes on this instrument."""
 
     def __init__(self, faults: FaultInjector, name: str, lock: threading.RLock) -> None:
         self.faults = faults
@@ -267,6 +269,8 @@ class ScpiCore:
         for nodes, is_query, handler in self._tree:
             suffixes: list[int] = []
             if is_query == query and _match(nodes, tokens, suffixes):
+                if any(not 1 <= k <= self.max_suffix for k in suffixes):
+                    raise ScpiError(-114, "Header suffix out of range")
                 path[:] = new_path
                 return handler, suffixes, tokens
         raise ScpiError(-113, f"Undefined header; {header}")
@@ -287,9 +291,7 @@ class ScpiCore:
                     r = handler(args_of(arg), suffixes)
             except ScpiError as e:
                 self.push_error(e.code, str(e))
-                if e.code <= -100 and e.code > -200:
-                    break  # a command error ends the message (IEEE 488.2 §6.1.6)
-                continue
+                continue  # the following units still run, so a trailing SYST:ERR? answers
             except Exception as e:  # a hook of the simulated world failed
                 self.push_error(-200, f"Execution error; {e}")
                 continue
