@@ -226,7 +226,7 @@ class Virtual2450(ScpiCore):
         return d
 
     def _buffer_arg(self, a: list[str], i: int) -> None:
-        if len(a) > i and a[i].strip('"').lower() != "defbuffer1":
+        if len(a) > i and a[i].strip("\"'").lower() != "defbuffer1":
             raise ScpiError(-224, f"Illegal parameter value; no buffer {a[i]}")
 
     def _sweep_list(self, a: list[str], s: list[int]) -> None:

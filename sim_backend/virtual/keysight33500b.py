@@ -76,6 +76,8 @@ class Virtual33500B(ScpiCore):
         c(":OUTPut[1]:LOAD", self._set_load)
         c(":OUTPut[1]:LOAD?", lambda a, s: "9.9E+37" if self._ch(s).load_ohm == float(
             "inf") else repr(self._ch(s).load_ohm))
+        c(":OUTPut:SYNC[:STATe]", lambda a, s: setattr(self, "sync", boolean(self._one(a))))
+        c(":OUTPut:SYNC[:STATe]?", lambda a, s: "1" if self.sync else "0")
         c(f"{src}:FUNCtion[:SHAPe]", lambda a, s: setattr(self._ch(s), "func",
                                                           choice(self._one(a), FUNCS)))
         c(f"{src}:FUNCtion[:SHAPe]?", lambda a, s: self._ch(s).func)
@@ -125,6 +127,7 @@ class Virtual33500B(ScpiCore):
     def reset(self) -> None:
         """\\*RST: 1 kHz sine, 100 mVpp into 50 Ω, output off (guide, "Factory reset state")."""
         self.channels = [Channel(), Channel()]
+        self.sync = True
 
     def _ch(self, s: list[int]) -> Channel:
         k = s[0] if s else 1

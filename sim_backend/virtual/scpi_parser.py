@@ -204,6 +204,7 @@ class ScpiCore:
         c(":SYSTem:ERRor[:NEXT]?", lambda a, s: self._next_error())
         c(":SYSTem:ERRor:COUNt?", lambda a, s: str(len(self.errors)))
         c(":STATus:QUEue[:NEXT]?", lambda a, s: self._next_error())
+        c(":STATus:PRESet", lambda a, s: None)
 
     # ---- the tree ----
     def command(self, pattern: str, handler: Handler) -> None:

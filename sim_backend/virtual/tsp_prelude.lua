@@ -95,6 +95,8 @@ local function newsmu(name)
   s.SOURCE_IDLE, s.SOURCE_HOLD = 0, 1
   s.DELAY_OFF, s.DELAY_AUTO = 0, -1
   s.AUTORANGE_OFF, s.AUTORANGE_ON = 0, 1
+  s.SENSE_LOCAL, s.SENSE_REMOTE, s.SENSE_CALA = 0, 1, 3
+  s.sense = 0
   s.nvbuffer1, s.nvbuffer2 = buf1, buf2
 
   s.source = attrobj(name .. ".source", {
