@@ -54,6 +54,9 @@ def range_for(value: float, ranges: tuple[float, ...]) -> float:
 
 
 class Virtual2450(ScpiCore):
+    readings: np.ndarray
+    sources: np.ndarray
+    rel: np.ndarray
     idn = "KEITHLEY INSTRUMENTS,MODEL 2450,04400001,1.7.12b (labctl virtual)"
 
     def __init__(self, hub: Hub, faults: FaultInjector, name: str = "smu2450") -> None:
@@ -138,9 +141,8 @@ class Virtual2450(ScpiCore):
         c(":INITiate[:IMMediate]", lambda a, s: self._init())
         c(":ABORt", lambda a, s: None)
         c(":TRACe:CLEar", lambda a, s: self._clear(a))
-        c(":TRACe:ACTual?", lambda a, s: (self._buffer_arg(a, 0), str(self.readings.size))[1])
-        c(":TRACe:STATistics:AVERage?", lambda a, s: (self._buffer_arg(a, 0), self._g(
-            float(np.mean(self.readings)) if self.readings.size else 0.0))[1])
+        c(":TRACe:ACTual?", self._actual)
+        c(":TRACe:STATistics:AVERage?", self._average)
         c(":TRACe:DATA?", self._trace)
         c(":READ?", lambda a, s: self._read(a))
         c(":MEASure[:CURRent][:DC]?", lambda a, s: self._read(a))
@@ -303,6 +305,14 @@ class Virtual2450(ScpiCore):
         self._source(np.array([self.level]), self.source_delay)
         k = self.readings.size
         return self._points(k, k, elements)
+
+    def _actual(self, a: list[str], s: list[int]) -> str:
+        self._buffer_arg(a, 0)
+        return str(self.readings.size)
+
+    def _average(self, a: list[str], s: list[int]) -> str:
+        self._buffer_arg(a, 0)
+        return self._g(float(np.mean(self.readings)) if self.readings.size else 0.0)
 
     def _clear(self, a: list[str]) -> None:
         self._buffer_arg(a, 0)

@@ -23,6 +23,7 @@ Guide, SCPI reference):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim_backend.virtual.hub import ClampTrip, Hub
@@ -103,9 +104,7 @@ class Virtual33500B(ScpiCore):
         for edge, attrs in ((":TRANsition[:BOTH]", ("lead_s", "trail_s")),
                             (":TRANsition:LEADing", ("lead_s",)),
                             (":TRANsition:TRAiling", ("trail_s",))):
-            c(f"{src}:FUNCtion:PULSe{edge}", lambda a, s, attrs=attrs: self._timing(
-                s, **dict.fromkeys(attrs, number(self._one(a), lo=EDGE_S[0], hi=EDGE_S[1],
-                                                 default=10e-9, unit="S"))))
+            c(f"{src}:FUNCtion:PULSe{edge}", self._edge_setter(attrs))
         c(f"{src}:FUNCtion:PULSe:TRANsition:LEADing?", lambda a, s: repr(self._ch(s).lead_s))
         c(f"{src}:FUNCtion:PULSe:TRANsition:TRAiling?", lambda a, s: repr(self._ch(s).trail_s))
         c(f"{src}:BURSt:MODE", lambda a, s: setattr(self._ch(s), "burst_mode", choice(
@@ -172,6 +171,13 @@ class Virtual33500B(ScpiCore):
         else:
             r = number(x, lo=1.0, hi=10e3, default=50.0, unit="OHM")
         self._ch(s).load_ohm = r  # physical levels unchanged: the displayed ones rescale
+
+    def _edge_setter(self, attrs: tuple[str, ...]) -> Callable[[list[str], list[int]], None]:
+        def set_edges(a: list[str], s: list[int]) -> None:
+            t = number(self._one(a), lo=EDGE_S[0], hi=EDGE_S[1], default=10e-9, unit="S")
+            self._timing(s, **dict.fromkeys(attrs, t))
+
+        return set_edges
 
     def _timing(self, s: list[int], **new: float) -> None:
         ch = self._ch(s)

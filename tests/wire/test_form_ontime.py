@@ -15,7 +15,6 @@ import pytest
 from labctl.cells import Cells
 from labctl.envelope import SafetyEnvelope
 from labctl.errors import EnvelopeViolation, RequestRejected
-from sim_backend.virtual import VirtualLab
 from labctl.wire.smu_timing import (
     KEITHLEY_2450,
     KEITHLEY_2600B,
@@ -25,6 +24,7 @@ from labctl.wire.smu_timing import (
     on_time_s,
     shortest_on_time_s,
 )
+from sim_backend.virtual import VirtualLab
 from tests.wire.helpers import open_wire, small_lab
 
 CELLS = Cells.block(0, range(3), range(4))
