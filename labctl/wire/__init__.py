@@ -1,4 +1,2 @@
-"""Formats and models both ends of the wire share (board protocol, SMU timing).
-
-Layer labctl.wire: imports only labctl.core.
-"""
+"""Formats both ends of a wire share: the board's framed binary protocol and the SMUs'
+on-time model, used by the drivers and by the virtual instruments alike."""
