@@ -35,7 +35,7 @@ from qcodes.validators import Ints
 
 from drivers._link import Limit, fmt, parse_float, parse_idn
 from drivers.smu import F64, SmuBase
-from labctl.errors import CommunicationError, InstrumentError
+from labctl.core.errors import CommunicationError, InstrumentError
 from labctl.wire.smu_timing import KEITHLEY_2600B, SmuTiming
 
 ERRCHECK = "print(errorqueue.next())"

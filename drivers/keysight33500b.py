@@ -28,8 +28,8 @@ from typing import Any
 
 from drivers._link import Limit, cached, ensure
 from drivers.scpi_errors import ScpiErrorCheck
-from labctl.envelope import SafetyEnvelope
-from labctl.errors import SafetyInterlock
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import SafetyInterlock
 
 
 class Keysight33500B(ScpiErrorCheck):

@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 
 from drivers._link import LinkedVisaInstrument, parse_idn, parse_scpi_error
-from labctl.errors import CommunicationError, InstrumentError
+from labctl.core.errors import CommunicationError, InstrumentError
 
 _COMPOUND = re.compile(r'^(?:(.*);)?([+-]?\d+,".*")\s*$', re.DOTALL)
 
 
 class ScpiErrorCheck(LinkedVisaInstrument):
     """Mixin for SCPI instruments: each exchange checks ``:SYST:ERR?`` in the same message;
-    a non-zero code is an :class:`~labctl.errors.InstrumentError` naming the command."""
+    a non-zero code is an :class:`~labctl.core.errors.InstrumentError` naming the command."""
 
     def write_raw(self, cmd: str) -> None:
         self._exchange(cmd, expect_value=False)

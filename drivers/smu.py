@@ -9,7 +9,7 @@ Safety invariants kept here, once:
 
 * levels are checked against instrument range ∩ envelope before any message
   (:class:`~drivers._link.Limit`); a driver built without an envelope gets the default
-  :class:`~labctl.envelope.SafetyEnvelope`'s limits, never the instrument's full range;
+  :class:`~labctl.core.envelope.SafetyEnvelope`'s limits, never the instrument's full range;
 * a FORM width is turned into a source delay by :mod:`labctl.wire.smu_timing` — the same
   model the virtual SMUs apply — and refused before any message if the SMU cannot make it
   inside the envelope;
@@ -26,8 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers._link import Limit, LinkedVisaInstrument, ensure, verify_block
-from labctl.envelope import SafetyEnvelope
-from labctl.errors import CommunicationError, SafetyInterlock
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import CommunicationError, SafetyInterlock
 from labctl.wire import smu_timing
 from labctl.wire.smu_timing import SmuTiming
 

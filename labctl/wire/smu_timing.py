@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from labctl.errors import EnvelopeViolation, RequestRejected
+from labctl.core.errors import EnvelopeViolation, RequestRejected
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,11 @@ class Virtual2600B:
         if output != 1.0:
             got = np.zeros(v.size)
         else:
-            got = self.hub.apply_source(v, on, limit_A, int(n_avg), idle_between=bool(idle))
+            try:
+                got = self.hub.apply_source(v, on, limit_A, int(n_avg),
+                                            idle_between=bool(idle))
+            except ClampTrip as e:  # becomes a Lua runtime error of the running chunk
+                raise RuntimeError(f"board clamp on {e} opened the route") from None
         return self.lua.table_from([float(x) for x in got])
 
     # ---- messages ----

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from labctl.cells import Cells
+from labctl.core.cells import Cells
 from sim_backend.virtual import VirtualLab
-from tests.wire.helpers import open_wire, small_lab
+from tests.drivers.helpers import open_wire, small_lab
 
 _ids = itertools.count()
 
@@ -75,10 +75,14 @@ def test_qcodes_keithley2602b_fastsweep(lab: VirtualLab) -> None:
         k.smua.output("on")
         from qcodes.dataset import LinSweep
 
-        k.smua.setup_fastsweep(LinSweep(k.smua.volt, 0.1, 0.3, 5, 0.0), mode="IV")
+        k.smua.setup_fastsweep(LinSweep(k.smua.volt, 0.1, 0.25, 4, 0.0), mode="IV")
         data = np.asarray(k.smua.fastsweep())  # its Lua loop + REAL32 printbuffer
+        assert np.array_equal(data, np.zeros(4))  # nothing routed: open terminals
+        g = route_read(lab, 4)
+        data = np.asarray(k.smua.fastsweep())
         k.smua.output("off")
-        assert np.array_equal(data, np.zeros(5))  # nothing routed: open terminals
+        # REAL32 transfer: float32 rounding of I = V·G (read noise well inside 5 %).
+        assert data == pytest.approx(np.linspace(0.1, 0.25, 4) * g, rel=0.05)
     finally:
         k.close()
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from labctl.cells import Cells
-from labctl.envelope import SafetyEnvelope
-from labctl.errors import EnvelopeViolation, RequestRejected
+from labctl.core.cells import Cells
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import EnvelopeViolation, RequestRejected
 from labctl.wire.smu_timing import (
     KEITHLEY_2450,
     KEITHLEY_2600B,
@@ -25,7 +25,7 @@ from labctl.wire.smu_timing import (
     shortest_on_time_s,
 )
 from sim_backend.virtual import VirtualLab
-from tests.wire.helpers import open_wire, small_lab
+from tests.drivers.helpers import open_wire, small_lab
 
 CELLS = Cells.block(0, range(3), range(4))
 

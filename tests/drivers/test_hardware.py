@@ -1,6 +1,6 @@
 """Tests on real instruments. They run only when addresses are given:
 
-    pytest tests/wire/test_hardware.py --board-url /dev/ttyUSB0 \\
+    pytest tests/drivers/test_hardware.py --board-url /dev/ttyUSB0 \\
         --smu-address TCPIP0::192.168.1.50::5025::SOCKET --smu-type Keithley2450 \\
         --pulsegen-address TCPIP0::192.168.1.51::5025::SOCKET
 

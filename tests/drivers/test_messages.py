@@ -166,7 +166,7 @@ def test_2450_unverifiable_block_is_an_error_and_the_output_goes_off(
     script = [IDN_2450, *sweep_2450(currents, **kwargs)]
     inst = ScriptedInstrument(script)
     smu = Keithley2450(_name("k2450"), inst.visa_address, visalib="@py", timeout=0.3)
-    smu.safe_attempts = 1  # the safe-off goes over a fresh connection (tests/wire/test_faults)
+    smu.safe_attempts = 1  # the safe-off goes over a fresh connection (tests/drivers/test_faults)
     try:
         with pytest.raises(CommunicationError, match=match):
             smu.sweep([0.2, 0.2, 0.2], delay_s=0.0, compliance_A=2e-4)

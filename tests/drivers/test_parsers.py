@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from drivers._link import fmt, parse_float, parse_scpi_error
 from drivers.keithley2600b import parse_tsp_error
-from labctl.errors import CommunicationError
+from labctl.core.errors import CommunicationError
 from sim_backend.virtual.scpi_parser import split_top
 
 messages = st.text(st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='"'),
