@@ -39,6 +39,10 @@ class Hub:
         self.board_errors: deque[tuple[int, str]] = deque(maxlen=64)
         self.source_on_times_s: list[float] = []
         """Real on-time of every SMU point that pulsed a cell (FORM/SET/RESET routes)."""
+        self.read_log: list[F64] = []
+        """Currents every SMU point on a READ route measured, per sweep (ground truth)."""
+        self.pulse_log: list[tuple[str, Cells, F64, F64]] = []
+        """(kind, cells, amplitude V, width s) of every pulse that reached the chip."""
         self.hot_switches = 0
         """Times the board stepped to the next cell while an SMU held a pulse level (the
         source did not return to 0 V between points)."""
@@ -104,6 +108,7 @@ class Hub:
                     sel = np.flatnonzero((v == key[0]) & (gates == key[1]))
                     out[sel] = self.macro.read_current(cells.subset(sel), float(key[0]),
                                                        float(key[1]), n_average)
+                self.read_log.append(out.copy())
             else:
                 assert mode is not None
                 kind = PulseKind(mode)
@@ -114,6 +119,8 @@ class Hub:
                     self.hot_switches += k - 1
                 self.macro.pulse(cells, kind, v.astype(np.float64), gates, np.full(k, width_s),
                                  comp)
+                self.pulse_log.append((kind.value, cells, v.astype(np.float64).copy(),
+                                       np.full(k, width_s)))
         return out
 
     def apply_pulses(self, amplitude_V: float, width_s: float, n: int) -> None:
@@ -132,3 +139,4 @@ class Hub:
             amp = np.full(k, amplitude_V)
             self.check_clamp(kind.terminal, amp)
             self.macro.pulse(cells, kind, amp, gates, np.full(k, width_s), None)
+            self.pulse_log.append((kind.value, cells, amp, np.full(k, width_s)))

@@ -25,6 +25,8 @@ class VirtualLab:
     hub: Hub = field(init=False)
     board: VirtualBoard = field(init=False)
     servers: dict[str, TcpServer] = field(init=False, default_factory=dict)
+    instruments: dict[str, Any] = field(init=False, default_factory=dict)
+    """The virtual instruments by name, for tests that look inside them."""
 
     @classmethod
     def start(
@@ -48,6 +50,7 @@ class VirtualLab:
         smu = Virtual2450(self.hub, self.faults)
         smu_tsp = Virtual2600B(self.hub, self.faults)
         gen = Virtual33500B(self.hub, self.faults)
+        self.instruments = {"smu2450": smu, "smu2600b": smu_tsp, "pulsegen": gen}
         self.servers = {
             "board": TcpServer("board", self.board.serve),
             "smu2450": TcpServer("smu2450", smu.serve),
