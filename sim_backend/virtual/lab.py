@@ -16,6 +16,9 @@ from sim_backend.virtual.keysight33500b import Virtual33500B
 from sim_backend.virtual.transport import FaultInjector, TcpServer
 
 
+INSTRUMENT_NAMES = ("board", "smu2450", "smu2600b", "pulsegen")
+
+
 @dataclass
 class VirtualLab:
     """Start with :meth:`start`; ``addresses`` maps instrument name → how to reach it."""
@@ -37,14 +40,21 @@ class VirtualLab:
         macro: Macro | None = None,
         faults: FaultInjector | None = None,
         chip_id: str | None = None,
+        ports: dict[str, int] | None = None,
     ) -> VirtualLab:
+        """``ports`` binds instruments (``board``, ``smu2450``, ``smu2600b``, ``pulsegen``)
+        to fixed loopback ports; the others get free ones."""
         if macro is None:
             macro = SimBackend(preset, seed, chip_id=chip_id).macro
         lab = cls(macro, faults or FaultInjector(seed))
-        lab._start()
+        unknown = set(ports or {}) - set(INSTRUMENT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown virtual instrument(s) {sorted(unknown)}; "
+                             f"use {', '.join(INSTRUMENT_NAMES)}")
+        lab._start(ports or {})
         return lab
 
-    def _start(self) -> None:
+    def _start(self, ports: dict[str, int]) -> None:
         self.hub = Hub(self.macro)
         self.board = VirtualBoard(self.hub, self.faults)
         smu = Virtual2450(self.hub, self.faults)
@@ -52,10 +62,10 @@ class VirtualLab:
         gen = Virtual33500B(self.hub, self.faults)
         self.instruments = {"smu2450": smu, "smu2600b": smu_tsp, "pulsegen": gen}
         self.servers = {
-            "board": TcpServer("board", self.board.serve),
-            "smu2450": TcpServer("smu2450", smu.serve),
-            "smu2600b": TcpServer("smu2600b", smu_tsp.serve),
-            "pulsegen": TcpServer("pulsegen", gen.serve),
+            "board": TcpServer("board", self.board.serve, ports.get("board", 0)),
+            "smu2450": TcpServer("smu2450", smu.serve, ports.get("smu2450", 0)),
+            "smu2600b": TcpServer("smu2600b", smu_tsp.serve, ports.get("smu2600b", 0)),
+            "pulsegen": TcpServer("pulsegen", gen.serve, ports.get("pulsegen", 0)),
         }
 
     @property
