@@ -31,7 +31,16 @@ import numpy as np
 
 from labctl.wire.smu_timing import KEITHLEY_2450, auto_delay_2450_s, on_time_s
 from sim_backend.virtual.hub import LINE_FREQUENCY_HZ, ClampTrip, Hub
-from sim_backend.virtual.scpi_parser import ScpiCore, ScpiError, boolean, choice, number
+from sim_backend.virtual.scpi_parser import (
+    ScpiCore,
+    ScpiError,
+    as_bool,
+    as_choice,
+    as_number,
+    boolean,
+    choice,
+    number,
+)
 from sim_backend.virtual.transport import FaultInjector
 
 SOURCE_RANGES_V = (0.02, 0.2, 2.0, 20.0, 200.0)
@@ -149,7 +158,32 @@ class Virtual2450(ScpiCore):
         c(":FETCh?", lambda a, s: self._points(self.readings.size, self.readings.size,
                                                ["READ"]))
         c(":SYSTem:LFRequency?", lambda a, s: self._g(LINE_FREQUENCY_HZ))
+        c(":TRACe:POINts?", lambda a, s: (self._buffer_arg(a, 0), "100000")[1])
+        self._stored_settings()
         self.reset()
+
+    def _stored_settings(self) -> None:
+        """Settings of the functions this instrument is not simulated in (current source,
+        voltage and resistance measure) and counts it does not act on: kept and read back,
+        range-checked as the manual's command reference gives them."""
+        st = self.stored
+        st("[:SOURce[1]]:CURRent:RANGe", "1e-06", as_number(-1.05, 1.05, 1e-6, "A"))
+        st("[:SOURce[1]]:CURRent:RANGe:AUTO", "1", as_bool)
+        st("[:SOURce[1]]:CURRent:VLIMit[:LEVel]", "2.1", as_number(0.02, 210.0, 2.1, "V"))
+        st("[:SOURce[1]]:CURRent:DELay", "0.0", as_number(0.0, 1e4, 0.0, "S"))
+        st("[:SOURce[1]]:CURRent:DELay:AUTO", "1", as_bool)
+        st("[:SOURce[1]]:CURRent:READ:BACK", "1", as_bool)
+        self.command("[:SOURce[1]]:CURRent:VLIMit[:LEVel]:TRIPped?", lambda a, s: "0")
+        st("[:SENSe[1]]:COUNt", "1", as_number(1, 300000, 1, integer=True))
+        for f in ("VOLTage[:DC]", "RESistance"):
+            st(f"[:SENSe[1]]:{f}:RSENse", "0", as_bool)
+            st(f"[:SENSe[1]]:{f}:RANGe[:UPPer]", "0.02" if f[0] == "V" else "2e2",
+               as_number(0.0, 2e8, 0.02))
+            st(f"[:SENSe[1]]:{f}:RANGe:AUTO", "1", as_bool)
+            st(f"[:SENSe[1]]:{f}:NPLCycles", "1.0", as_number(0.01, 10.0, 1.0))
+            st(f"[:SENSe[1]]:{f}:AZERo[:STATe]", "1", as_bool)
+            st(f"[:SENSe[1]]:{f}:UNIT", "VOLT" if f[0] == "V" else "OHM",
+               as_choice({"VOLT": "VOLT", "OHM": "OHM", "WATT": "WATT"}))
 
     def reset(self) -> None:
         """\\*RST: output off, 0 V with autorange, 105 µA limit, auto-delay on, NPLC 1,

@@ -27,7 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim_backend.virtual.hub import ClampTrip, Hub
-from sim_backend.virtual.scpi_parser import ScpiCore, ScpiError, boolean, choice, number
+from sim_backend.virtual.scpi_parser import (
+    ScpiCore,
+    ScpiError,
+    as_choice,
+    as_number,
+    boolean,
+    choice,
+    number,
+)
 from sim_backend.virtual.transport import FaultInjector
 
 SOURCE_OHM = 50.0
@@ -121,6 +129,27 @@ class Virtual33500B(ScpiCore):
                            "EXTERNAL": "EXT", "TIM": "TIM", "TIMER": "TIM"})))
         c(":TRIGger[1]:SOURce?", lambda a, s: self._ch(s).trigger)
         c("*TRG", lambda a, s: self._fire())
+        c(f"{src}:BURSt:MODE?", lambda a, s: self._ch(s).burst_mode)
+        st = self.stored
+        st(":OUTPut:SYNC:SOURce", "CH1", as_choice({"CH1": "CH1", "CH2": "CH2"}))
+        st(":OUTPut[1]:POLarity", "NORM", as_choice({"NORM": "NORM", "NORMAL": "NORM",
+                                                      "INV": "INV", "INVERTED": "INV"}))
+        st(f"{src}:FREQuency:MODE", "CW", as_choice({"CW": "CW", "FIX": "CW", "FIXED": "CW",
+                                                     "LIST": "LIST", "SWE": "SWE",
+                                                     "SWEEP": "SWE"}))
+        st(f"{src}:PHASe[:ADJust]", "0.0", as_number(-360.0, 360.0, 0.0, "DEG"))
+        st(f"{src}:VOLTage:UNIT", "VPP", as_choice({"VPP": "VPP", "VRMS": "VRMS", "DBM": "DBM"}))
+        st(f"{src}:FUNCtion:RAMP:SYMMetry", "100.0", as_number(0.0, 100.0, 100.0, "PCT"))
+        st(f"{src}:BURSt:PHASe", "0.0", as_number(-360.0, 360.0, 0.0, "DEG"))
+        st(f"{src}:BURSt:GATE:POLarity", "NORM", as_choice({"NORM": "NORM", "NORMAL": "NORM",
+                                                            "INV": "INV",
+                                                            "INVERTED": "INV"}))
+        st(f"{src}:BURSt:INTernal:PERiod", "0.01", as_number(1e-6, 8e3, 0.01, "S"))
+        st(":TRIGger[1]:SLOPe", "POS", as_choice({"POS": "POS", "POSITIVE": "POS",
+                                                  "NEG": "NEG", "NEGATIVE": "NEG"}))
+        st(":TRIGger[1]:COUNt", "1", as_number(1, 1e6, 1, integer=True))
+        st(":TRIGger[1]:DELay", "0.0", as_number(0.0, 1e3, 0.0, "S"))
+        st(":TRIGger[1]:TIMer", "0.001", as_number(1e-6, 8e3, 1e-3, "S"))
         self.reset()
 
     def reset(self) -> None:

@@ -68,20 +68,23 @@ def _compile(pattern: str) -> list[_Node]:
 _TOKEN = re.compile(r"^([A-Za-z*]+?)(\d*)$")
 
 
-def _match(nodes: list[_Node], tokens: list[str], suffixes: list[int]) -> bool:
+def _match(nodes: list[_Node], tokens: list[str], suffixes: list[int],
+           strict: bool = True) -> bool:
+    """Does the header ``tokens`` spell the pattern ``nodes``? Numeric suffixes found are
+    appended to ``suffixes``; with ``strict`` a suffix on a node that takes none is no match
+    (the caller re-tries without ``strict`` to tell -114 from -113)."""
     if not nodes:
         return not tokens
     node, rest = nodes[0], nodes[1:]
     if tokens:
         m = _TOKEN.match(tokens[0])
-        if m is not None and m.group(1).upper() in (node.short, node.long):
-            if m.group(2) and not node.suffix:
-                raise ScpiError(-114, "Header suffix out of range")
+        if m is not None and m.group(1).upper() in (node.short, node.long) and not (
+                strict and m.group(2) and not node.suffix):
             suffixes.append(int(m.group(2)) if m.group(2) else 1)
-            if _match(rest, tokens[1:], suffixes):
+            if _match(rest, tokens[1:], suffixes, strict):
                 return True
             suffixes.pop()
-    return node.optional and _match(rest, tokens, suffixes)
+    return node.optional and _match(rest, tokens, suffixes, strict)
 
 
 def split_top(text: str, sep: str) -> list[str]:
@@ -164,6 +167,24 @@ def boolean(arg: str | None) -> bool:
     return choice(arg, {"ON": "1", "1": "1", "OFF": "0", "0": "0"}) == "1"
 
 
+def as_bool(arg: str | None) -> str:
+    """A boolean parameter as the reply text ``1``/``0``."""
+    return "1" if boolean(arg) else "0"
+
+
+def as_number(lo: float, hi: float, default: float, unit: str = "",
+              integer: bool = False) -> Callable[[str | None], str]:
+    def parse(arg: str | None) -> str:
+        v = number(arg, lo=lo, hi=hi, default=default, unit=unit, integer=integer)
+        return str(int(v)) if integer else repr(v)
+
+    return parse
+
+
+def as_choice(options: dict[str, str]) -> Callable[[str | None], str]:
+    return lambda arg: choice(arg, options)
+
+
 def args_of(text: str) -> list[str]:
     return [a.strip() for a in split_top(text, ",")] if text.strip() else []
 
@@ -183,6 +204,7 @@ class ScpiCore:
         self.name = name
         self.lock = lock
         self.errors: deque[tuple[int, str]] = deque()
+        self.store: dict[tuple[str, int], str] = {}
         self.esr = 0
         self.ese = 0
         self.sre = 0
@@ -195,7 +217,7 @@ class ScpiCore:
         c("*IDN?", lambda a, s: self.idn)
         c("*OPC", lambda a, s: setattr(self, "esr", self.esr | 1))
         c("*OPC?", lambda a, s: "1")
-        c("*RST", lambda a, s: self.reset())
+        c("*RST", lambda a, s: (self.store.clear(), self.reset()) and None)
         c("*SRE", lambda a, s: setattr(self, "sre", int(number(self._one(a), lo=0, hi=255))))
         c("*SRE?", lambda a, s: str(self.sre))
         c("*STB?", lambda a, s: str(self._stb()))
@@ -274,7 +296,23 @@ class ScpiCore:
                     raise ScpiError(-114, "Header suffix out of range")
                 path[:] = new_path
                 return handler, suffixes, tokens
+        for nodes, is_query, _ in self._tree:
+            if is_query == query and _match(nodes, tokens, [], strict=False):
+                raise ScpiError(-114, "Header suffix out of range")
         raise ScpiError(-113, f"Undefined header; {header}")
+
+    def stored(self, pattern: str, default: str, parse: Callable[[str | None], str]) -> None:
+        """A setting the simulation does not act on, kept per channel (the first numeric
+        suffix) so that a client reads back what it set; ``parse`` validates a value and
+        returns its canonical reply text."""
+        key = pattern
+
+        def chan(s: list[int]) -> int:
+            return s[0] if s else 1
+
+        self.command(pattern, lambda a, s: self.store.__setitem__(
+            (key, chan(s)), parse(self._one(a))))
+        self.command(pattern + "?", lambda a, s: self.store.get((key, chan(s)), default))
 
     def execute(self, message: str) -> bytes | None:
         replies: list[bytes] = []

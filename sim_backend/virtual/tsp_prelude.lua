@@ -62,8 +62,10 @@ end
 local function newsmu(name)
   local s = {}
   local src = {output = 0, func = 1, levelv = 0, leveli = 0, limiti = 1e-4, limitv = 20,
-               rangev = 0.1, autorangev = 1, delay = 0, offmode = 0}
+               rangev = 0.1, autorangev = 1, rangei = 1e-4, autorangei = 1, delay = 0,
+               offmode = 0}
   local meas = {nplc = 1, autozero = 2, delay = -1, rangei = 1e-4, autorangei = 1,
+                rangev = 1, autorangev = 1,
                 count = 1, interval = 0}
   local filt = {count = 1, enable = 0, type = 1}
   local trig = {count = 1, measure_action = 0, source_action = 0}
@@ -103,11 +105,13 @@ local function newsmu(name)
     output = {0, 2}, func = {0, 1}, levelv = {-40, 40, on_set = check_range},
     leveli = {-1.5, 1.5}, limiti = {1e-9, 1.5}, limitv = {0.02, 40},
     rangev = {0, 40, on_set = function() src.autorangev = 0 end}, autorangev = {0, 1},
+    rangei = {0, 1.5, on_set = function() src.autorangei = 0 end}, autorangei = {0, 1},
     delay = {-1, 1e4}, offmode = {0, 2},
   }, src)
   s.measure = attrobj(name .. ".measure", {
     nplc = {0.001, 25}, autozero = {0, 2}, delay = {-1, 1e4}, rangei = {1e-9, 1.5},
-    autorangei = {0, 2}, count = {1, 60000}, interval = {0, 1},
+    autorangei = {0, 2}, count = {1, 60000}, interval = {0, 1}, rangev = {0, 40},
+    autorangev = {0, 1},
     filter = function() return s._filter end,
   }, meas, {
     i = function(b)
@@ -118,6 +122,7 @@ local function newsmu(name)
     end,
     v = function() return src.output == 1 and src.levelv or 0 end,
     iv = function() local i = measure_one() return i, src.levelv end,
+    r = function() local i = measure_one() return src.levelv / i end,
   })
   s._filter = attrobj(name .. ".measure.filter", {count = {1, 100}, enable = {0, 1},
                                                   type = {0, 2}}, filt)

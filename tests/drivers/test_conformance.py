@@ -207,3 +207,42 @@ def test_manual_tsp_loop_and_script_on_the_2600b(lab: VirtualLab) -> None:
         assert "budget" in h.read()
     finally:
         h.close()
+
+
+@pytest.mark.parametrize(("driver", "port"), [("Keithley.Keithley2450", "smu2450"),
+                                              ("Keithley.Keithley2602B", "smu2600b"),
+                                              ("Keysight.Keysight33522B", "pulsegen")])
+def test_qcodes_snapshot_reads_every_parameter(lab: VirtualLab, driver: str, port: str) -> None:
+    """``snapshot(update=True)`` queries every gettable parameter of the upstream driver.
+    The only header left unanswered is qcodes' own ``…:DELay:USERNone?`` (it formats a
+    missing user-delay index as ``None``; a real 2450 answers -113 to it as well)."""
+    import importlib
+
+    module, cls = driver.split(".")
+    klass = getattr(importlib.import_module(f"qcodes.instrument_drivers.{module}"), cls)
+    inst = klass(f"snap_{next(_ids)}", lab.addresses[port], visalib="@py")
+    virtual = lab.instruments[port]
+    virtual.errors.clear()
+    try:
+        inst.snapshot(update=True)
+    finally:
+        inst.close()
+    assert all("USERNone" in msg for _, msg in virtual.errors), list(virtual.errors)
+
+
+def test_qcodes_keithley2450_instrument_run_sweep(lab: VirtualLab) -> None:
+    from qcodes.instrument_drivers.Keithley import Keithley2450
+
+    k = Keithley2450(f"q2450s_{next(_ids)}", lab.addresses["smu2450"], visalib="@py")
+    try:
+        k.reset()
+        k.source.function("voltage")
+        k.sense.function("current")
+        k.source.limit(1e-4)
+        k.source.sweep_setup(0.1, 0.25, 4, range_mode="BEST")
+        g = route_read(lab, 4)
+        with k.output_enabled.set_to(True):
+            data = np.asarray(k.sense.sweep())
+        assert data == pytest.approx(np.linspace(0.1, 0.25, 4) * g, rel=0.05)
+    finally:
+        k.close()
