@@ -168,7 +168,7 @@ class LinkedVisaInstrument(VisaInstrument):
         self._address_arg = address
         super().__init__(name, address, **kwargs)
 
-    safe_attempts = 3
+    safe_attempts = 5
     """Tries at the safe state: on a flaky link one lost reply must not leave an output on."""
 
     # ---- subclasses say how to check the error queue and how to switch off ----

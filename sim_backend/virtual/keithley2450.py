@@ -158,7 +158,7 @@ class Virtual2450(ScpiCore):
         c(":FETCh?", lambda a, s: self._points(self.readings.size, self.readings.size,
                                                ["READ"]))
         c(":SYSTem:LFRequency?", lambda a, s: self._g(LINE_FREQUENCY_HZ))
-        c(":TRACe:POINts?", lambda a, s: (self._buffer_arg(a, 0), "100000")[1])
+        c(":TRACe:POINts?", self._points_capacity)
         self._stored_settings()
         self.reset()
 
@@ -339,6 +339,10 @@ class Virtual2450(ScpiCore):
         self._source(np.array([self.level]), self.source_delay)
         k = self.readings.size
         return self._points(k, k, elements)
+
+    def _points_capacity(self, a: list[str], s: list[int]) -> str:
+        self._buffer_arg(a, 0)
+        return "100000"
 
     def _actual(self, a: list[str], s: list[int]) -> str:
         self._buffer_arg(a, 0)

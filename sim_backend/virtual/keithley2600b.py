@@ -69,7 +69,12 @@ class Virtual2600B:
             "error_count": lambda: len(self.errors), "advance": lambda t: None,
             "model": MODEL, "linefreq": LINE_FREQUENCY_HZ, "idn": self.idn,
         })
-        self._run = self.lua.execute(prelude, py)
+        self._run, self._env = self.lua.execute(prelude, py)
+
+    def output_state(self) -> float:
+        """``smua.source.output`` as the instrument holds it (tests look inside)."""
+        with self.hub.lock:
+            return float(self._env.smua.source.output)
 
     # ---- callbacks from Lua ----
     def _emit(self, text: str) -> None:

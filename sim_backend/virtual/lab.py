@@ -15,7 +15,6 @@ from sim_backend.virtual.keithley2600b import Virtual2600B
 from sim_backend.virtual.keysight33500b import Virtual33500B
 from sim_backend.virtual.transport import FaultInjector, TcpServer
 
-
 INSTRUMENT_NAMES = ("board", "smu2450", "smu2600b", "pulsegen")
 
 

@@ -217,7 +217,7 @@ class ScpiCore:
         c("*IDN?", lambda a, s: self.idn)
         c("*OPC", lambda a, s: setattr(self, "esr", self.esr | 1))
         c("*OPC?", lambda a, s: "1")
-        c("*RST", lambda a, s: (self.store.clear(), self.reset()) and None)
+        c("*RST", lambda a, s: self._rst())
         c("*SRE", lambda a, s: setattr(self, "sre", int(number(self._one(a), lo=0, hi=255))))
         c("*SRE?", lambda a, s: str(self.sre))
         c("*STB?", lambda a, s: str(self._stb()))
@@ -241,6 +241,10 @@ class ScpiCore:
 
     def reset(self) -> None:
         """\\*RST: the instrument's power-on settings; subclasses extend."""
+
+    def _rst(self) -> None:
+        self.store.clear()
+        self.reset()
 
     # ---- status ----
     def push_error(self, code: int, message: str) -> None:

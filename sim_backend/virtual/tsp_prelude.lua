@@ -232,4 +232,4 @@ local function run(code, budget)
   if ok then return true end
   return false, "runtime", tostring(e)
 end
-return run
+return run, env

@@ -30,6 +30,18 @@ CELLS = Cells.block(0, range(2), range(4))
 READ_V = 0.2
 
 
+class SmuOutput:
+    """The virtual SMU's output state, whichever model."""
+
+    def __init__(self, lab: object, smu: str) -> None:
+        self._inst = lab.instruments["smu2450" if smu == "2450" else "smu2600b"]  # type: ignore[attr-defined]
+        self._tsp = smu != "2450"
+
+    @property
+    def output(self) -> float:
+        return float(self._inst.output_state() if self._tsp else self._inst.output)
+
+
 def wrong(got: np.ndarray, truth: np.ndarray) -> int:
     """Values differing from the truth beyond float noise: 1e-9 relative, 1e-12 S."""
     if got.shape != truth.shape:
@@ -62,7 +74,8 @@ def test_fault_soak_has_no_silent_wrong_value_and_no_wrong_pulse(smu: str) -> No
                 inst.timeout(TIMEOUT_S)  # type: ignore[union-attr]
             lab.faults.rates = dict(RATES)
             hub = lab.hub
-            ops = faulted = failed = silent_wrong = bad_pulses = unsafe = 0
+            ops = faulted = failed = silent_wrong = bad_pulses = unsafe = outputs_left_on = 0
+            virtual_smu = SmuOutput(lab, smu)
             while faulted < FAULTED_OPS and ops < 20 * FAULTED_OPS:
                 ops += 1
                 n_faults, n_reads, n_pulses = (len(lab.faults.injected), len(hub.read_log),
@@ -79,6 +92,9 @@ def test_fault_soak_has_no_silent_wrong_value_and_no_wrong_pulse(smu: str) -> No
                     failed += 1
                     if e.safe_state_reached is not True:
                         unsafe += 1
+                    else:  # what the instruments really hold, not what the drivers believe
+                        outputs_left_on += (virtual_smu.output not in (False, 0.0)) + bool(
+                            lab.instruments["pulsegen"].channels[0].output)
                 else:
                     if is_read:
                         silent_wrong += wrong(g, hub.read_log[-1][: len(CELLS)] / READ_V) if (
@@ -91,10 +107,12 @@ def test_fault_soak_has_no_silent_wrong_value_and_no_wrong_pulse(smu: str) -> No
             lab.faults.rates = {}
             print(f"\nsoak {smu}: {ops} operations, {faulted} faulted, {failed} failed "
                   f"(InstrumentFault), {unsafe} without a confirmed safe state, "
+                  f"{outputs_left_on} outputs left on after a confirmed one, "
                   f"{silent_wrong} silent wrong values, {bad_pulses} wrong pulses; "
                   f"{len(lab.faults.injected)} faults injected")
             assert faulted >= FAULTED_OPS
             assert silent_wrong == 0
             assert bad_pulses == 0
+            assert outputs_left_on == 0
             assert failed > 0
             assert wire.read(CELLS).shape == (len(CELLS),)  # usable once the link is clean
