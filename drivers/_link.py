@@ -160,6 +160,8 @@ class LinkedVisaInstrument(VisaInstrument):
         self.line_frequency_Hz = float(line_frequency_Hz)
         self.transactions = 0
         self._dirty = False
+        self.safe_off_errors: list[str] = []
+        """Why safe-off attempts failed (diagnostics; the caller sees only True/False)."""
         self.restore_needed = False
         """Set by every communication fault: no cached setting is trusted, and the next
         output-on is preceded by a full re-configuration (:meth:`restore`)."""
@@ -204,8 +206,9 @@ class LinkedVisaInstrument(VisaInstrument):
             try:
                 self._safe_off_once()
                 return True
-            except Exception:  # any failure: reconnect and try again
+            except Exception as e:  # any failure: reconnect and try again
                 self._dirty = True
+                self.safe_off_errors.append(f"{type(e).__name__}: {e}")
         return False
 
     # ---- the one door to the wire ----

@@ -92,6 +92,9 @@ def test_fault_soak_has_no_silent_wrong_value_and_no_wrong_pulse(smu: str) -> No
                     failed += 1
                     if e.safe_state_reached is not True:
                         unsafe += 1
+                        why = [x for i in (wire.smu, wire.pulsegen)
+                               for x in i.safe_off_errors[-5:]]  # type: ignore[union-attr]
+                        print(f"  unconfirmed safe state after {e!s:.100}: {why}")
                     else:  # what the instruments really hold, not what the drivers believe
                         outputs_left_on += (virtual_smu.output not in (False, 0.0)) + bool(
                             lab.instruments["pulsegen"].channels[0].output)
