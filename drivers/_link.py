@@ -159,7 +159,7 @@ class LinkedVisaInstrument(VisaInstrument):
             raise ValueError(f"line_frequency_Hz must be 50 or 60, got {line_frequency_Hz!r}")
         self.line_frequency_Hz = float(line_frequency_Hz)
         self.transactions = 0
-        self._dirty = False
+        self._link_dirty = False
         self.safe_off_errors: list[str] = []
         """Why safe-off attempts failed (diagnostics; the caller sees only True/False)."""
         self.restore_needed = False
@@ -169,6 +169,22 @@ class LinkedVisaInstrument(VisaInstrument):
         self._visalib_arg: str | None = kwargs.get("visalib")
         self._address_arg = address
         super().__init__(name, address, **kwargs)
+
+    @property
+    def _dirty(self) -> bool:
+        """The link is out of step (a fault or an interrupted exchange): the next exchange
+        reconnects first. Setting it also withdraws trust from every cached setting at
+        once — not only at that reconnect — so nothing between the fault and the next
+        exchange can skip a set because the cache still agrees."""
+        return self._link_dirty
+
+    @_dirty.setter
+    def _dirty(self, value: bool) -> None:
+        self._link_dirty = value
+        if value:
+            self.restore_needed = True
+            for p in getattr(self, "parameters", {}).values():
+                p.cache.invalidate()
 
     safe_attempts = 5
     """Tries at the safe state: on a flaky link one lost reply must not leave an output on."""
@@ -269,6 +285,3 @@ class LinkedVisaInstrument(VisaInstrument):
         self.visa_handle.read_termination = self.default_terminator
         self.visa_handle.write_termination = self.default_terminator
         self._dirty = False
-        self.restore_needed = True
-        for p in self.parameters.values():
-            p.cache.invalidate()

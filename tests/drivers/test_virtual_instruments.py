@@ -122,3 +122,56 @@ def test_lost_reply_leaves_no_trusted_cache_and_the_next_burst_resends(lab: Virt
         fired = lab.hub.pulse_log[n:]
     assert fired
     assert all(np.all(amp == 2.0) for _, _, amp, _ in fired)
+
+
+def test_an_oversized_message_is_discarded_with_223_and_the_server_stays_up(
+        lab: VirtualLab) -> None:
+    from sim_backend.virtual.scpi_parser import MAX_MESSAGE_BYTES
+
+    h = visa(lab, "smu2450")
+    try:
+        h.write(":SOUR:LIST:VOLT " + "0," * (MAX_MESSAGE_BYTES // 2) + "0")
+        assert h.query(":SYST:ERR?").startswith("-223")
+        assert h.query("*IDN?").startswith("KEITHLEY")
+    finally:
+        h.close()
+
+
+def test_lua_sandbox_bounds_memory_and_time(lab: VirtualLab) -> None:
+    """A chunk that allocates past the state's cap or never ends is a runtime error; the
+    instrument keeps answering."""
+    h = visa(lab, "smu2600b")
+    try:
+        h.write("local s = string.rep('x', 2^27)\nprint(errorqueue.next())")
+        assert "memory" in h.read()
+        h.write("local t = {} for i = 1, 1e9 do t[i] = i end\nprint(errorqueue.next())")
+        assert "memory" in (r := h.read()) or "budget" in r
+        h.write("print(io, os, require, load, debug, dofile)")
+        assert h.read() == "nil\tnil\tnil\tnil\tnil\tnil"
+        assert h.query("*IDN?").startswith("Keithley")
+    finally:
+        h.close()
+
+
+def test_board_driver_takes_address_like_every_qcodes_instrument(lab: VirtualLab) -> None:
+    from drivers.fpga_board import FpgaTestBoard
+
+    board = FpgaTestBoard("addr_board", address=lab.addresses["board"])
+    try:
+        assert board.url == lab.addresses["board"]
+        assert board.ident
+    finally:
+        board.close()
+
+
+def test_a_fault_withdraws_trust_from_the_cache_at_once(lab: VirtualLab) -> None:
+    """Even before the link is reopened, a fault leaves no cached setting valid."""
+    with open_wire(lab, "board+smu+pulsegen", timeout_s=0.3) as wire:
+        gen = wire.pulsegen
+        gen.high_V(2.0)  # type: ignore[union-attr]
+        assert gen.high_V.cache.valid  # type: ignore[union-attr]
+        lab.faults.schedule("pulsegen", "drop")
+        with pytest.raises(InstrumentFault):
+            gen.high_V(3.0)  # type: ignore[union-attr]
+        assert not gen.high_V.cache.valid  # type: ignore[union-attr]
+        assert gen.restore_needed  # type: ignore[union-attr]
