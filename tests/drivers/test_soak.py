@@ -76,18 +76,21 @@ def test_fault_soak_has_no_silent_wrong_value_and_no_wrong_pulse(smu: str) -> No
             hub = lab.hub
             ops = faulted = failed = silent_wrong = bad_pulses = unsafe = outputs_left_on = 0
             virtual_smu = SmuOutput(lab, smu)
+            pulses: dict[str, int] = {}
             while faulted < FAULTED_OPS and ops < 20 * FAULTED_OPS:
                 ops += 1
                 n_faults, n_reads, n_pulses = (len(lab.faults.injected), len(hub.read_log),
                                                len(hub.pulse_log))
                 is_read = bool(ops % 2)
-                amp = float(rng.choice([1.8, 2.0, 2.2]))
-                width = float(rng.choice([1e-6, 2e-6]))
+                is_form = ops % 10 == 4  # the SMU pulses too: FORM in pulse mode
+                amp = float(rng.choice([3.0, 3.2] if is_form else [1.8, 2.0, 2.2]))
+                width = float(rng.choice([5e-4, 1e-3] if is_form else [1e-6, 2e-6]))
                 try:
                     if is_read:
                         g = wire.read(CELLS, read_V=READ_V)
                     else:
-                        wire.pulse(CELLS, "SET", amp, 1.8, width)
+                        wire.pulse(CELLS, "FORM" if is_form else "SET", amp, 1.8, width,
+                                   1e-4 if is_form else None)
                 except InstrumentFault as e:
                     failed += 1
                     if e.safe_state_reached is not True:
@@ -106,16 +109,20 @@ def test_fault_soak_has_no_silent_wrong_value_and_no_wrong_pulse(smu: str) -> No
                     asked = {(int(t), int(r), int(c)): (amp, width)
                              for t, r, c in zip(CELLS.tile, CELLS.row, CELLS.col)}
                     bad_pulses += wrong_pulses(hub.pulse_log[n_pulses:], asked)
+                    for kind, cells, _, _ in hub.pulse_log[n_pulses:]:
+                        pulses[kind] = pulses.get(kind, 0) + len(cells)
                 faulted += len(lab.faults.injected) > n_faults
             lab.faults.rates = {}
             print(f"\nsoak {smu}: {ops} operations, {faulted} faulted, {failed} failed "
                   f"(InstrumentFault), {unsafe} without a confirmed safe state, "
                   f"{outputs_left_on} outputs left on after a confirmed one, "
-                  f"{silent_wrong} silent wrong values, {bad_pulses} wrong pulses; "
+                  f"{silent_wrong} silent wrong values, {bad_pulses} wrong pulses "
+                  f"(of {pulses} checked); "
                   f"{len(lab.faults.injected)} faults injected")
             assert faulted >= FAULTED_OPS
             assert silent_wrong == 0
             assert bad_pulses == 0
             assert outputs_left_on == 0
             assert failed > 0
+            assert pulses.get("FORM", 0) > 0 and pulses.get("SET", 0) > 0
             assert wire.read(CELLS).shape == (len(CELLS),)  # usable once the link is clean
