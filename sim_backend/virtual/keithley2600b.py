@@ -19,7 +19,8 @@ Behaviour and the manual section it follows (Keithley Series 2600B Reference Man
   values, REAL32/REAL64 as ``#0`` + raw floats in ``format.byteorder`` + newline.
 * Sandbox: only ``string``, ``math``, ``table`` and safe base functions — no ``io``,
   ``os``, ``require``, ``load``, ``debug`` — an instruction budget per chunk
-  (:data:`INSTRUCTION_BUDGET`) and a memory cap for the whole state (:data:`MAX_LUA_BYTES`).
+  (:data:`INSTRUCTION_BUDGET`), a memory budget per chunk (:data:`MAX_CHUNK_BYTES`) and a
+  cap for the whole state (:data:`MAX_LUA_BYTES`).
 * A point's on-time is :func:`labctl.wire.smu_timing.on_time_s` of the 2600B timing —
   the model the driver plans with; ``smuX.measure.delay`` (≥ 0) adds to it.
 """
@@ -42,6 +43,9 @@ from sim_backend.virtual.transport import FaultInjector, serve_lines
 INSTRUCTION_BUDGET = 5_000_000
 """Lua VM instructions one chunk may run before it is stopped with a runtime error."""
 MAX_LUA_BYTES = 64 << 20
+"""Memory cap of the whole Lua state (globals that scripts leave behind included)."""
+MAX_CHUNK_BYTES = 16 << 20
+"""How much one chunk may grow the state's memory."""
 MAX_MESSAGE_BYTES = 1 << 20
 QUEUE_LENGTH = 20
 MODEL = "2602B"
@@ -158,6 +162,8 @@ class Virtual2600B:
 
     def chunk(self, code: str) -> bytes | None:
         self._out = []
+        used = int(self.lua.get_memory_used())
+        self.lua.set_max_memory(min(used + MAX_CHUNK_BYTES, MAX_LUA_BYTES), total=True)
         with self.hub.lock:
             try:
                 ok, kind, msg = self._call(code)

@@ -142,8 +142,10 @@ def test_lua_sandbox_bounds_memory_and_time(lab: VirtualLab) -> None:
     instrument keeps answering."""
     h = visa(lab, "smu2600b")
     try:
-        h.write("local s = string.rep('x', 2^27)\nprint(errorqueue.next())")
+        h.write("local s = string.rep('x', 2^25)\nprint(errorqueue.next())")  # 32 MiB > 16
         assert "memory" in h.read()
+        h.write("t1 = string.rep('a', 2^22)\nt2 = string.rep('b', 2^22)\nprint(#t1 + #t2)")
+        assert h.read() == "8.38861e+06"  # 4 MiB per chunk is fine, and it stays
         h.write("local t = {} for i = 1, 1e9 do t[i] = i end\nprint(errorqueue.next())")
         assert "memory" in (r := h.read()) or "budget" in r
         h.write("print(io, os, require, load, debug, dofile)")
