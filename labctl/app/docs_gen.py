@@ -202,6 +202,19 @@ BENCH_ROWS: tuple[Metric, ...] = (
            "protocols/quickstart.yaml`, in-process)", "—", fmt_si("s")),
     Metric("runs", ("quickstart_run_file_MB",), "`quickstart_run_file_MB` (its run file, "
            "MB = 10⁶ bytes)", "—", fmt_sig(3)),
+    Metric("dies", ("dies_per_s_1_worker", "dies_per_s_2_workers"),
+           "`dies_per_s_1_worker` / `_2_workers` (8 simulated dies, forming + verify-write "
+           "16 × 16, local Dask cluster)", "—", fmt_sig(3)),
+    Metric("dies", ("dies_speedup_2_workers",), "`dies_speedup_2_workers`", "≥ 1.6",
+           fmt_fixed(2)),
+    Metric("dies", ("dies_cores_used_1_worker", "dies_cores_used_2_workers",
+                    "dies_machine_speedup_2_processes"),
+           "`dies_cores_used_1_worker` / `_2_workers` / `dies_machine_speedup_2_processes` "
+           "(what the machine gave)", "—", fmt_fixed(2)),
+    Metric("dies", ("dies_memory_per_die_MB",), "`dies_memory_per_die_MB`", "—",
+           fmt_fixed(0)),
+    Metric("dies", ("dies_cost_exponent",), "`dies_cost_exponent` (wall ∝ N^x, N = 4–16)",
+           "≈ 1", fmt_fixed(2)),
 )
 
 

@@ -114,10 +114,12 @@ def test_results_arrays_show_and_plot(sim_run: tuple[Path, dict[str, Any]],
             "step3_recall.png", "step3_writes_per_cell.png"} <= names
 
 
-@pytest.mark.parametrize("station", ["protocols/stations/virtual-lab.yaml",
-                                     "protocols/stations/virtual-lab-discrete.yaml"])
-def test_wire_path_equals_simulator(tmp_path: Path, station: str,
+def test_wire_path_equals_simulator(tmp_path: Path,
                                     sim_run: tuple[Path, dict[str, Any]]) -> None:
+    """Over the board topology the workloads give bit-identical files. (Board + SMU + pulse
+    generator executes a batch as many instrument operations, each taking its own device
+    time on the running clock, so it agrees only statistically: tests/drivers/.)"""
+    station = "protocols/stations/virtual-lab.yaml"
     (tmp_path / "p.yaml").write_text(SMALL, encoding="utf-8")
     _, sim = sim_run
     wire = _contents(_run(tmp_path, station, "wire", seed=None))  # the station's seed is 0
