@@ -97,10 +97,9 @@ Mappings on the same chips (gap float − chip, dB):
 |---|---|---|---|
 {map_rows}
 
-HAQ buys its accuracy with cells: 12 binary pairs per weight, 6× the cells of residual
-pairs and about 10× their programming pulses. Binary cells sit at the ends of the window and
-each later cell absorbs the measured error of the ones before, so an hour of relaxation
-moves the represented weight less than it moves one analog pair.
+HAQ needs 12 binary pairs per weight: 6× the cells of residual pairs and about 10× their
+programming pulses, and half of its cells sit at g_max, where they carry the largest
+currents (IR drop) and take the longest to program on a running clock.
 
 **3-D cone-beam case** (`geometry: cone3d`): the 3-D modified Shepp–Logan head (ten
 ellipsoids), volume-averaged on {nf3d_n:.0f}³ voxels, 20 cone-beam views
@@ -170,15 +169,18 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
 ## What was tried, and what limits the chip
 
 - **Fast weights.** Row copies are the lever that works: on chip 0, recall at 1,024 pairs
-  went 0.58 → 0.70 → 0.76 with 1 → 2 → 4 copies (float 0.82), at 4 × the write cost.
+  went 0.58 → 0.70 → 0.76 with 1 → 2 → 4 copies (float 0.82), at 4 × the write cost; over
+  chips 0–4 the worst chip reached 0.92 × float on the simulator before its update and
+  0.89 × on the current one.
   Rewriting cells whose target drifted past the threshold since their last write (instead
   of dropping every small move) did not change recall (0.59 → 0.58). The float weights
   re-read from the cells at use give 0.34 (1 copy) before the per-column refit: the static
   per-cell error after an hour of relaxation is what limits recall, not the periphery.
-- **Diffusion.** An earlier bench run with the model trained 6,000 steps (and the
-  simulator before its read-noise and relaxation update) gave an SWD ratio of 1.75 mean /
-  2.30 worst over chips 0–4; single-chip runs of the 12,000-step model gave 1.24 (chip 1,
-  10,000 samples). With every layer analog, the row copies matter most: 8 copies per input
+- **Diffusion.** On the simulator before its update, a model trained 6,000 steps gave an
+  SWD ratio of 1.75 mean / 2.30 worst over chips 0–4, and single-chip runs of the
+  12,000-step model 1.24 (chip seed 1, 10,000 samples); the current simulator (running
+  clock, 1/f noise, IR drop) roughly doubles the ratio (table). With every layer analog,
+  the row copies matter most: 8 copies per input
   gave an SWD ratio of 2.6 on chip 0 (2,000 samples), filling the tile's rows 1.28. A
   third residual pair per weight made it worse, not better (chip 1, 2,000 samples: 2.59
   with three pairs against 1.10 with two) — not pursued further. The 14-wide network is
@@ -186,12 +188,17 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   the chip against a model that already blurs the ring; the SWD of 10,000 samples varies
   from chip to chip by more than the mean gap, which is why the worst chip, not the mean,
   decides.
-- **Neural field.** The first bench run used residual pairs as the default mapping: worst
-  chip 0.75 dB below float (mean 0.46), target missed, while HAQ on the same chips stayed
-  within 0.17 dB (mean 0.14) and a single pair lost up to 1.5 dB. HAQ, the paper's own
-  remedy, is therefore the default. The float field itself (SIREN 3 × 64 trained a few
-  hundred steps on a 2-core machine) is what limits the absolute PSNR: it gains about 2 dB
-  over the prior and 8 dB over FBP.
+- **Neural field.** Two bench runs, same seeds, same float fields (26.27 dB): on the
+  simulator before its update (clock frozen during operations, white read noise, IR drop
+  off) HAQ stayed within 0.17 dB of float on the worst chip (mean 0.14), residual pairs
+  0.75 (0.46), one pair 1.47 (1.00) — so HAQ, the paper's remedy, became the default. On
+  the current simulator (the clock runs with every operation, so cells relax while later
+  ones are programmed; 1/f read noise; IR drop on by default) the run above gives HAQ the
+  *worst* gap of the three and residual pairs the best (table): the binary cells at g_max
+  suffer most from IR drop and HAQ's long programming leaves its first cells the longest to
+  relax. On this simulator use `mapping: residual` (worst 0.72 dB; the target is still
+  missed). The float field (SIREN 3 × 64, a few hundred steps on a 2-core machine) limits
+  the absolute PSNR: about 2 dB over the prior and 8 dB over FBP.
 - Not used: a softer device preset, or recalibration against ground truth. Every
   calibration input is independent of the test data (calibration coordinates against the
   float field; calibration trajectories from their own noise; the keys against the host's
