@@ -109,8 +109,10 @@ class NFParams:
     periphery's output noise (and it is 2·width MACs per pixel of the total)."""
     mapping: str = "haq"
     """"haq" (binary multi-cell, the paper's), "residual" or "differential": the mapping
-    whose figures are ``psnr_chip_db``. Measured over chips 0–4 at 1 h (bench): worst gap
-    to float 0.17 dB with HAQ, 0.75 dB with residual pairs, 1.47 dB with one pair."""
+    whose figures are ``psnr_chip_db``. Worst gap to float over chips 0–4 at 1 h (bench):
+    HAQ 0.17 dB, residual 0.75, one pair 1.47 on the simulator with a frozen clock and no
+    IR drop; HAQ 2.41, residual 0.72, one pair 1.45 on the current one (running clock, 1/f
+    noise, IR drop) — docs/inference.md."""
     compare_mappings: bool = True
     """Also program the other mappings on the same chip and report each
     (``psnr_chip_db_<mapping>``): a like-for-like comparison on the same cells' statistics."""
