@@ -23,9 +23,9 @@ import numpy.typing as npt
 
 from labctl.core.backend import BackendBase
 from labctl.core.calibration_record import CalibrationRecord
-from labctl.core.errors import RunInterrupted
+from labctl.core.errors import RunInterrupted, StorageFault
 from labctl.core.routine import Checkpoint, ResumeState, RoutineSpec, StepContext
-from labctl.runs.progress import Progress
+from labctl.runs.progress import ProgressSubscriber, open_progress
 from labctl.runs.protocol import Protocol, Step
 from labctl.runs.recording import RecordingBackend, write_ahead
 from labctl.runs.store.schema import Kind
@@ -42,8 +42,12 @@ class RunOptions:
     calibration_dir: str | None = None
     interactive: bool | None = None
     """Ask resume/abort on Ctrl+C (default: when stdin and stderr are TTYs)."""
-    progress: bool | None = None
-    """Show a progress bar (default: when stderr is a TTY)."""
+    progress: bool | str | None = None
+    """How to show progress on stderr: ``auto`` / None (a bar on a terminal, log lines
+    otherwise; ``$LABCTL_PROGRESS`` overrides), ``bar`` / True, ``log``, ``off`` / False
+    (:mod:`labctl.runs.progress`)."""
+    subscribers: tuple[ProgressSubscriber, ...] = ()
+    """More progress subscribers (a campaign's display, a test's recorder)."""
 
 
 @dataclass
@@ -74,10 +78,19 @@ class Runner:
         """Key figures each step saved in this process (a ``report`` step prints them)."""
         tty = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
         self.interactive = tty if opts.interactive is None else opts.interactive
+        self._subscribers: list[ProgressSubscriber] = []
+        self.subscribe(open_progress(opts.progress))  # the mode was checked by runner.run
+        for sub in opts.subscribers:
+            self.subscribe(sub)
+
+    def subscribe(self, sub: ProgressSubscriber) -> None:
+        """Report every step's progress to ``sub`` too (bluesky-style subscriber)."""
+        self._subscribers.append(sub)
 
     def execute(self, first_step: int, plan_state: ResumeState | None,
                 step_begun: bool) -> RunOutcome:
         status, message = "failed", ""
+        error: BaseException | None = None
         try:
             with self._sigint():
                 if first_step == 0 and plan_state is None and not step_begun:
@@ -90,25 +103,69 @@ class Runner:
                 status = "completed"
         except RunInterrupted as e:
             status, message = ("aborted" if e.aborted else "paused"), str(e)
-        except KeyboardInterrupt:
-            status, message = "interrupted", "stopped by a second Ctrl+C"
-            raise
+        except KeyboardInterrupt as e:
+            status, message, error = "interrupted", "stopped by a second Ctrl+C", e
         except BaseException as e:
-            message = f"{type(e).__name__}: {e}"
-            raise
-        finally:
-            safe = self._safe_state()
-            with contextlib.suppress(Exception):
-                self.writer.record(Kind.RUN_END, t_chip_s=self.backend.clock.now(), payload={
-                    "status": status, "message": message, "safe_state_reached": safe,
-                    "ledger": self.backend.ledger.snapshot()})
-            with contextlib.suppress(Exception):
-                self.writer.close_and_compact()
-            with contextlib.suppress(Exception):
-                self.writer.close()
-            with contextlib.suppress(Exception):
-                self.backend.close()
+            message, error = f"{type(e).__name__}: {e}", e
+        with self._signals_deferred():
+            end_written = self._finish(status, message)
+        if error is not None:
+            raise error
+        if not end_written and self.writer.broken is not None:
+            raise self.writer.broken  # never report a run the file does not call ended
         return RunOutcome(self.writer.path, status, message)
+
+    def _finish(self, status: str, message: str) -> bool:
+        """Safe state, RUN_END, final rewrite, lock, backend — whatever happened before.
+        Returns whether the RUN_END record was committed."""
+        safe = self._safe_state()
+        end_written = False
+        try:
+            self.writer.record(Kind.RUN_END, t_chip_s=self.backend.clock.now(), payload={
+                "status": status, "message": message, "safe_state_reached": safe,
+                "ledger": self.backend.ledger.snapshot()})
+            end_written = True
+        except Exception:  # a StorageFault is kept in writer.broken; the caller reports it
+            pass
+        try:
+            self.writer.close_and_compact()
+        except Exception as e:  # the closed, uncompacted file is complete: say so, go on
+            print(f"labctl: the run file was not compacted ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else ''}); it is complete as it is",
+                  file=sys.stderr)
+        with contextlib.suppress(Exception):
+            self.writer.release()
+        with contextlib.suppress(Exception):
+            self.backend.close()
+        for sub in self._subscribers:
+            with contextlib.suppress(Exception):
+                sub.close()
+        return end_written
+
+    @contextlib.contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """While the run file is being finished, a signal must not cut the process between a
+        RUN_END that says "completed" and an exit that says otherwise: it is noted, and the
+        file decides what is reported."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum: int, frame: FrameType | None) -> None:
+            print(f"\nlabctl: {signal.Signals(signum).name} while finishing the run file; "
+                  "finishing it first", file=sys.stderr, flush=True)
+
+        signums = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):
+            signums.append(signal.SIGHUP)
+        old = {sig: signal.signal(sig, note) for sig in signums}
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
 
     def _safe_state(self) -> bool:
         try:
@@ -129,21 +186,28 @@ class Runner:
         ctx = StepContext(backend=self.rec, params=step.params, step=step.index, seed=self.seed,
                           calibration=self.calibration, sink=self, resume=resume,
                           base_dir=self.protocol.base_dir)
-        show = sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
-        bar = Progress(f"[{step.index + 1}/{len(self.protocol.steps)}] {step.name}", enabled=show)
-        try:
-            for ck in spec.run(ctx):
-                self._pause_point(step)
-                self._commit(step, ck)
-                for b in ck.pulses:
-                    self.backend.pulse(b.cells, b.kind, b.amplitude_V, b.gate_V, b.width_s,
-                                       b.compliance_A)
-                bar.update(ck.done, ck.total)
-        finally:
-            bar.close()
+        key = f"step{step.index}"
+        label = f"[{step.index + 1}/{len(self.protocol.steps)}] {step.name}"
+        for sub in self._subscribers:
+            sub.begin(key, label)
+        for ck in spec.run(ctx):
+            self._pause_point(step)
+            self._commit(step, ck)
+            for b in ck.pulses:
+                self.backend.pulse(b.cells, b.kind, b.amplitude_V, b.gate_V, b.width_s,
+                                   b.compliance_A)
+            self.progress(step.index, ck.done, ck.total)
+        for sub in self._subscribers:
+            sub.end(key)
         if ctx.calibration_changed:
             self.calibration.note(str(self.writer.path), step.routine)
-            saved = self.calibration.save(self.opts.calibration_dir)
+            try:
+                saved = self.calibration.save(self.opts.calibration_dir)
+            except (OSError, RuntimeError) as e:  # a full disk: end like the run file's faults
+                where = self.calibration.path_for(self.calibration.chip_id,
+                                                  self.opts.calibration_dir)
+                raise StorageFault(str(where), e, self.writer.next_seq - 1,
+                                   run_path=str(self.writer.path)) from e
             self.event(step.index, "calibration record saved", path=str(saved))
         self.writer.record(Kind.STEP_END, step=step.index, t_chip_s=self.backend.clock.now(),
                            payload={"status": "completed"})
@@ -166,6 +230,14 @@ class Runner:
     def event(self, step: int, message: str, **data: Any) -> None:
         self.writer.record(Kind.EVENT, step=step, t_chip_s=self.backend.clock.now(),
                            payload={"message": message, **data})
+
+    def progress(self, step: int, done: float, total: float, what: str = "") -> None:
+        """A checkpoint's or :meth:`StepContext.progress`'s report, to every subscriber.
+        Progress is display only: it is not recorded in the run file."""
+        if total <= 0:
+            return
+        for sub in self._subscribers:
+            sub.update(f"step{step}", done, total, what)
 
     # ---- Ctrl+C: pause at the next checkpoint ----
     @contextlib.contextmanager
@@ -211,6 +283,12 @@ class Runner:
             self.event(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
             raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
         self.event(step.index, "paused at a checkpoint")
+        with contextlib.ExitStack() as held:
+            for sub in self._subscribers:
+                held.enter_context(sub.hold())
+            self._ask(step, where)
+
+    def _ask(self, step: Step, where: str) -> None:
         while True:
             print(f"labctl: paused at a checkpoint in {where}; hardware in its safe state. "
                   "[r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)

@@ -33,9 +33,11 @@ from labctl.core.routine import RoutineSpec
 from labctl.core.station_spec import StationSpec, chip_state_in_process, load_station, parse_station
 from labctl.runs import backends
 from labctl.runs import registry as routine_registry
+from labctl.runs.progress import resolve_mode
 from labctl.runs.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.runs.replay import plan_resume, replay
 from labctl.runs.run_loop import Runner, RunOptions, RunOutcome
+from labctl.runs.store.lock import RunFileLock
 from labctl.runs.store.reader import RunReader
 from labctl.runs.store.schema import Kind
 from labctl.runs.store.writer import RunWriter
@@ -53,6 +55,10 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     """Start (or, with ``opts.resume``, continue) a run. Validation errors raise
     :class:`ConfigError` before any hardware action."""
     reg = dict(registry) if registry is not None else load_registry()
+    try:
+        resolve_mode(opts.progress)
+    except ValueError as e:
+        raise ConfigError("labctl run", "--progress", str(e)) from None
     if opts.resume:
         return _resume(opts, reg)
     if not opts.protocol:
@@ -60,17 +66,23 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     protocol = load_protocol(opts.protocol, reg)                    # 1. the file, no backend
     spec, seed = _effective_station(opts.station, opts.seed)        # 2. the station file
     out = Path(opts.out) if opts.out else _default_out(protocol)
-    if out.exists():
-        raise ConfigError("labctl run", "--out", f"{out} exists; a run file is never "
-                          f"overwritten — choose another name, or continue it with --resume")
-    backend = backends.open_backend(spec)                                    # 3. no operation yet
+    lock = RunFileLock.acquire(out)        # held until the run's file is closed for good
+    try:
+        if out.exists():
+            raise ConfigError("labctl run", "--out", f"{out} exists; a run file is never "
+                              "overwritten — choose another name, or continue it with --resume")
+        backend = backends.open_backend(spec)                       # 3. no operation yet
+    except BaseException:
+        lock.release()
+        raise
     try:
         check_against_chip(protocol, reg, backend.chip, backend.envelope)  # 4. still none
         calibration = _load_calibration(backend, opts)
-        writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend))
+        writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend), lock)
         writer.fsync = not backend.capabilities.virtual_clock
     except BaseException:
         backend.close()
+        lock.release()
         raise
     runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
     return runner.execute(first_step=0, plan_state=None, step_begun=False)
@@ -78,6 +90,19 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
 
 def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
     path = Path(str(opts.resume))
+    if not path.is_file():
+        raise ConfigError(str(path), "(file)", "run file not found")
+    lock = RunFileLock.acquire(path)       # before reading: the file must not change under us
+    try:
+        return _resume_locked(opts, reg, path, lock)
+    except BaseException:
+        lock.release()                     # (a no-op once the runner has released it)
+        raise
+
+
+def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
+                   lock: RunFileLock) -> RunOutcome:
+    lock.remove_dead_temp_files()
     with RunReader(path) as rd:
         attrs = rd.attrs
         source = f"{path} (recorded protocol)"
@@ -108,7 +133,12 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
                                   "cannot be resumed on a simulated or virtual station")
         seed = int(attrs.get("seed", 0))
         if rd.complete:
+            lock.release()
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
+        if rd.damage:
+            raise ConfigError(str(path), "(file)", "damaged: " + "; ".join(rd.damage) + " — a "
+                              "resume could repeat pulses the unreadable part recorded; "
+                              "start a new run (labctl show / export read what is there)")
         _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
         backend = backends.open_backend(spec)
@@ -130,7 +160,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             raise
         n_resumed = int(attrs.get("resume_count", 0)) + 1
     try:
-        writer = RunWriter.continue_file(path, {"resume_count": n_resumed})
+        writer = RunWriter.continue_file(path, {"resume_count": n_resumed}, lock)
         writer.fsync = not backend.capabilities.virtual_clock
     except BaseException:
         backend.close()
@@ -143,7 +173,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             "not_replayed": plan.not_replayed, "host": socket.gethostname(),
             "ledger_after_replay": ledger_after_replay, **stats})
     except BaseException:
-        writer.close()
+        writer.release()
         backend.close()
         raise
     return runner.execute(first_step=plan.first_step, plan_state=plan.resume_state,

@@ -6,14 +6,14 @@ Works on any committed prefix, so it also describes the file a killed run left b
 from __future__ import annotations
 
 import datetime as dt
-import math
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import yaml
 
+from labctl.core.quantity_text import NOT_MEASURED, display, quantity
 from labctl.runs.store.reader import Record, RunReader
-from labctl.runs.store.schema import SCHEMA_VERSION, Kind
+from labctl.runs.store.schema import READABLE_VERSIONS, Kind
 
 
 def run_status(rd: RunReader) -> str:
@@ -22,6 +22,8 @@ def run_status(rd: RunReader) -> str:
     recs = rd.all()
     if recs and recs[-1].kind == Kind.RUN_END:
         return str(recs[-1].payload.get("status", "?"))
+    if rd.damage:
+        return "damaged: what can be read ends without a RUN_END record (see 'unreadable')"
     return "truncated (no RUN_END: the process was killed or is still running)"
 
 
@@ -42,61 +44,119 @@ def step_names(rd: RunReader) -> list[tuple[str, str]]:
     return out
 
 
-def summarize(rd: RunReader) -> list[str]:
+@dataclass
+class StepSummary:
+    index: int
+    name: str
+    routine: str
+    state: str
+    results: list[tuple[str, str]]
+
+
+@dataclass
+class RunSummary:
+    """What ``labctl show`` says about one run file, as data (rendered by the command)."""
+
+    header: list[tuple[str, str]]
+    steps: list[StepSummary]
+    events: list[str]
+    ending: list[tuple[str, str]]
+    damage: list[str]
+
+
+def describe(rd: RunReader) -> RunSummary:
     a = rd.attrs
     recs = rd.all()
-    lines = [
-        f"run file   {rd.path}  (schema {a.get('schema_version')}, this labctl reads "
-        f"≤ {SCHEMA_VERSION})",
-        f"status     {run_status(rd)}",
-        f"records    {len(recs)} committed"
-        + (f" ({rd.n_rows_on_disk - len(recs)} uncommitted tail rows ignored)"
-           if rd.n_rows_on_disk > len(recs) else ""),
-        f"run id     {a.get('run_id', '?')}  created {a.get('created_utc', '?')}  "
-        f"labctl {a.get('labctl_version', '?')}  resumed {a.get('resume_count', 0)}×",
-        f"where      host {a.get('host', '?')}  user {a.get('user', '?')}",
-        f"protocol   {a.get('protocol_name', '?')}  ({a.get('protocol_source', '?')})",
-        f"station    {a.get('station_source', '?')}  backend {a.get('backend', '?')}  "
-        f"seed {a.get('seed', '?')}",
-        f"chip       {a.get('chip_id', '?')}",
+    header = [
+        ("run file", f"{rd.path}  (schema {a.get('schema_version')}, this labctl reads "
+                     f"{', '.join(map(str, READABLE_VERSIONS))})"),
+        ("status", run_status(rd)),
+        ("records", f"{len(recs)} committed"
+         + (f" ({rd.n_rows_on_disk - len(recs)} uncommitted tail rows ignored)"
+            if rd.n_rows_on_disk > len(recs) and not rd.damage else "")),
+        ("run id", f"{a.get('run_id', '?')}  created {a.get('created_utc', '?')}  "
+                   f"labctl {a.get('labctl_version', '?')}  resumed {a.get('resume_count', 0)}×"),
+        ("where", f"host {a.get('host', '?')}  user {a.get('user', '?')}"),
+        ("protocol", f"{a.get('protocol_name', '?')}  ({a.get('protocol_source', '?')})"),
+        ("station", f"{a.get('station_source', '?')}  backend {a.get('backend', '?')}  "
+                    f"seed {a.get('seed', '?')}"),
+        ("chip", str(a.get("chip_id", "?"))),
     ]
     if recs:
         t0, t1 = recs[0].t_wall_s, recs[-1].t_wall_s
-        lines.append(f"time       {_utc(t0)} → {_utc(t1)} ({t1 - t0:.1f} s wall; chip clock "
-                     f"{_fmt(recs[-1].t_chip_s)} s)")
+        header.append(("time", f"{_utc(t0)} → {_utc(t1)} UTC: {t1 - t0:.1f} s of wall time"))
+        header.append(("chip clock", _clock_text(rd, recs[0].t_chip_s, recs[-1].t_chip_s)))
     shape = _chip_shape(rd)
     if shape is not None:
         counts = rd.pulse_counts(shape)
         n_reads = int(sum(int(r.row["read_count"]) for r in recs if r.kind == Kind.READ))
-        lines.append(f"operations {int(counts.sum())} cell-pulses on {int((counts > 0).sum())} "
-                     f"cells (max {int(counts.max())} on one cell), {n_reads} cell-read results")
-    names = step_names(rd)
-    lines.append("steps")
-    for i, (routine, name) in enumerate(names):
+        header.append(("operations", f"{int(counts.sum())} cell-pulses on "
+                                     f"{int((counts > 0).sum())} cells (max {int(counts.max())} "
+                                     f"on one cell), {n_reads} cell-read results"))
+    steps = []
+    for i, (routine, name) in enumerate(step_names(rd)):
         mine = [r for r in recs if r.step == i]
-        lines.append(f"  [{i + 1}] {name} ({routine}): {_step_state(mine)}")
-        for res in [r for r in mine if r.kind == Kind.RESULT][-1:]:
-            lines += [f"        {k} = {_fmt(v)}" for k, v in res.payload.items()
-                      if k != "outcome_codes"]
+        results = [display(k, v) for res in [r for r in mine if r.kind == Kind.RESULT][-1:]
+                   for k, v in res.payload.items() if k != "outcome_codes"]
+        steps.append(StepSummary(i, name, routine, _step_state(mine), results))
+    events = []
     for r in recs:
         if r.kind in (Kind.EVENT, Kind.RESUME):
             p = r.payload
             what = p.get("message") or (
                 f"resumed (#{p.get('resume')}) at step {p.get('first_step', 0) + 1},"
                 f" replayed {r.payload.get('replayed_pulses', 0)} cell-pulses onto the simulator")
-            lines.append(f"event      #{r.seq} {what}")
+            events.append(f"#{r.seq} {what}")
+    ending: list[tuple[str, str]] = []
     if recs and recs[-1].kind == Kind.RUN_END:
         end = recs[-1].payload
         if end.get("message"):
-            lines.append(f"ended      {end['message']}")
+            ending.append(("ended", str(end["message"])))
         led = end.get("ledger") or {}
         if led:
-            lines.append(f"ledger     {led.get('pulses')} cell-pulses, {led.get('reads')} "
-                         f"cell-reads, energy {_fmt(led.get('energy_J'))} J, device time "
-                         f"{_fmt(led.get('device_time_s'))} s (this process)")
-        safe = "reached" if end.get("safe_state_reached") else "NOT confirmed"
-        lines.append(f"safe state {safe}")
+            ending.append(("ledger", _ledger_text(led)))
+        ending.append(("safe state",
+                       "reached" if end.get("safe_state_reached") else "NOT confirmed"))
+    return RunSummary(header, steps, events, ending, list(rd.damage))
+
+
+def summarize(rd: RunReader) -> list[str]:
+    """The summary as plain text lines (``key       value``)."""
+    s = describe(rd)
+    lines = [f"{k:<10} {v}" for k, v in s.header]
+    lines += [f"unreadable {d}" for d in s.damage]
+    lines.append("steps")
+    for st in s.steps:
+        lines.append(f"  [{st.index + 1}] {st.name} ({st.routine}): {st.state}")
+        lines += [f"        {k} = {v}" for k, v in st.results]
+    lines += [f"event      {e}" for e in s.events]
+    lines += [f"{k:<10} {v}" for k, v in s.ending]
     return lines
+
+
+def _ledger_text(led: dict[str, Any]) -> str:
+    """Counts, device busy time and energy in their display units; energy a backend cannot
+    measure (NaN: real instruments keep no energy ledger) is said to be not measured."""
+    energy = quantity(led.get("energy_J"), "J")
+    if energy == NOT_MEASURED:
+        energy += " (this backend keeps no energy ledger)"
+    return (f"{led.get('pulses')} cell-pulses, {led.get('reads')} cell-reads; device busy "
+            f"time {quantity(led.get('device_time_s'), 's')}; energy {energy} (this process)")
+
+
+def _clock_text(rd: RunReader, t_first_s: float, t_last_s: float) -> str:
+    """The backend's clock over the run, said for what it is: on a virtual clock (the
+    simulator) it moves with waits and device time; on instruments it is the host's clock."""
+    caps = rd.attr_json("capabilities")
+    virtual = isinstance(caps, dict) and bool(caps.get("virtual_clock"))
+    span = quantity(t_last_s - t_first_s, "s")
+    if not virtual:
+        kind = "the host's clock: the instruments run in real time"
+    elif rd.attrs.get("backend") == "SimBackend":
+        kind = "virtual: moved by waits and by the device time of every operation"
+    else:
+        kind = "virtual: moved by waits only; device busy time is in the ledger"
+    return f"{span} from the first record to the last ({kind})"
 
 
 def _step_state(mine: list[Record]) -> str:
@@ -125,11 +185,3 @@ def _chip_shape(rd: RunReader) -> tuple[int, int, int] | None:
 
 def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    if isinstance(v, np.generic):
-        return _fmt(v.item())
-    return str(v)
