@@ -21,6 +21,7 @@ from pathlib import Path
 
 import h5py
 from h5py import h5f, h5p
+from h5py._objects import phil as _phil  # h5py's global HDF5 lock
 
 READ_ATTEMPTS = 10
 
@@ -50,9 +51,13 @@ def _fapl(attempts: int) -> h5p.PropFAID:
     fapl = h5p.create(h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5f.LIBVER_LATEST, h5f.LIBVER_LATEST)
     lib = _hdf5_library()
-    # H5Iis_valid guards against a second copy of the library that does not know this id.
-    if lib is not None and lib.H5Iis_valid(fapl.id) > 0:
-        lib.H5Pset_metadata_read_attempts(fapl.id, attempts)
+    # The HDF5 build h5py ships is not thread-safe: h5py serialises every call through its
+    # global lock, and calls made behind its back must hold it too (two reader threads
+    # crashed the process without it). H5Iis_valid guards against a second copy of the
+    # library that does not know this id.
+    with _phil:
+        if lib is not None and lib.H5Iis_valid(fapl.id) > 0:
+            lib.H5Pset_metadata_read_attempts(fapl.id, attempts)
     return fapl
 
 
@@ -60,7 +65,8 @@ def bounded_attempts_available() -> bool:
     """Whether :func:`open_for_reading` can bound the attempts in this process."""
     lib = _hdf5_library()
     fapl = h5p.create(h5p.FILE_ACCESS)  # held: the id is closed when the object goes
-    return lib is not None and lib.H5Iis_valid(fapl.id) > 0
+    with _phil:
+        return lib is not None and lib.H5Iis_valid(fapl.id) > 0
 
 
 def open_for_reading(path: Path) -> h5py.File:
