@@ -35,7 +35,9 @@ def test_param_specs() -> None:
     spec = {"a_S": Float("a", unit="S", min=0.0, max=1e-5, default=1e-6),
             "n": Int("n", min=1, max=3),
             "s": Section("s", {"x": Int("x", default=2)}, default={})}
-    assert validate(spec, {"n": 2, "a_S": "1e-6"}) == {"a_S": 1e-6, "n": 2, "s": {"x": 2}}
+    assert validate(spec, {"n": 2, "a_S": 1e-6}) == {"a_S": 1e-6, "n": 2, "s": {"x": 2}}
+    with pytest.raises(ParamError, match=r"a_S: must be a number .*; got '1e-6'"):
+        validate(spec, {"n": 2, "a_S": "1e-6"})  # a quoted number is a string, never converted
     with pytest.raises(ParamError, match=r"a_S: must be a number with 0 S ≤ value ≤ 1e-05 S"):
         validate(spec, {"n": 1, "a_S": 1})
     with pytest.raises(ParamError, match=r"^n: missing"):

@@ -1,0 +1,1 @@
+"""The floor of labctl: the backend interface, chip types, envelope, errors, parameters."""
