@@ -19,9 +19,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from labctl.core.validation import shown
 from labctl.errors import ConfigError, EnvelopeViolation
 
 TERMINALS = ("BL", "SL", "WL")
+
+RATED_MAX: dict[str, float] = {
+    "max_bitline_V": 10.0,
+    "max_sourceline_V": 10.0,
+    "max_gate_V": 10.0,
+    "max_read_V": 10.0,
+    "max_width_s": 1.0,
+    "min_width_s": 1.0,
+    "max_compliance_A": 0.1,
+}
+"""Plausibility bounds on an envelope: no station may declare limits beyond these. Voltages:
+the pulse sources labctl drives a chip's terminals with are rated ±10 V (Keysight 33500B
+and 81150A into high impedance; the test board's DACs below that), and a 1T1R test chip
+breaks down far below. Widths: forming pulses are milliseconds (NeuRRAM, Wan et al. 2022,
+https://doi.org/10.1038/s41586-022-04992-8); a second is already a DC stress. Compliance: a
+1T1R cell draws at most a few mA; 0.1 A is the SMUs' 100 mA range. A file asking for 400 V
+or 1e6 s is a typo or a wrong unit, refused before anything opens."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,11 @@ class SafetyEnvelope:
                 raise ConfigError(
                     "safety envelope", f.name, f"must be a positive number, got {v!r}"
                 )
+            if v > RATED_MAX[f.name]:
+                raise ConfigError(
+                    "safety envelope", f.name, f"{v:g} is beyond what any instrument labctl "
+                    f"drives is rated for (at most {RATED_MAX[f.name]:g}); check the unit"
+                )
         if self.min_width_s > self.max_width_s:
             raise ConfigError("safety envelope", "min_width_s", "must not exceed max_width_s")
 
@@ -83,8 +106,11 @@ class SafetyEnvelope:
         values: dict[str, float] = {}
         for key, raw in data.items():
             if isinstance(raw, bool) or not isinstance(raw, int | float):
-                raise ConfigError(source, key, f"must be a number, got {raw!r}")
-            values[key] = float(raw)
+                raise ConfigError(source, key, f"must be a number, got {shown(raw)}")
+            try:
+                values[key] = float(raw)
+            except OverflowError:
+                raise ConfigError(source, key, f"must be a number, got {shown(raw)}") from None
         try:
             return cls(**values)
         except ConfigError as e:

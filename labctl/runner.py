@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 
 from labctl.backend import BackendBase
+from labctl.core.station_schema import SEED_MAX, seed_of
+from labctl.core.validation import shown
 from labctl.errors import ConfigError
 from labctl.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.replay import plan_resume, replay
@@ -181,10 +183,10 @@ def _effective_station(station: str | None, seed: int | None) -> tuple[StationSp
     spec = load_station(station)
     st = dict(spec.station)
     if seed is None:
-        raw = st.get("seed", 0)
-        seed = raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
-    if seed < 0:
-        raise ConfigError("labctl run", "--seed", f"must be a non-negative integer, got {seed}")
+        seed = seed_of(st, spec.source)  # validated by load_station
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError("labctl run", "--seed", f"must be an integer from 0 to 2**63 - 1, "
+                          f"got {shown(seed)}")
     if spec.backend == "sim":
         if seed != st.get("seed", 0) and "chip_id" in st:
             # A different seed is a different simulated chip: it must not share the

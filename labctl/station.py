@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from labctl import yamlio
 from labctl.backend import BackendBase
+from labctl.core.station_schema import seed_of, validate_station
 from labctl.errors import ConfigError
 
-BACKENDS = ("sim", "instruments")
 DEFAULT_STATION: dict[str, Any] = {
     "station": {
         "backend": "sim",
@@ -57,15 +55,12 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(str(p), "(file)", f"{what} file not found")
     try:
-        data = yamlio.load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            str(p), "(syntax)", f"not valid YAML{where}: {getattr(e, 'problem', e)}"
-        ) from None
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(str(p), "(file)", "not a UTF-8 text file") from None
+    except OSError as e:
+        raise ConfigError(str(p), "(file)", f"cannot read it: {e.strerror or e}") from None
+    data = yamlio.load(text, str(p))
     if not isinstance(data, dict):
         raise ConfigError(
             str(p), "(top level)", f"must be a mapping of keys, got {type(data).__name__}"
@@ -74,23 +69,13 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
 
 
 def parse_station(data: Mapping[str, Any], source: str, path: Path | None = None) -> StationSpec:
-    for key in data:
-        if key not in ("station", "instruments"):
-            raise ConfigError(
-                source, str(key), "unknown top-level key; allowed: station, instruments"
-            )
-    st = data.get("station")
-    if not isinstance(st, Mapping):
-        raise ConfigError(source, "station", "missing, or not a mapping")
-    backend = st.get("backend", "sim")
-    if backend not in BACKENDS:
-        raise ConfigError(
-            source, "station.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}"
-        )
-    instruments = data.get("instruments", {}) or {}
-    if not isinstance(instruments, Mapping):
-        raise ConfigError(source, "instruments", "must be a mapping of instrument name → settings")
-    return StationSpec(source, backend, st, instruments, path)
+    """Validate a station document (:func:`labctl.core.station_schema.validate_station`:
+    every problem at once) and wrap it. Also used for the station a run file recorded, so a
+    resume trusts that file no more than a station file."""
+    station, _ = validate_station(data, source)
+    st = data["station"]
+    instruments = data.get("instruments") or {}
+    return StationSpec(source, str(getattr(station, "backend", "sim")), st, instruments, path)
 
 
 def load_station(path: str | Path | None) -> StationSpec:
@@ -107,7 +92,12 @@ def chip_state_in_process(spec: StationSpec) -> bool:
 
 
 def open_backend(station: str | Path | StationSpec | None = None) -> BackendBase:
-    """Build the backend a station file describes (the simulated chip when ``None``)."""
+    """Build the backend a station file describes (the simulated chip when ``None``).
+
+    The one place that knows every backend. A virtual instrument station (``virtual:
+    true``) gets labctl's own virtual lab — the simulated macro served on loopback, with the
+    station's preset, seed and chip id — started here and handed to the drivers; a file can
+    choose that lab, never a module to import."""
     spec = station if isinstance(station, StationSpec) else load_station(station)
     if spec.backend == "sim":
         from sim_backend.station import build_backend as build_sim
@@ -115,5 +105,11 @@ def open_backend(station: str | Path | StationSpec | None = None) -> BackendBase
         return build_sim(spec)
     from drivers.station import build_backend as build_instruments  # type: ignore[import-not-found,unused-ignore]
 
-    backend: BackendBase = build_instruments(spec)
+    lab = None
+    if spec.station.get("virtual") is True:
+        from sim_backend.virtual import start_lab
+
+        lab = start_lab(str(spec.station.get("preset", "default_180nm")),
+                        seed_of(spec.station, spec.source), chip_id=spec.station.get("chip_id"))
+    backend: BackendBase = build_instruments(spec, lab=lab)
     return backend

@@ -50,7 +50,7 @@ def _interleaved(direct: Any, wire: Any, cells: Cells, iterations: int) -> tuple
 
 
 def run(quick: bool = False) -> dict[str, float]:
-    from drivers.station import build_backend
+    from labctl.station import open_backend as build_backend
     from sim_backend import SimBackend
 
     seed = 7

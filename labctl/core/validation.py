@@ -48,6 +48,11 @@ def dotted(loc: tuple[Any, ...], prefix: str = "") -> str:
     return out or "(top level)"
 
 
+def key_error(key: str, problem: str) -> ValueError:
+    """For a model validator: an error about ``key`` (dotted, relative to the model)."""
+    return ValueError(f"@{key}: {problem}")
+
+
 def validate_model(model: type[BaseModel], data: Any, source: str, prefix: str = "",
                    context: Mapping[str, Any] | None = None) -> BaseModel:
     """``model.model_validate(data)``, or :class:`ConfigErrors` listing every problem."""
@@ -77,14 +82,25 @@ def problems(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
             out.append((key, f"must be a mapping of keys, got {type(err['input']).__name__}"))
         elif kind.startswith("value_error") or kind == "assertion_error":
-            out.append((key, str(err.get("ctx", {}).get("error", err["msg"]))))
+            text = str(err.get("ctx", {}).get("error", err["msg"]))
+            if text.startswith("@"):  # a model check naming the key it is about: "@key: ..."
+                sub, _, text = text[1:].partition(": ")
+                key = dotted(loc + tuple(sub.split(".")), prefix)
+            out.append((key, text))
         else:
             out.append((key, f"{_lower(err['msg'])}{what}; got {shown(err['input'])}"))
     return out
 
 
+_WORDS = {"a valid integer": "an integer", "a valid number": "a number",
+          "a valid string": "a string", "a valid boolean": "true or false",
+          "a valid dictionary": "a mapping", "a valid list": "a list"}
+
+
 def _lower(msg: str) -> str:
     msg = msg.replace("Input should be", "must be")
+    for pyd, ours in _WORDS.items():
+        msg = msg.replace(pyd, ours)
     return msg[:1].lower() + msg[1:]
 
 

@@ -293,7 +293,9 @@ def test_replay_only_when_the_chip_lives_in_this_process() -> None:
     from labctl.station import chip_state_in_process, parse_station
 
     assert chip_state_in_process(parse_station({"station": {"backend": "sim"}}, "x"))
-    virtual = {"station": {"backend": "instruments", "virtual": True}}
+    board = {"board": {"type": "FpgaTestBoard"}}
+    virtual = {"station": {"backend": "instruments", "virtual": True}, "instruments": board}
     assert chip_state_in_process(parse_station(virtual, "x"))
-    live = {"station": {"backend": "instruments"}, "instruments": {}}
+    live = {"station": {"backend": "instruments"},
+            "instruments": {"board": {"type": "FpgaTestBoard", "address": "COM3"}}}
     assert not chip_state_in_process(parse_station(live, "x"))
