@@ -33,7 +33,7 @@ from labctl.params import Bool, Float, Int, Param, ParamError
 from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 
 PARAMS: dict[str, Param] = {
-    **reg.PARAMS,
+    **reg.PULSE_PARAMS,
     "target": TARGET,
     "policy": POLICY,
     "reset": ramp_section("RESET amplitude ramp (source line, gate fully on)", 1.2, 2.5, 5.0,

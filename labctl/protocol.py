@@ -23,14 +23,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import ConfigDict, Field, TypeAdapter, create_model
 
 from labctl import yamlio
 from labctl.backend import ChipInfo
 from labctl.core.validation import did_you_mean, shown
 from labctl.envelope import SafetyEnvelope
 from labctl.errors import ConfigError, ConfigErrors
-from labctl.params import ParamError, validate
+from labctl.params import ParamError, model_for, validate
 from labctl.routine import RoutineSpec
 
 TOP_KEYS = ("name", "description", "routine", "params", "steps")
@@ -168,3 +170,36 @@ def _opt_str(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]],
         problems.append((key, f"must be a string, got {type(v).__name__}"))
         return default
     return v
+
+
+def protocol_json_schema(registry: Mapping[str, RoutineSpec]) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a protocol file, for editors: a top-level ``routine``
+    with its ``params``, or ``steps``; each routine's ``params`` is the model its declared
+    spec generates (:func:`labctl.params.model_for`), the same one :func:`validate` checks
+    with."""
+    single: list[Any] = []
+    steps: list[Any] = []
+    for name in sorted(registry):
+        params_model = model_for(registry[name].params, f"{name}_params")
+        required = any(f.is_required() for f in params_model.model_fields.values())
+        params_field: Any = (params_model, ...) if required else (params_model | None, None)
+        doc = registry[name].doc.strip().splitlines()[0] if registry[name].doc else name
+        common: dict[str, Any] = {"routine": (Literal[name], Field(description=doc)),  # type: ignore[valid-type]
+                                  "params": params_field}
+        steps.append(create_model(f"step_{name}", __config__=_SCHEMA_CONFIG,
+                                  name=(str | None, None), **common))
+        single.append(create_model(f"protocol_{name}", __config__=_SCHEMA_CONFIG,
+                                   name=(str | None, None), description=(str | None, None),
+                                   **common))
+    step = Annotated[Union[tuple(steps)], Field(discriminator="routine")]  # noqa: UP007
+    multi = create_model("protocol_steps", __config__=_SCHEMA_CONFIG,
+                         name=(str | None, None), description=(str | None, None),
+                         steps=(Annotated[list[step], Field(min_length=1,  # type: ignore[valid-type]
+                                                            max_length=MAX_STEPS)], ...))
+    schema = TypeAdapter(Union[(multi, *single)]).json_schema()
+    schema["title"] = "labctl protocol file"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+_SCHEMA_CONFIG = ConfigDict(extra="forbid", strict=True)

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from labctl.backend import BackendBase
+from labctl.core.output_paths import check_writable_dir
 from labctl.core.station_schema import SEED_MAX, seed_of
 from labctl.core.validation import shown
 from labctl.errors import ConfigError
@@ -35,7 +36,7 @@ from labctl.replay import plan_resume, replay
 from labctl.routine import RoutineSpec
 from labctl.run_loop import Runner, RunOptions, RunOutcome
 from labctl.station import StationSpec, chip_state_in_process, load_station, parse_station
-from labctl.store.calibration import CalibrationRecord
+from labctl.store.calibration import CalibrationRecord, calibration_dir
 from labctl.store.reader import RunReader
 from labctl.store.schema import Kind
 from labctl.store.writer import RunWriter
@@ -65,6 +66,7 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     if out.exists():
         raise ConfigError("labctl run", "--out", f"{out} exists; a run file is never "
                           f"overwritten — choose another name, or continue it with --resume")
+    _check_outputs(out, opts)                                       # before any operation
     from labctl.station import open_backend
 
     backend = open_backend(spec)                                    # 3. no operation yet
@@ -113,6 +115,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
         seed = int(attrs.get("seed", 0))
         if rd.complete:
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
+        _check_outputs(None, opts)
         _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
         from labctl.station import open_backend
@@ -158,6 +161,14 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
 
 # ---------------------------------------------------------------- the runner
 # ---------------------------------------------------------------- helpers
+def _check_outputs(out: Path | None, opts: RunOptions) -> None:
+    """The run file's directory and the calibration-record directory are writable — checked
+    before the backend opens, so no step forms cells and then cannot save its results."""
+    if out is not None:
+        check_writable_dir(out.parent, "--out")
+    check_writable_dir(calibration_dir(opts.calibration_dir), "--calibration-dir")
+
+
 def _load_calibration(backend: BackendBase, opts: RunOptions) -> CalibrationRecord:
     c = backend.chip
     return CalibrationRecord.load(c.chip_id, (c.n_tiles, c.n_rows, c.n_cols),

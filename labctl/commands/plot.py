@@ -15,11 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from labctl.core.output_paths import check_writable_dir
     from labctl.plots import plot_run
     from labctl.store.reader import RunReader
 
     run = Path(args.run_file)
     outdir = Path(args.outdir) if args.outdir else run.with_name(run.stem + "_plots")
+    check_writable_dir(outdir, "--outdir")
     with RunReader(run) as rd:
         written = plot_run(rd, outdir)
     for p in written:

@@ -233,6 +233,7 @@ def station_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a station file, for editors."""
     schema = StationFile.model_json_schema()
     schema["title"] = "labctl station file"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 
 

@@ -59,7 +59,7 @@ station:
     res, arr = run_protocol(tmp_path, f"""
 steps:
   - routine: forming
-    params: {{region: {{rows: [0, 16], cols: [0, 128]}}, formed_threshold_S: 2.0e-6}}
+    params: {{region: {{tile: 0, rows: [0, 16], cols: [0, 128]}}, formed_threshold_S: 2.0e-6}}
   - routine: verify_write
     params: {{region: {region}, target: {{kind: random_uniform, low_S: 2.0e-6,
               high_S: 38.0e-6}}}}

@@ -57,7 +57,7 @@ def test_param_specs() -> None:
      "≤ 0.01 s"),
     ("steps:\n  - routine: nope\n", "steps[0].routine", "must be one of"),
     ("routine: forming\nextra: 1\n", "extra", "unknown top-level key"),
-    ("routine: forming\nparams: {region: {rows: [4, 2]}}\n", "params.region.rows",
+    ("routine: forming\nparams: {region: {tile: 0, rows: [4, 2]}}\n", "params.region.rows",
      "stop must exceed start"),
     ("routine: verify_write\nparams: {target: {kind: stripes}}\n", "params.target.kind",
      "checkerboard"),
@@ -73,8 +73,9 @@ def test_config_errors_name_file_key_and_range(tmp_path: Path, text: str, key: s
     with pytest.raises(ConfigError) as ei:
         load_protocol(p, REGISTRY)
     assert ei.value.source == str(p)
-    assert ei.value.key == key
-    assert fragment in ei.value.problem
+    found = dict(ei.value.problems)
+    assert key in found, ei.value.problems
+    assert fragment in found[key]
 
 
 def _run_cli(tmp_path: Path, proto: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -87,10 +88,12 @@ def test_chip_dependent_errors_before_any_action(tmp_path: Path, opened: list[An
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Region outside the chip, or a voltage over the safety envelope: ConfigError after the
     backend opens and before it does anything."""
-    for text in ("routine: forming\nparams: {region: {tile: 0, rows: [0, 300]}}\n",
-                 "routine: forming\nparams: {bitline_V: 4.5}\n",
-                 "routine: verify_write\nparams: {reset: {stop_V: 3.5}}\n",
-                 "routine: verify_write\nparams: {target: {kind: uniform, g_S: 50.0e-6}}\n"):
+    region = "region: {tile: 0, rows: [0, 4], cols: [0, 4]}"
+    for text in ("routine: forming\nparams: {region: {tile: 0, rows: [0, 300], cols: [0, 4]}}\n",
+                 f"routine: forming\nparams: {{{region}, bitline_V: 4.5}}\n",
+                 f"routine: verify_write\nparams: {{{region}, reset: {{stop_V: 3.5}}}}\n",
+                 f"routine: verify_write\nparams: {{{region}, target: {{kind: uniform, "
+                 "g_S: 50.0e-6}}\n"):
         p = write(tmp_path / "bad.yaml", text)
         code, err = _run_cli(tmp_path, p, capsys)
         assert code == 2, err

@@ -221,10 +221,10 @@ def test_hardware_style_resume_rereads_and_never_replays(
     proto = write(tmp_path / "fake.yaml", """
 steps:
   - routine: forming
-    params: {region: {rows: [0, 8], cols: [0, 8]}, formed_threshold_S: 2.0e-6}
+    params: {region: {tile: 0, rows: [0, 8], cols: [0, 8]}, formed_threshold_S: 2.0e-6}
   - routine: verify_write
     params:
-      region: {rows: [0, 8], cols: [0, 8]}
+      region: {tile: 0, rows: [0, 8], cols: [0, 8]}
       target: {kind: checkerboard, low_S: 5.0e-6, high_S: 25.0e-6}
 """)
     chips: dict[str, np.ndarray] = {}  # chip name → its state, outliving every "process"
