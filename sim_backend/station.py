@@ -14,6 +14,7 @@ from sim_backend.backend import SimBackend
 from sim_backend.params import Preset
 from sim_backend.presets import load_preset
 
+
 def build_backend(spec: StationSpec) -> SimBackend:
     """A simulated chip from a validated sim station (types and ranges: the station schema,
     :mod:`labctl.core.station_schema`); the preset and its overrides are checked here, where
