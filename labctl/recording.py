@@ -4,11 +4,14 @@ Routines see this instead of the real backend, so recording cannot be forgotten.
 are written *before* they are applied (write-ahead: after a kill, the file names every
 pulse that may have reached the chip); reads are written after they return, with their
 results. MVMs are passed through unrecorded (the run store records programming, not
-inference).
+inference). Before every batch the runner's stop check runs, so Ctrl+C and SIGTERM stop any
+routine — also a workload programming millions of cells through direct pulses — at the next
+cell batch, in the safe state.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ from labctl.cells import Cells, FloatArray, broadcast_param
 from labctl.clock import Clock
 from labctl.envelope import SafetyEnvelope
 from labctl.ledger import Ledger
+from labctl.runs.fast_forward import FastForward
 from labctl.store.schema import PULSE_DTYPE, PULSE_KIND_CODES, READ_DTYPE, Kind
 from labctl.store.writer import RunWriter
 
@@ -48,10 +52,25 @@ def read_rows(cells: Cells, g_S: npt.ArrayLike) -> np.ndarray:
 class RecordingBackend:
     """Implements the :class:`~labctl.backend.Backend` interface over ``inner``."""
 
-    def __init__(self, inner: BackendBase, writer: RunWriter) -> None:
+    def __init__(self, inner: BackendBase, writer: RunWriter,
+                 stop_check: Callable[[], None] | None = None) -> None:
         self._inner = inner
         self._writer = writer
         self.step = -1
+        self._stop_check = stop_check
+        """Called before every pulse, read and MVM batch: raises to stop the run there (a
+        Ctrl+C or SIGTERM is honoured at the next cell batch, whatever the routine)."""
+        self.fast_forward: FastForward | None = None
+        """While set and active, calls are answered from the run file (resume by
+        re-execution, :mod:`labctl.runs.fast_forward`) and nothing is written."""
+
+    @property
+    def fast_forwarding(self) -> bool:
+        return self.fast_forward is not None and self.fast_forward.active
+
+    def _before_batch(self) -> None:
+        if self._stop_check is not None:
+            self._stop_check()
 
     @property
     def chip(self) -> ChipInfo:
@@ -76,18 +95,29 @@ class RecordingBackend:
     def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
               gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
               compliance_A: npt.ArrayLike | None = None) -> None:
+        self._before_batch()
         kind = PulseKind(kind)
         rows = pulse_rows(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
         # Check the envelope first so a rejected pulse is not recorded as possibly applied.
         self._inner.envelope.check_pulse(kind.terminal, rows["amplitude_V"], rows["gate_V"],
                                          rows["width_s"], None if compliance_A is None
                                          else rows["compliance_A"])
+        if self.fast_forward is not None and self.fast_forward.active:
+            if self.fast_forward.pulse(rows):
+                self._inner.pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+            return
         self._writer.record(Kind.PULSE, step=self.step, t_chip_s=self.clock.now(),
                             payload={"batches": [[kind.value, len(cells)]]}, pulses=rows)
         self._inner.pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
 
     def read(self, cells: Cells, read_V: float | None = None, gate_V: float | None = None,
              n_average: int = 1) -> FloatArray:
+        self._before_batch()
+        if self.fast_forward is not None and self.fast_forward.active:
+            g_rec = self.fast_forward.read(cells, read_V, gate_V, n_average)
+            if not self.fast_forward.live_chip:  # a rebuilt simulated chip: keep its history
+                self._inner.read(cells, read_V, gate_V, n_average)
+            return g_rec
         g = self._inner.read(cells, read_V, gate_V, n_average)
         self._writer.record(Kind.READ, step=self.step, t_chip_s=self.clock.now(),
                             payload={"read_V": read_V, "gate_V": gate_V, "n_average": n_average},
@@ -97,6 +127,7 @@ class RecordingBackend:
     def mvm(self, tile: int, inputs_V: npt.ArrayLike, *, rows: slice = slice(None),
             cols: slice = slice(None), differential: bool = False,
             adc_range_A: float | None = None) -> npt.NDArray[np.floating[Any]]:
+        self._before_batch()
         return self._inner.mvm(tile, inputs_V, rows=rows, cols=cols, differential=differential,
                                adc_range_A=adc_range_A)
 

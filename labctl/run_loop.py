@@ -28,6 +28,7 @@ from labctl.progress import Progress
 from labctl.protocol import Protocol, Step
 from labctl.recording import RecordingBackend, pulse_rows
 from labctl.routine import Checkpoint, ResumeState, RoutineSpec, StepContext
+from labctl.runs.fast_forward import ResumeDiverged
 from labctl.store.calibration import CalibrationRecord
 from labctl.store.schema import Kind
 from labctl.store.writer import RunWriter
@@ -66,7 +67,8 @@ class Runner:
         self.writer = writer
         self.seed = seed
         self.opts = opts
-        self.rec = RecordingBackend(backend, writer)
+        self.rec = RecordingBackend(backend, writer, stop_check=self._stop_check)
+        self._step: Step | None = None
         self.calibration = calibration
         self._interrupt = False
         self._terminate: str | None = None
@@ -98,17 +100,21 @@ class Runner:
             message = f"{type(e).__name__}: {e}"
             raise
         finally:
-            safe = self._safe_state()
-            with contextlib.suppress(Exception):
-                self.writer.record(Kind.RUN_END, t_chip_s=self.backend.clock.now(), payload={
-                    "status": status, "message": message, "safe_state_reached": safe,
-                    "ledger": self.backend.ledger.snapshot()})
-            with contextlib.suppress(Exception):
-                self.writer.close_and_compact()
-            with contextlib.suppress(Exception):
-                self.writer.close()
-            with contextlib.suppress(Exception):
-                self.backend.close()
+            with _signals_deferred():
+                # Once the status is decided, a Ctrl+C must not make the exit say otherwise
+                # than the file: finishing the file is short and runs to its end.
+                safe = self._safe_state()
+                with contextlib.suppress(Exception):
+                    self.writer.record(Kind.RUN_END, t_chip_s=self.backend.clock.now(),
+                                       payload={"status": status, "message": message,
+                                                "safe_state_reached": safe,
+                                                "ledger": self.backend.ledger.snapshot()})
+                with contextlib.suppress(Exception):
+                    self.writer.close_and_compact()
+                with contextlib.suppress(Exception):
+                    self.writer.close()
+                with contextlib.suppress(Exception):
+                    self.backend.close()
         return RunOutcome(self.writer.path, status, message)
 
     def _safe_state(self) -> bool:
@@ -122,6 +128,7 @@ class Runner:
     def _run_step(self, step: Step, resume: ResumeState | None, *, begun: bool) -> None:
         spec = self.registry[step.routine]
         self.rec.step = step.index
+        self._step = step
         self._pause_point(step)  # step boundaries are checkpoints too
         if not begun:
             self.writer.record(Kind.STEP_BEGIN, step=step.index, t_chip_s=self.backend.clock.now(),
@@ -142,6 +149,11 @@ class Runner:
                 bar.update(ck.done, ck.total)
         finally:
             bar.close()
+        if self.rec.fast_forwarding:
+            raise ResumeDiverged(f"resuming re-executed step {step.index + 1} ({step.name}), "
+                                 "which ended before repeating everything its record holds; "
+                                 "it does not repeat itself exactly. Stopped in the safe state; "
+                                 "start a new run of the protocol.")
         if ctx.calibration_changed:
             self.calibration.note(str(self.writer.path), step.routine)
             saved = self.calibration.save(self.opts.calibration_dir)
@@ -150,6 +162,13 @@ class Runner:
                            payload={"status": "completed"})
 
     def _commit(self, step: Step, ck: Checkpoint) -> None:
+        if self.rec.fast_forwarding and not ck.pulses:
+            return  # the checkpoint this resume starts from, yielded again
+        if self.rec.fast_forwarding:
+            raise ResumeDiverged(f"resuming re-executed step {step.index + 1} ({step.name}), "
+                                 "which reached a checkpoint its record does not hold; it does "
+                                 "not repeat itself exactly. Stopped in the safe state; start "
+                                 "a new run of the protocol.")
         env = self.backend.envelope
         chip = self.backend.chip
         parts, batches = [], []
@@ -167,16 +186,27 @@ class Runner:
             arrays=dict(ck.state), pulses=np.concatenate(parts) if parts else None)
 
     # ---- StepSink ----
+    # While a resumed step re-executes what its record holds, what it saves is already in
+    # the file: nothing is written twice.
     def save_arrays(self, step: int, arrays: Mapping[str, npt.ArrayLike]) -> None:
+        if self.rec.fast_forwarding:
+            return
         self.writer.record(Kind.ARRAY, step=step, t_chip_s=self.backend.clock.now(),
                            payload={"names": list(arrays)}, arrays=arrays)
 
     def save_result(self, step: int, figures: Mapping[str, Any]) -> None:
         self.step_results.setdefault(step, {}).update(figures)
+        if self.rec.fast_forwarding:
+            return
         self.writer.record(Kind.RESULT, step=step, t_chip_s=self.backend.clock.now(),
                            payload=dict(figures))
 
     def event(self, step: int, message: str, **data: Any) -> None:
+        if self.rec.fast_forwarding:
+            return
+        self._note(step, message, **data)
+
+    def _note(self, step: int, message: str, **data: Any) -> None:
         self.writer.record(Kind.EVENT, step=step, t_chip_s=self.backend.clock.now(),
                            payload={"message": message, **data})
 
@@ -194,11 +224,11 @@ class Runner:
                 raise KeyboardInterrupt
             self._interrupt = True
             if signum == signal.SIGINT:
-                print("\nlabctl: Ctrl+C — pausing at the next checkpoint (Ctrl+C again to stop "
+                print("\nlabctl: Ctrl+C — pausing at the next cell batch (Ctrl+C again to stop "
                       "now)", file=sys.stderr, flush=True)
             else:  # SIGTERM (kill, systemd, a scheduler) or SIGHUP (the terminal went away)
                 self._terminate = signal.Signals(signum).name
-                print(f"\nlabctl: {self._terminate} — aborting at the next checkpoint",
+                print(f"\nlabctl: {self._terminate} — aborting at the next cell batch",
                       file=sys.stderr, flush=True)
 
         signums = [signal.SIGINT, signal.SIGTERM]
@@ -211,27 +241,58 @@ class Runner:
             for sig, h in old.items():
                 signal.signal(sig, h)
 
+    def _stop_check(self) -> None:
+        """Before every pulse, read and MVM batch of a routine (the recording backend calls
+        it): a pending Ctrl+C or SIGTERM stops the step there, whatever the routine."""
+        if self._interrupt and self._step is not None:
+            self._pause_point(self._step)
+
     def _pause_point(self, step: Step) -> None:
         if not self._interrupt:
             return
         self._safe_state()
         where = f"step {step.index + 1} ({step.name})"
         if self._terminate:
-            self.event(step.index, f"aborted at a checkpoint ({self._terminate})")
+            self._note(step.index, f"aborted at a checkpoint ({self._terminate})")
             raise RunInterrupted(f"aborted at a checkpoint in {where} ({self._terminate})",
                                  aborted=True)
         if not self.interactive:
-            self.event(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
+            self._note(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
             raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
-        self.event(step.index, "paused at a checkpoint")
+        self._note(step.index, "paused at a checkpoint")
         while True:
             print(f"labctl: paused at a checkpoint in {where}; hardware in its safe state. "
                   "[r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)
             answer = sys.stdin.readline().strip().lower()
             if answer in ("r", "resume"):
                 self._interrupt = False
-                self.event(step.index, "resumed after pause")
+                self._note(step.index, "resumed after pause")
                 return
             if answer in ("a", "abort", ""):
-                self.event(step.index, "aborted at a checkpoint by the user")
+                self._note(step.index, "aborted at a checkpoint by the user")
                 raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP are noted and ignored while the block runs (main thread
+    only): the run's end is being written."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        print(f"\nlabctl: {signal.Signals(signum).name} — finishing the run file first",
+              file=sys.stderr, flush=True)
+
+    signums = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):
+        signums.append(signal.SIGHUP)
+    old = {sig: signal.signal(sig, note) for sig in signums}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)

@@ -35,6 +35,7 @@ from labctl.protocol import Protocol, check_against_chip, load_protocol, parse_p
 from labctl.replay import plan_resume, replay
 from labctl.routine import RoutineSpec
 from labctl.run_loop import Runner, RunOptions, RunOutcome
+from labctl.runs.fast_forward import FastForward, recorded_ops
 from labctl.station import StationSpec, chip_state_in_process, load_station, parse_station
 from labctl.store.calibration import CalibrationRecord, calibration_dir
 from labctl.store.reader import RunReader
@@ -118,6 +119,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
         _check_outputs(None, opts)
         _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
+        reexecute = recorded_ops(rd, plan.reexecute)
         from labctl.station import open_backend
 
         backend = open_backend(spec)
@@ -145,11 +147,15 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
         backend.close()
         raise
     runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
+    if reexecute:
+        replayed = chip_state_in_process(spec) and backend.capabilities.virtual_clock
+        runner.rec.fast_forward = FastForward(reexecute, live_chip=not replayed)
     try:
         writer.record(Kind.RESUME, t_chip_s=backend.clock.now(), payload={
             "resume": n_resumed, "first_step": plan.first_step, "cut_seq": plan.cut_seq,
             "checkpoint_seq": plan.resume_state.checkpoint_seq if plan.resume_state else None,
-            "not_replayed": plan.not_replayed, "host": socket.gethostname(),
+            "not_replayed": plan.not_replayed, "reexecuted": len(reexecute),
+            "host": socket.gethostname(),
             "ledger_after_replay": ledger_after_replay, **stats})
     except BaseException:
         writer.close()

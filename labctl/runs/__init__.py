@@ -1,0 +1,1 @@
+"""Protocol files, the runner, the run store, resume."""
