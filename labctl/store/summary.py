@@ -107,8 +107,9 @@ def _step_state(mine: list[Record]) -> str:
     ck = [r for r in mine if r.kind == Kind.CHECKPOINT]
     last_ck = ck[-1].seq if ck else 0
     if any(r.kind == Kind.PULSE and r.seq > last_ck for r in mine):
-        return (f"interrupted after direct pulses ({len(ck)} checkpoints); not resumable "
-                "mid-step — start a new run")
+        n = sum(len(r.pulses()) for r in mine if r.kind == Kind.PULSE and r.seq > last_ck)
+        return (f"interrupted after {n} directly applied pulses; resumable (the step is "
+                "re-executed against its record, nothing is pulsed twice)")
     if ck:
         p = ck[-1].payload
         return (f"interrupted after {len(ck)} checkpoints ({p.get('done')}/{p.get('total')} "
