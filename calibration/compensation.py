@@ -1,12 +1,12 @@
 """Drift compensation of analog MVM outputs, as strategy objects that only use ``backend.mvm``.
 
-- :class:`GlobalDriftCompensation` (IBM AIHWKit ``GlobalDriftCompensation`` — REFERENCE.md
+- :class:`GlobalDriftCompensation` (IBM AIHWKit ``GlobalDriftCompensation`` — docs/references.md
   "Drift compensation"): at programming time a fixed reference input runs through the
   analog path and mean |y0| is stored; later the same input gives mean |y_t| and outputs are
   scaled by mean|y0| / mean|y_t|. One scalar per block: it removes a common gain change
   (e.g. the mean relaxation of every cell, −0.089 µS per e-fold of time, AIHWKit CMO fit).
 - :class:`ColumnAffineCorrection` (IBM HERMES, Le Gallo et al., Nat. Electron. 2023 —
-  REFERENCE.md): per output column a gain and an offset, fitted by least squares on
+  docs/references.md): per output column a gain and an offset, fitted by least squares on
   calibration inputs so that gain·y_measured + offset matches the outputs the intended
   conductances would give. It removes per-column systematic errors (column-wise drift,
   ADC/periphery offsets); what is left is the random, cell-by-cell part of drift, which only
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Waits with ``backend.clock`` (virtual on the simulator, so a day takes no wall time). The
 per-cell reads at each time are stored, and, against the first read (the drift baseline,
 kept in the chip's calibration record), the mean and the spread (σ over cells) of each cell's
-shift — what the relaxation fits in REFERENCE.md describe (mean shift ∝ ln t, spread growing
+shift — what the relaxation fits in docs/references.md describe (mean shift ∝ ln t, spread growing
 with ln t).
 Checkpoints after each time point, so a resumed run continues with the next one.
 """
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from calibration import region as reg
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
 
 PARAMS: dict[str, Param] = {
     **reg.PARAMS,

@@ -21,12 +21,12 @@ import numpy as np
 
 from calibration import region as reg
 from calibration.faults import ColumnRemap, is_bad
-from labctl.backend import ChipInfo
-from labctl.cells import Cells
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Bool, Float, Int, IntPair, Param, ParamError
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
-from labctl.store.calibration import FAULT_CODES
+from labctl.core.backend import ChipInfo
+from labctl.core.calibration_record import FAULT_CODES
+from labctl.core.cells import Cells
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Bool, Float, Int, IntPair, Param, ParamError
 
 PARAMS: dict[str, Param] = {
     **reg.PARAMS,

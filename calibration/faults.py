@@ -1,6 +1,6 @@
 """Fault maps and column remapping.
 
-Faults are classified from forming and programming outcomes and from reads (REFERENCE.md:
+Faults are classified from forming and programming outcomes and from reads (docs/references.md:
 distinguish stuck-at-LRS, stuck-at-HRS and unformed; 0.2 % in a mature process, Li 2018, up
 to 10–13 % in research arrays):
 
@@ -9,7 +9,7 @@ to 10–13 % in research arrays):
   the window);
 - *stuck at HRS*: could not move it and it reads below its target.
 
-Codes are the calibration record's (:data:`labctl.store.calibration.FAULT_CODES`).
+Codes are the calibration record's (:data:`labctl.core.calibration_record.FAULT_CODES`).
 :class:`ColumnRemap` maps logical columns that contain faults to spare physical columns —
 a small object the inference layer can use to place a weight matrix.
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import Backend
-from labctl.cells import Cells
-from labctl.store.calibration import FAULT_CODES
+from labctl.core.backend import Backend
+from labctl.core.calibration_record import FAULT_CODES
+from labctl.core.cells import Cells
 
 BAD_CODES = (FAULT_CODES["unformed"], FAULT_CODES["stuck_lrs"], FAULT_CODES["stuck_hrs"])
 FORMED_THRESHOLD_S = 2e-6
@@ -34,7 +34,7 @@ def form_block(be: Backend, cells: Cells, *, bitline_V: float = 3.3, gate_start_
                gate_step_V: float = 0.05, gate_stop_V: float = 4.0, width_s: float = 1e-3,
                threshold_S: float = FORMED_THRESHOLD_S) -> np.ndarray:
     """Form ``cells`` directly (no run file) with the gate ramp of the ``forming`` routine
-    (Stanford NI-RRAM-Python settings — REFERENCE.md); returns the unformed mask."""
+    (Stanford NI-RRAM-Python settings — docs/references.md); returns the unformed mask."""
     from calibration import forming
 
     st = forming.form_direct(be, cells, {

@@ -1,7 +1,7 @@
 """Digital twin: fit the simulator's device-model parameters to characterization data.
 
 The result is written as a preset YAML file with the same keys as the simulator's preset
-schema (``sim_backend.params.Preset``; only the fitted fields are written, the rest keep the
+schema (``sim_backend.preset.Preset``; only the fitted fields are written, the rest keep the
 simulator's defaults), so ``SimBackend(path)`` / a station's ``preset: path`` loads it.
 Calibration never imports the simulator: the keys are repeated here on purpose.
 
@@ -10,7 +10,7 @@ What is fitted, and from what:
 - **Relaxation spread table** (``relaxation.table_G_S``, ``sigma_1s_S``, ``sigma_1day_S``):
   from level reads at t = 0, 1 s and 1 day. The simulator's table is the spread *including*
   a ±1 µS uniform write-verify band (σ_prog = 0.577 µS, AIHWKit ``ReRamWan2022NoiseModel``
-  fitted to NeuRRAM — REFERENCE.md), so the fitted value is
+  fitted to NeuRRAM — docs/references.md), so the fitted value is
   √(σ_meas(t)² − σ_meas(0)² + σ_prog²): the growth since programming (which also cancels
   the averaged read noise) on top of the reference band.
 - **Mean relaxation** (``relaxation.mean_shift_S_per_ln_t``): mean shift of levels ≥ 8 µS
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from labctl.store.calibration import FAULT_CODES
+from labctl.core.calibration_record import FAULT_CODES
 
 SIGMA_PROG_REF_S = 0.577e-6
 """Write-verify spread the reference table assumes: ±1 µS uniform band, 1/√3 µS (NeuRRAM)."""
@@ -47,7 +47,7 @@ PRESET_FORMAT = "labctl-preset/1"
 
 @dataclass(frozen=True)
 class CharacterizationData:
-    """Reads of a level characterization (:mod:`calibration.levels`)."""
+    """Reads of a level characterization (:mod:`calibration.characterize`)."""
 
     levels_S: np.ndarray
     level: np.ndarray

@@ -2,7 +2,7 @@
 
 Every pristine cell gets FORM pulses on the bit line (3.3 V, 1 ms) while its gate voltage
 ramps from 1.3 V in 0.05 V steps (Stanford NI-RRAM-Python 1T1R controller settings —
-REFERENCE.md); the gate caps the forming current so the filament is not overshot. After each
+docs/references.md); the gate caps the forming current so the filament is not overshot. After each
 pulse the pending cells are read; a cell whose conductance exceeds ``formed_threshold_S`` is
 formed and gets no more pulses. Cells still below it after the top gate voltage are reported
 unformable and marked ``unformed`` in the chip's calibration record.
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from calibration import region as reg
-from labctl.backend import Backend, ChipInfo, PulseKind
-from labctl.cells import Cells
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.backend import Backend, ChipInfo, PulseKind
+from labctl.core.cells import Cells
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
 
 PENDING, FORMED, UNFORMABLE = 0, 1, 2
 OUTCOMES = {"pending": PENDING, "formed": FORMED, "unformable": UNFORMABLE}

@@ -7,12 +7,12 @@ carry them) and never loops over cells.
 
 - :class:`AmplitudeStepping`: NeuRRAM's scheme — fixed gate, the bit-line (SET) or
   source-line (RESET) amplitude ramps 0.1 V per pulse from 1.2 V, restarting when the cell
-  changes direction (Wan et al., Nature 608, 504, 2022 — REFERENCE.md "1T1R operation").
+  changes direction (Wan et al., Nature 608, 504, 2022 — docs/references.md "1T1R operation").
 - :class:`GateStepping`: SET with the gate as compliance. The access transistor's saturation
   current ½β(V_g − V_th)² caps the current and so the LRS conductance (I_C / V_hold,
   Ielmini 2016); the policy starts the gate low and raises it in small steps of the implied
   cap until the cell is in band — the physically natural fine control of a 1T1R cell
-  (REFERENCE.md: "Gate voltage is the compliance"). Overshoots are corrected with the RESET
+  (docs/references.md: "Gate voltage is the compliance"). Overshoots are corrected with the RESET
   amplitude ramp, after which the gate ladder restarts just above the cell's conductance.
 - :class:`WidthStepping`: fixed amplitudes, the pulse width grows geometrically (NeuRRAM
   widths 100 ns–1 µs), using the exponential voltage–time kinetics: a short pulse switches
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Param, ParamError, Section, Tagged
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine_params import Float, Param, ParamError, Section, Tagged
 
 Arr = np.ndarray
 PulseParams = tuple[Arr, Arr, Arr]
@@ -37,7 +37,7 @@ PulseParams = tuple[Arr, Arr, Arr]
 
 
 def ramp_section(doc: str, start: float, stop: float, gate: float, width: float) -> Param:
-    """An amplitude ramp (NeuRRAM: from 1.2 V, +0.1 V per pulse — REFERENCE.md)."""
+    """An amplitude ramp (NeuRRAM: from 1.2 V, +0.1 V per pulse — docs/references.md)."""
     return Section(doc, {
         "start_V": Float("first pulse amplitude", unit="V", min=0.1, max=5.0, default=start),
         "step_V": Float("amplitude increase per pulse", unit="V", min=0.0, max=1.0, default=0.1),
@@ -49,7 +49,8 @@ def ramp_section(doc: str, start: float, stop: float, gate: float, width: float)
 
 # Gate → compliance-cap coefficients: the square-law access transistor of the 180 nm design
 # (V_th 0.7 V, β 10.2 µA/V², V_hold 0.5 V: gate 1.0–2.7 V spans 1–40 µS, matching the
-# NeuRRAM SET gate range 2.5–3.0 V for the top of the window — REFERENCE.md, docs/simulator.md).
+# NeuRRAM SET gate range 2.5–3.0 V for the top of the window — docs/references.md,
+# docs/simulator.md).
 # A fitted chip model (calibration.fitting) may replace them.
 _GATE = {
     "set_V": Float("SET bit-line amplitude (partial switching per pulse)", unit="V", min=0.1,
@@ -247,7 +248,7 @@ def check_policy(spec: Mapping[str, Any], env: SafetyEnvelope, chip: ChipInfo) -
 
 def default_policy() -> Policy:
     """The default policy with default parameters (gate ladder; NeuRRAM RESET ramp)."""
-    from labctl.params import validate
+    from labctl.core.routine_params import validate
 
     p = validate({"policy": POLICY, "reset": ramp_section("", 1.2, 2.5, 5.0, 1e-6)}, {})
     return make_policy(p["policy"], {}, p["reset"])

@@ -5,7 +5,7 @@ at most one SET batch and one RESET batch, whose parameters a :mod:`calibration.
 policy chooses. The routine ``verify_write`` wraps it in checkpoints; :func:`program_direct`
 applies it straight to a backend (bench, refresh, tests).
 
-Acceptance (NeuRRAM chip test code, Wan et al. 2022 — REFERENCE.md): a cell stops being
+Acceptance (NeuRRAM chip test code, Wan et al. 2022 — docs/references.md): a cell stops being
 pulsed when an averaged read lands within ``aim_S`` of its target, and is *converged* when
 the next read (no pulse between) confirms it within the ±``tolerance_S`` band. ``aim_S``
 defaults to half the band so that the accepted cells sit near the centre of the band, not at
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from calibration.policies import Policy
-from labctl.backend import Backend, PulseKind
-from labctl.cells import Cells
+from labctl.core.backend import Backend, PulseKind
+from labctl.core.cells import Cells
 
 PENDING, CONVERGED, GAVE_UP, STUCK, SKIPPED = 0, 1, 2, 3, 4
 OUTCOMES = {"pending": PENDING, "converged": CONVERGED, "gave_up": GAVE_UP, "stuck": STUCK,
@@ -38,7 +38,7 @@ LIMITS = {"none": LIMIT_NONE, "pulses": LIMIT_PULSES, "alternations": LIMIT_ALTE
 
 @dataclass(frozen=True)
 class Settings:
-    """Acceptance band and per-cell limits (defaults: NeuRRAM — REFERENCE.md)."""
+    """Acceptance band and per-cell limits (defaults: NeuRRAM — docs/references.md)."""
 
     tolerance_S: float = 1e-6
     """Acceptance band half-width (NeuRRAM ±1 µS)."""

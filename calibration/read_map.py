@@ -6,10 +6,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from calibration import region as reg
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
 
 PARAMS: dict[str, Param] = {
     **reg.PARAMS,

@@ -8,7 +8,7 @@ the RMS error before and after is reported (and, with ``mvm_error``, the relativ
 error of the block against its targets after the round). The default tolerance, 0.5 µS, is the
 verify-write aim band (:mod:`calibration.programming`), so a refreshed block is as accurate
 as a freshly programmed one; with the NeuRRAM-fitted spread of 2.8–3.9 µS after a day
-(REFERENCE.md) that means most cells. Cells known faulty are left alone. Checkpointed before
+(docs/references.md) that means most cells. Cells known faulty are left alone. Checkpointed before
 every pulse batch, like verify-write.
 """
 
@@ -26,11 +26,11 @@ from calibration.faults import is_bad
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.refresh_core import drifted
 from calibration.targets import TARGET, check_target, fingerprint, make_target, region_key
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
-from labctl.errors import ConfigError
-from labctl.params import Bool, Float, Int, Param, ParamError
-from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import ConfigError
+from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.routine_params import Bool, Float, Int, Param, ParamError
 
 PARAMS: dict[str, Param] = {
     **reg.PULSE_PARAMS,

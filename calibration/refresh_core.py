@@ -1,6 +1,6 @@
 """Refresh: re-program the cells whose measured drift exceeds a tolerance.
 
-No open-source stack schedules re-programming from measured drift (REFERENCE.md, "Drift
+No open-source stack schedules re-programming from measured drift (docs/references.md, "Drift
 compensation"); this is the simple form: read every cell (averaged), and verify-write again
 only the cells further than ``drift_tolerance_S`` from their target. Compensation removes the
 systematic part of drift; this removes the random, cell-by-cell part that compensation
@@ -13,8 +13,8 @@ import numpy as np
 
 from calibration import programming as pg
 from calibration.policies import Policy
-from labctl.backend import Backend
-from labctl.cells import Cells
+from labctl.core.backend import Backend
+from labctl.core.cells import Cells
 
 
 def drifted(g_S: np.ndarray, target_S: np.ndarray, tolerance_S: float,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from labctl.backend import ChipInfo
-from labctl.cells import Cells
-from labctl.params import Int, IntPair, Param, ParamError, Section
+from labctl.core.backend import ChipInfo
+from labctl.core.cells import Cells
+from labctl.core.routine_params import Int, IntPair, Param, ParamError, Section
 
 REGION = Section("the block of cells to work on", {
     "tile": Int("tile index", min=0, default=0),

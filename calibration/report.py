@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from labctl.params import Param
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Param
 
 PARAMS: dict[str, Param] = {}
 SHOWN = {

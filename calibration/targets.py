@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import ChipInfo
-from labctl.params import Float, Int, ParamError, PathParam, Tagged
+from labctl.core.backend import ChipInfo
+from labctl.core.routine_params import Float, Int, ParamError, PathParam, Tagged
 
 _LOW = Float("low conductance", unit="S", min=0.0, max=1e-3, default=5e-6)
 _HIGH = Float("high conductance", unit="S", min=0.0, max=1e-3, default=30e-6)

@@ -5,7 +5,7 @@ one SET batch and one RESET batch — never a Python loop over cells. The engine
 acceptance rules are :mod:`calibration.programming`; how the next pulse is chosen is a
 policy (:mod:`calibration.policies`), selected in the protocol with ``policy: {kind: ...}``:
 ``gate`` (default: gate-voltage ladder for SET, the ``reset`` amplitude ramp for RESET),
-``amplitude`` (NeuRRAM ramps ``set`` / ``reset``, Wan et al. 2022 — REFERENCE.md) or
+``amplitude`` (NeuRRAM ramps ``set`` / ``reset``, Wan et al. 2022 — docs/references.md) or
 ``pulse_width``. Cells the chip's calibration record already marks unformed or stuck are
 *skipped* (never pulsed); cells found stuck are marked in it.
 
@@ -27,11 +27,11 @@ from calibration import programming as pg
 from calibration import region as reg
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.targets import TARGET, check_target, fingerprint, make_target, region_key
-from labctl.backend import ChipInfo
-from labctl.envelope import SafetyEnvelope
-from labctl.params import Bool, Float, Int, Param, ParamError, validate
-from labctl.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
-from labctl.store.calibration import FAULT_CODES
+from labctl.core.backend import ChipInfo
+from labctl.core.calibration_record import FAULT_CODES
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
+from labctl.core.routine_params import Bool, Float, Int, Param, ParamError, validate
 
 PENDING, CONVERGED, GAVE_UP, STUCK, SKIPPED = (pg.PENDING, pg.CONVERGED, pg.GAVE_UP, pg.STUCK,
                                                pg.SKIPPED)

@@ -34,11 +34,11 @@ from calibration import forming
 from calibration import programming as pg
 from calibration.policies import POLICY, Policy, check_policy, make_policy, ramp_section
 from calibration.verify_write import KNOWN_BAD
-from labctl.backend import Backend, ChipInfo
-from labctl.cells import Cells
-from labctl.envelope import SafetyEnvelope
-from labctl.params import ParamError, validate
-from labctl.store.calibration import FAULT_CODES, CalibrationRecord
+from labctl.core.backend import Backend, ChipInfo
+from labctl.core.calibration_record import FAULT_CODES, CalibrationRecord
+from labctl.core.cells import Cells
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine_params import ParamError, validate
 
 __all__ = ["WEIGHT_SETTINGS", "WeightProgrammer", "make_program_fn"]
 

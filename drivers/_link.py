@@ -21,7 +21,7 @@ from qcodes.instrument import VisaInstrument
 from qcodes.utils import DelayedKeyboardInterrupt
 from qcodes.validators import Validator
 
-from labctl.errors import (
+from labctl.core.errors import (
     CommunicationError,
     EnvelopeViolation,
     InstrumentFault,
@@ -106,7 +106,7 @@ def form_delay_s(name: str, width_s: float, integration_s: float, overhead_s: fl
 
 class Limit(Validator[float]):
     """A numeric validator that stacks the chip's safety envelope on the instrument's own
-    range. Out-of-range values raise :class:`~labctl.errors.EnvelopeViolation` (a
+    range. Out-of-range values raise :class:`~labctl.core.errors.EnvelopeViolation` (a
     ``ValueError``): rejected, never clipped."""
 
     def __init__(self, name: str, lo: float, hi: float, unit: str,

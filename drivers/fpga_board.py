@@ -23,14 +23,14 @@ from qcodes.instrument import Instrument
 from qcodes.utils import DelayedKeyboardInterrupt
 
 from drivers._link import Limit
-from labctl import boardproto as bp
-from labctl.errors import (
+from labctl.core.errors import (
     CommunicationError,
     InstrumentError,
     InstrumentFault,
     InstrumentTimeout,
     SafetyInterlock,
 )
+from labctl.wire import board_protocol as bp
 
 
 class BoardUnsupported(InstrumentError):

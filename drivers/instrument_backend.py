@@ -17,7 +17,7 @@ Two topologies, named in the station file:
     amplitude and a width (no current compliance: the gate limits the current, and a
     ``compliance_A`` is refused). MVMs still go through the board's DACs and ADCs.
 
-Every failure ends in the safe state through :class:`labctl.backend.BackendBase`:
+Every failure ends in the safe state through :class:`labctl.core.backend.BackendBase`:
 SMU and pulse generator outputs off, board abort (all DACs 0 V, routes open).
 """
 
@@ -32,11 +32,11 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.fpga_board import BoardUnsupported, FpgaTestBoard
-from labctl.backend import BackendBase, Capabilities, ChipInfo, PulseKind
-from labctl.cells import Cells, FloatArray
-from labctl.clock import Clock, WallClock
-from labctl.envelope import SafetyEnvelope
-from labctl.errors import ConfigError, RequestRejected, SafetyInterlock
+from labctl.core.backend import BackendBase, Capabilities, ChipInfo, PulseKind
+from labctl.core.cells import Cells, FloatArray
+from labctl.core.clock import Clock, WallClock
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import ConfigError, RequestRejected, SafetyInterlock
 
 TOPOLOGIES = ("board", "board+smu+pulsegen")
 MAX_SMU_AVERAGE = 100
@@ -190,22 +190,13 @@ class InstrumentBackend(BackendBase):
                    + (self.pulsegen.transactions if self.pulsegen is not None else 0))
 
     # ---- operations ----
-    def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
-              gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
-              compliance_A: npt.ArrayLike | None = None) -> None:
-        """As :meth:`BackendBase.pulse`; in topology ``board+smu+pulsegen`` a FORM whose
-        real SMU on-time cannot be the requested width (or would exceed ``max_width_s``)
-        is refused before any exchange — not even the safe-state exchanges a failure
-        inside the operation triggers."""
-        if self.smu is not None and self.topology != "board" and (
-                kind is PulseKind.FORM or kind == "FORM"):
-            widths = np.zeros(0)
-            with contextlib.suppress(TypeError, ValueError):  # malformed: the base class says
-                widths = np.unique(np.asarray(width_s, dtype=np.float64))
-            e = self._envelope
-            for w in widths[(widths >= e.min_width_s) & (widths <= e.max_width_s)]:
-                self.smu.form_delay_s(float(w), e.max_width_s)  # outside: the envelope check
-        super().pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+    def _precheck_pulse(self, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,
+                        width_s: FloatArray, compliance_A: FloatArray | None) -> None:
+        """In topology ``board+smu+pulsegen`` a FORM whose real SMU on-time cannot be the
+        requested width (or would exceed ``max_width_s``) is refused before any exchange."""
+        if self.smu is not None and self.topology != "board" and kind is PulseKind.FORM:
+            for w in np.unique(width_s):
+                self.smu.form_delay_s(float(w), self._envelope.max_width_s)
 
     # ---- primitives ----
     def _pulse(self, cells: Cells, kind: PulseKind, amplitude_V: FloatArray, gate_V: FloatArray,

@@ -38,7 +38,7 @@ from drivers._link import (
     parse_float,
     parse_scpi_error,
 )
-from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
+from labctl.core.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 _COMPOUND = re.compile(r'^(?:(.*);)?([+-]?\d+,".*")\s*$', re.DOTALL)
 LIST_CHUNK = 100

@@ -38,7 +38,7 @@ from drivers._link import (
     fmt,
     parse_float,
 )
-from labctl.errors import CommunicationError, InstrumentError, SafetyInterlock
+from labctl.core.errors import CommunicationError, InstrumentError, SafetyInterlock
 
 ERRCHECK = "print(errorqueue.next())"
 

@@ -24,7 +24,7 @@ import re
 from typing import Any, ClassVar
 
 from drivers._link import Limit, LinkedVisaInstrument, fmt, parse_float, parse_scpi_error
-from labctl.errors import CommunicationError, InstrumentError
+from labctl.core.errors import CommunicationError, InstrumentError
 
 _COMPOUND = re.compile(r'^(?:(.*);)?([+-]?\d+,".*")\s*$', re.DOTALL)
 
@@ -155,7 +155,7 @@ class Keysight81150A(Keysight33500B):
     spellings are from memory and could not be confirmed against the 81150A programming
     guide, so they are not sent. Because every command's error queue is checked in the
     same round trip, an 81150A answers the first unsupported header with an error and
-    :meth:`configure` raises :class:`~labctl.errors.InstrumentError` before any output goes
+    :meth:`configure` raises :class:`~labctl.core.errors.InstrumentError` before any output goes
     on; nothing is silently mis-programmed (notably not the 50 Ω / high-Z level doubling).
     The virtual lab accepts both spellings and so does not catch this.
     """

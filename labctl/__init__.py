@@ -1,14 +1,14 @@
 """labctl: control and calibration of memristor (RRAM) crossbar test chips.
 
 Importing labctl is cheap: it never imports qcodes, the drivers or the simulator. Backends
-are built from station files by :func:`labctl.station.open_backend`.
+are built from station files by :func:`labctl.runs.backends.open_backend`.
 """
 
-from labctl.backend import Backend, BackendBase, Capabilities, ChipInfo, PulseKind
-from labctl.cells import Cells
-from labctl.clock import Clock, VirtualClock, WallClock
-from labctl.envelope import SafetyEnvelope
-from labctl.errors import (
+from labctl.core.backend import Backend, BackendBase, Capabilities, ChipInfo, PulseKind
+from labctl.core.cells import Cells
+from labctl.core.clock import Clock, VirtualClock, WallClock
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import (
     CommunicationError,
     ConfigError,
     EnvelopeViolation,
@@ -18,7 +18,7 @@ from labctl.errors import (
     LabctlError,
     RequestRejected,
 )
-from labctl.ledger import Ledger
+from labctl.core.ledger import Ledger
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 import sys
 
-from labctl.cli import main
+from labctl.app.cli import main
 
 sys.exit(main())

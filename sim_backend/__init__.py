@@ -3,7 +3,7 @@
 
 from sim_backend.backend import SimBackend
 from sim_backend.macro import Macro
-from sim_backend.params import Preset
+from sim_backend.preset import Preset
 from sim_backend.presets import load_preset, save_preset
 
 __all__ = ["Macro", "Preset", "SimBackend", "load_preset", "save_preset"]

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.backend import BackendBase, Capabilities, PulseKind
-from labctl.cells import Cells, FloatArray
-from labctl.clock import VirtualClock
-from labctl.envelope import SafetyEnvelope
+from labctl.core.backend import BackendBase, Capabilities, PulseKind
+from labctl.core.cells import Cells, FloatArray
+from labctl.core.clock import VirtualClock
+from labctl.core.envelope import SafetyEnvelope
 from sim_backend.macro import Macro
-from sim_backend.params import Preset
+from sim_backend.preset import Preset
 from sim_backend.presets import load_preset
 
 

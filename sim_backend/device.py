@@ -2,7 +2,7 @@
 
 Pure, vectorized functions of arrays of cells. Randomness comes only from
 :mod:`sim_backend.rng`, keyed by (seed, cell, event), so each cell's history is independent
-of batching. Equations and their sources are in :mod:`sim_backend.params`.
+of batching. Equations and their sources are in :mod:`sim_backend.preset`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sim_backend import rng
-from sim_backend.params import Preset
+from sim_backend.preset import Preset
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from labctl.backend import PulseKind
-from labctl.cells import Cells
-from labctl.ledger import Ledger
-from sim_backend.params import Preset
+from labctl.core.backend import PulseKind
+from labctl.core.cells import Cells
+from labctl.core.ledger import Ledger
+from sim_backend.preset import Preset
 
 F64 = npt.NDArray[np.float64]
 

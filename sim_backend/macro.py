@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from labctl.backend import ChipInfo, PulseKind
-from labctl.cells import Cells
-from labctl.clock import VirtualClock
-from labctl.ledger import Ledger
+from labctl.core.backend import ChipInfo, PulseKind
+from labctl.core.cells import Cells
+from labctl.core.clock import VirtualClock
+from labctl.core.ledger import Ledger
 from sim_backend import rng
 from sim_backend.device import (
     Fault,
@@ -30,8 +30,8 @@ from sim_backend.device import (
     saturation_current_A,
 )
 from sim_backend.energy import EnergyModel
-from sim_backend.params import Preset
 from sim_backend.periphery import MvmKernel, ir_drop_matrix
+from sim_backend.preset import Preset
 from sim_backend.relaxation import RelaxationModel
 
 F64 = npt.NDArray[np.float64]

@@ -19,7 +19,7 @@ relative loss ε_mj = a_mj + c_mj, c_mj = r·Σ_i G_ij (R − max(i, m)). We use
 M = G / (1 + ε), equal to G (1 − ε) to first order but accurate well beyond it (against an
 exact nodal solve: 0.3 % error at a 25 % drop, where G (1 − ε) is off by 13 %). The
 effective matrix is computed once per array state and the MVM stays one matmul. On one line
-of N equal cells ε at the far end is r·g·N(N+1)/2 ≈ r·g·N²/2, REFERENCE.md's worst-case
+of N equal cells ε at the far end is r·g·N(N+1)/2 ≈ r·g·N²/2, docs/references.md's worst-case
 estimate (≈ 11 % for N = 128, 0.35 Ω, 40 µS); ``tests/sim/test_periphery.py`` checks both.
 """
 

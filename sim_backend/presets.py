@@ -1,6 +1,6 @@
 """Named presets and preset files.
 
-- ``default_180nm``: the REFERENCE.md defaults, 8 tiles of 256 × 512 1T1R cells.
+- ``default_180nm``: the docs/references.md defaults, 8 tiles of 256 × 512 1T1R cells.
 - ``ideal``: no variation, relaxation, read or output noise, faults or IR drop, and
   high-resolution converters — for testing algorithms against exact arithmetic.
 - any YAML file written by :func:`save_preset` (e.g. a model fitted to a real chip).
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import yaml
 
-from labctl import yamlio
-from labctl.errors import ConfigError
-from sim_backend.params import FaultParams, PeripheryParams, Preset, ReadParams
+from labctl.core import yamlio
+from labctl.core.errors import ConfigError
+from sim_backend.preset import FaultParams, PeripheryParams, Preset, ReadParams
 
 
 def default_180nm() -> Preset:
     return Preset(
         name="default_180nm",
-        description="Simulated 180 nm 1T1R macro with REFERENCE.md defaults: 8 tiles of "
+        description="Simulated 180 nm 1T1R macro with docs/references.md defaults: 8 tiles of "
         "256 × 512 cells, 1–40 µS window, NeuRRAM-fitted relaxation, 1.5 % read noise, "
         "0.6 % faulty cells, 8-bit DAC, 9-bit ADC.",
     )

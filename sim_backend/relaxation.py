@@ -8,7 +8,7 @@ where W is a standard Brownian motion in τ, private to the cell and to that pro
 event, and m is the mean shift of [AIHW-CMO] (−0.089 µS per e-fold of t). The variance rate
 r and the time origin t0 are solved per tabulated level so that the ensemble spread
 σ² = σ_prog² + r·τ matches the NeuRRAM-fitted spread at 1 s and at 1 day [AIHW-Wan]
-(REFERENCE.md); between levels they are interpolated (r linearly, t0 in log).
+(docs/references.md); between levels they are interpolated (r linearly, t0 in log).
 
 W is built on a grid of 2**L points over [0, τ_max] by a Brownian bridge whose node values
 are counter-based draws keyed by (seed, cell, programming event, node), so W at any grid
@@ -27,7 +27,7 @@ import numpy.typing as npt
 from scipy.optimize import brentq
 
 from sim_backend import rng
-from sim_backend.params import RelaxationParams
+from sim_backend.preset import RelaxationParams
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -4,7 +4,7 @@ The simulator never consumes one random stream in call order. Every random quant
 pure function of a key: the seed, the cell's global index, that cell's event count and a
 stream id naming what the number is for. So a cell's history does not depend on how
 operations were batched or ordered, and the direct path and the wire path agree bit for bit
-(DESIGN.md, "Determinism").
+(docs/design.md, "Determinism").
 
 The hash is the 64-bit finalizer of MurmurHash3 (``fmix64``, public domain, Austin Appleby)
 applied over the key words — the same construction as SplitMix64's output function

@@ -1,5 +1,5 @@
 """Static checks run as tests, so the README's one test command runs all of them:
-ruff (lint), mypy (types) and import-linter (the layer contracts of DESIGN.md)."""
+ruff (lint), mypy (types) and import-linter (the layer contracts of docs/design.md)."""
 
 from __future__ import annotations
 

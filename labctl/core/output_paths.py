@@ -3,7 +3,7 @@
 A run that forms 1,024 cells and then finds it cannot save the chip's calibration record,
 or a plot command that draws for a minute and then cannot write, has wasted the chip's time
 (forming is irreversible) or the user's. Every command that writes checks its output
-locations first, and an unwritable one is a :class:`~labctl.errors.ConfigError` naming the
+locations first, and an unwritable one is a :class:`~labctl.core.errors.ConfigError` naming the
 option and the reason — before any hardware action, with no traceback.
 
 The check is real: a probe file is created and removed in the directory (or, for a directory
@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from labctl.errors import ConfigError
+from labctl.core.errors import ConfigError
 
 
 def check_writable_dir(path: str | Path, option: str) -> Path:

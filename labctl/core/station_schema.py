@@ -3,7 +3,7 @@
 A station file has a ``station`` section — which backend, which chip, its safety envelope —
 and, for instrument stations, an ``instruments`` section (role → driver, address, timeout,
 driver keyword arguments). :func:`validate_station` checks a whole document against these
-models and reports every problem at once (:class:`~labctl.errors.ConfigErrors`, dotted keys,
+models and reports every problem at once (:class:`~labctl.core.errors.ConfigErrors`, dotted keys,
 suggestions for misspelt keys); :func:`station_json_schema` is the JSON Schema editors use
 (``labctl schema``).
 
@@ -23,9 +23,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from labctl.core.envelope import RATED_MAX, SafetyEnvelope
+from labctl.core.errors import ConfigError, ConfigErrors
 from labctl.core.validation import did_you_mean, key_error, validate_model
-from labctl.envelope import RATED_MAX, SafetyEnvelope
-from labctl.errors import ConfigError, ConfigErrors
 
 BACKENDS = ("sim", "instruments")
 TOPOLOGIES = ("board", "board+smu+pulsegen")
@@ -45,23 +45,24 @@ PresetRef = Annotated[str, Field(min_length=1, max_length=4096,
                                  "or a preset YAML file, relative to the station file")]
 
 
-def _envelope_model() -> type[BaseModel]:
-    """The ``envelope`` section: every :class:`SafetyEnvelope` field, positive and within
-    the plausibility bounds :data:`labctl.envelope.RATED_MAX`."""
-    from pydantic import create_model
-
-    defaults = SafetyEnvelope()
-    fields_: dict[str, Any] = {}
-    for name in SafetyEnvelope.__dataclass_fields__:
-        unit = name.rsplit("_", 1)[-1]
-        doc = f"{name.replace('_', ' ').rsplit(' ', 1)[0]}, {unit} (default " \
-              f"{getattr(defaults, name):g}, at most {RATED_MAX[name]:g})"
-        fields_[name] = (float, Field(default=getattr(defaults, name), gt=0,
-                                      le=RATED_MAX[name], description=doc))
-    return create_model("Envelope", __config__=_STRICT, **fields_)
+def _limit(name: str, doc: str) -> Any:
+    default = getattr(SafetyEnvelope(), name)
+    return Field(default=default, gt=0, le=RATED_MAX[name],
+                 description=f"{doc} (default {default:g}, at most {RATED_MAX[name]:g})")
 
 
-Envelope = _envelope_model()
+class Envelope(BaseModel):
+    """``station.envelope``: the chip's safety limits (:class:`SafetyEnvelope`), positive and
+    within the plausibility bounds :data:`labctl.core.envelope.RATED_MAX`."""
+
+    model_config = _STRICT
+    max_bitline_V: float = _limit("max_bitline_V", "largest |V| on a bit line, V")
+    max_sourceline_V: float = _limit("max_sourceline_V", "largest |V| on a source line, V")
+    max_gate_V: float = _limit("max_gate_V", "largest word-line (gate) voltage, V")
+    max_read_V: float = _limit("max_read_V", "largest read or MVM input voltage, V")
+    max_width_s: float = _limit("max_width_s", "longest pulse, s")
+    min_width_s: float = _limit("min_width_s", "shortest pulse, s")
+    max_compliance_A: float = _limit("max_compliance_A", "largest compliance current, A")
 
 
 class ChipOverrides(BaseModel):
@@ -91,7 +92,7 @@ class SimStation(BaseModel):
     chip_id: ChipId | None = None
     preset: PresetRef = "default_180nm"
     seed: Seed = 0
-    envelope: Envelope = Field(default_factory=Envelope)  # type: ignore[valid-type]
+    envelope: Envelope = Field(default_factory=Envelope)
     overrides: dict[str, Any] = Field(default_factory=dict, description="preset section → "
                                       "changed fields, e.g. {periphery: {ir_drop: true}}")
 
@@ -107,7 +108,7 @@ class InstrumentStation(BaseModel):
     preset: PresetRef | None = None
     seed: Seed | None = None
     chip_id: ChipId | None = None
-    envelope: Envelope = Field(default_factory=Envelope)  # type: ignore[valid-type]
+    envelope: Envelope = Field(default_factory=Envelope)
     chip: ChipOverrides = Field(default_factory=ChipOverrides)
     watchdog_s: float = Field(default=0.0, ge=0, le=3600, description="board watchdog, "
                               "seconds (0: off)")

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from labctl.errors import ConfigErrors
+from labctl.core.errors import ConfigErrors
 
 Problems = list[tuple[str, str]]
 

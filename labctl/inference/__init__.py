@@ -2,7 +2,8 @@
 papers' workloads (neural fields, score-based diffusion, fast weights).
 
 Core package: imports numpy and scipy only, and talks to a chip through the
-:class:`labctl.backend.Backend` interface. See REFERENCE.md, "The seed papers' workloads".
+:class:`labctl.core.backend.Backend` interface. See docs/references.md, "The seed papers'
+workloads".
 
 Protocol seams: ``run_neural_field(backend, params)``, ``run_diffusion(backend, params)``,
 ``run_fast_weights(backend, params)`` — ``params`` a dict or the ``*Params`` dataclass,

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 from labctl.inference.layers import MLP, Array, Layer, Linear
 from labctl.inference.mapping import (
     DifferentialMapping,
@@ -94,7 +94,7 @@ class AnalogLinear(Layer):
     def _fault_correction(self) -> sp.csr_matrix | None:
         """Sparse digital correction for weights the cells cannot hold.
 
-        Stuck and unformable cells (0.2 % to >10 % of cells, REFERENCE.md) read back far
+        Stuck and unformable cells (0.2 % to >10 % of cells, docs/references.md) read back far
         from their targets and no pair can absorb a cell stuck above g_max. Weights whose
         read-back error exceeds ``fault_threshold`` × their column scale get the error
         added back digitally — the mixed-precision remedy of the Jiang et al. review (Nat.
@@ -211,7 +211,7 @@ class AnalogLinear(Layer):
         """Row voltages for every physical row (inputs repeated over their replicas), per
         input pass, with the pass's weight. Two passes slice each input: the DAC-quantized
         value, then its quantization residual magnified to full scale (bit-sliced inputs,
-        REFERENCE.md "Periphery") — ~2·dac_bits of input resolution for two MVMs."""
+        docs/references.md "Periphery") — ~2·dac_bits of input resolution for two MVMs."""
         u = np.clip(np.asarray(x, dtype=np.float64) / self.x_scale, -1.0, 1.0)
         parts: list[tuple[Array, float]] = []
         if self.input_passes <= 1:
@@ -316,7 +316,7 @@ def recalibrate(net: AnalogNetwork, model: MLP, x_cal: Array, *, reread: bool = 
     ``x_cal`` through the chip network and the float ``model`` side by side and refit each
     analog layer's per-column gain/offset, progressively (from the inputs the chip layers
     before it produce now). Relaxation keeps moving the cells after programming (in log
-    time, REFERENCE.md), so an affine fitted at programming time goes stale while other
+    time, docs/references.md), so an affine fitted at programming time goes stale while other
     layers are programmed and settle; this refits it against the cells as they are.
     With ``reread`` the cells are read again first and the ADC ranges re-derived."""
     h = np.asarray(x_cal, dtype=np.float64)

@@ -1,7 +1,7 @@
 """Score-based diffusion on 2-D data: VP SDE, ε-prediction network, classifier-free
 guidance, probability-flow ODE sampling.
 
-After Yang et al. (Nat. Commun. 2026, arXiv 2404.05648; REFERENCE.md): a small score
+After Yang et al. (Nat. Commun. 2026, arXiv 2404.05648; docs/references.md): a small score
 network trained with hardware-aware weight noise, the reverse-time probability-flow ODE
 solved with every network evaluation going through a pluggable ``forward`` (float model or
 the analog network), unconditional and classifier-free guided (Ho & Salimans, 2021, with a

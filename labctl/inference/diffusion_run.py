@@ -1,7 +1,7 @@
 """The diffusion workload end to end: train, sample in float, map to the chip, sample
 through the chip (stepped and as a simulated continuous-time analog loop), and cost it.
 
-Figures reported (Yang et al., Nat. Commun. 2026; REFERENCE.md):
+Figures reported (Yang et al., Nat. Commun. 2026; docs/references.md):
 
 - quality: sliced Wasserstein distance (SWD) of 2-D samples to fresh true samples, beside
   the true-against-true floor at the same sample size; class accuracy of classifier-free
@@ -19,7 +19,7 @@ Figures reported (Yang et al., Nat. Commun. 2026; REFERENCE.md):
   programmed first the unconditional one samples ``programmed_age_s_uncond`` (7,320 s by
   default) after its last read-back (measurements in docs/inference.md);
 - digital baseline, stated not measured: the paper's IEDM 2024 figures, 3.0 ms and 22.5 µJ
-  per sample in software against 0.02 ms and 7.2 µJ analog (REFERENCE.md), beside the MAC
+  per sample in software against 0.02 ms and 7.2 µJ analog (docs/references.md), beside the MAC
   count our sampler needs.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 from labctl.inference.analog import recalibrate, to_analog
 from labctl.inference.diffusion import (
     VPSDE,
@@ -53,7 +53,7 @@ DIGITAL_BASELINE = {
     "paper_analog_time_s_per_sample": 0.02e-3,
     "paper_analog_energy_J_per_sample": 7.2e-6,
 }
-"""Yang et al., IEDM 2024 version (REFERENCE.md): per-sample time and energy, software vs
+"""Yang et al., IEDM 2024 version (docs/references.md): per-sample time and energy, software vs
 their analog closed loop. Stated for comparison; not measured here."""
 
 

@@ -1,6 +1,6 @@
 """Fast weights: an inner gated MLP written during inference, then queried.
 
-After the fast-weight / test-time-training line summarised in REFERENCE.md ("Fast
+After the fast-weight / test-time-training line summarised in docs/references.md ("Fast
 weights"): an inner SwiGLU MLP ``f(k) = W2ᵀ(silu(W1ᵀk) ⊙ W3ᵀk)`` is updated on the fly on
 key/value pairs with Newton–Schulz-orthogonalized gradient steps (the Muon iteration,
 Jordan et al. 2024, as used by large-chunk test-time training, Zhang et al. 2025) and then
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 from labctl.inference.analog import AnalogLinear
 from labctl.inference.layers import Array
 from labctl.inference.mapping import (

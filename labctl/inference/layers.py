@@ -1,7 +1,7 @@
 """Numpy layers with explicit forward and backward passes.
 
 A deliberately small autograd-free layer set, enough for the three workloads of the seed
-papers (REFERENCE.md, "The seed papers' workloads"): MLPs with ReLU / SiLU / tanh, sine
+papers (docs/references.md, "The seed papers' workloads"): MLPs with ReLU / SiLU / tanh, sine
 layers (SIREN, Sitzmann et al., NeurIPS 2020) and Fourier features (Tancik et al., NeurIPS
 2020) for neural fields (Yu et al., Nature 2026), and SiLU MLPs for score models (Yang et
 al., Nat. Commun. 2026).

@@ -3,7 +3,7 @@
 - :class:`DifferentialMapping`: one differential pair per weight, W⁺ on the even column and
   W⁻ on the odd one, with a per-column scale taken from a high percentile of |W| and mapped
   to g_max − g_min (NeuRRAM, Wan et al., Nature 608, 504, 2022, uses the 95th percentile;
-  REFERENCE.md "Weight mapping"). Weights beyond the scale clip.
+  docs/references.md "Weight mapping"). Weights beyond the scale clip.
 - :class:`ResidualMapping`: further pairs hold the *measured* error of the pairs before
   them: program pair 1, read it back, program pair 2 to the residual with a larger scale
   gain, and so on; outputs are combined digitally, each pair weighted by its scale. This is
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labctl.backend import Backend, ChipInfo
-from labctl.cells import Cells
-from labctl.errors import AddressError
+from labctl.core.backend import Backend, ChipInfo
+from labctl.core.cells import Cells
+from labctl.core.errors import AddressError
 from labctl.inference.layers import Array, WeightNoise
 
 __all__ = [
@@ -154,7 +154,7 @@ class DifferentialMapping:
     """Reads averaged when reading the programmed block back."""
     settle_s: float = 0.0
     """Wait between programming and reading back (relaxation is fast in the first
-    seconds to minutes, REFERENCE.md), on ``backend.clock``."""
+    seconds to minutes, docs/references.md), on ``backend.clock``."""
 
     @property
     def n_pairs(self) -> int:
@@ -180,7 +180,7 @@ class ResidualMapping:
     n_average: int = 8
     settle_first_s: float = 0.0
     """Wait after programming the first pair before reading it back. Relaxation runs in
-    log time (REFERENCE.md), so after a long first wait the first pair barely moves while
+    log time (docs/references.md), so after a long first wait the first pair barely moves while
     the later pairs are written and settle: their residual then holds what it did move."""
     settle_mid_s: float = 0.0
     """Wait after programming each middle pair (neither first nor last)."""
@@ -227,7 +227,7 @@ def device_noise(chip: ChipInfo, sigma_G_S: float, percentile_frac: float = 1.0)
 
     A programmed weight's error is σ_G·√2 (two cells) in units where Δg is full scale, so
     relative to the largest weight it is ``√2·σ_G/Δg``. Pass the mid-window spread from
-    AIHWKit's ``ReRamWan2022NoiseModel`` (≈ 2 µS at 1 s, REFERENCE.md) or a fitted preset.
+    AIHWKit's ``ReRamWan2022NoiseModel`` (≈ 2 µS at 1 s, docs/references.md) or a fitted preset.
     """
     dg = chip.g_max_S - chip.g_min_S
     return WeightNoise(sigma=0.0, clip=0.0,

@@ -1,6 +1,6 @@
 """Neural-field sparse-view CT, float and on the chip.
 
-After Yu et al. (Nature 2026, arXiv 2404.09613; REFERENCE.md): an MLP over image
+After Yu et al. (Nature 2026, arXiv 2404.09613; docs/references.md): an MLP over image
 coordinates is fitted to a prior image (a previous scan of the same patient, here a
 deformed phantom), then fine-tuned on a sparse set of projections with the loss taken
 *through* the forward projector; inference (rendering every pixel) runs on the resistive
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.backend import Backend
+from labctl.core.backend import Backend
 from labctl.inference.analog import to_analog
 from labctl.inference.layers import (
     MLP,

@@ -1,4 +1,4 @@
-"""Figures of the inference routines' arrays, drawn by ``labctl plot`` (:mod:`labctl.plots`).
+"""Figures of the inference routines' arrays, drawn by ``labctl plot`` (:mod:`labctl.app.plots`).
 
 - ``recon_*`` (neural field, Yu et al. 2026): one panel truth / prior / FBP / float / chip,
   each titled with its PSNR against the truth;

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from labctl.cells import Cells
-from labctl.replay import CannotResume
-from labctl.store.reader import RunReader
-from labctl.store.schema import Kind
+from labctl.core.cells import Cells
+from labctl.runs.replay import CannotResume
+from labctl.runs.store.reader import RunReader
+from labctl.runs.store.schema import Kind
 
 PARAM_RTOL = 1e-9
 """Relative tolerance on recorded pulse parameters (they are stored as float64)."""

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from labctl.core.station_schema import seed_of
+from labctl.core.station_spec import StationSpec
 from sim_backend.virtual.lab import VirtualLab
 from sim_backend.virtual.transport import FaultInjector
 
-__all__ = ["FaultInjector", "VirtualLab", "start_lab"]
+__all__ = ["FaultInjector", "VirtualLab", "start_lab", "start_lab_for_station"]
 
 
 def start_lab(preset: str = "default_180nm", seed: int = 0, **kwargs: Any) -> VirtualLab:
-    """Entry point named by station files with ``virtual: true`` (see drivers.station)."""
+    """Serve a simulated chip (``preset``, ``seed``) as virtual instruments on loopback."""
     return VirtualLab.start(preset, seed, **kwargs)
+
+
+def start_lab_for_station(spec: StationSpec) -> VirtualLab:
+    """The virtual lab a ``virtual: true`` instrument station describes (its ``preset``,
+    ``seed`` and ``chip_id``)."""
+    st = spec.station
+    seed = seed_of(st, spec.source)  # validated with the station (labctl.core.station_schema)
+    preset = str(st.get("preset", "default_180nm"))
+    return start_lab(preset, seed, chip_id=st.get("chip_id"))

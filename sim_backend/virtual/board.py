@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl import boardproto as bp
-from labctl.backend import PulseKind
-from labctl.cells import Cells
+from labctl.core.backend import PulseKind
+from labctl.core.cells import Cells
+from labctl.wire import board_protocol as bp
 from sim_backend.virtual.hub import ClampTrip, Hub
 from sim_backend.virtual.transport import FaultInjector, recv_some
 
@@ -231,7 +231,7 @@ class VirtualBoard:
     def _verify_write(self, p: bytes) -> bytes:
         """Program-and-verify in 'firmware': read; SET cells below the band and RESET cells
         above it with amplitudes rising one step per visit; repeat until every cell is in
-        band or out of iterations. (NeuRRAM-style incremental pulses, REFERENCE.md.)"""
+        band or out of iterations. (NeuRRAM-style incremental pulses, docs/references.md.)"""
         (
             read_V,
             read_gate,

@@ -15,8 +15,8 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from labctl.backend import PulseKind
-from labctl.cells import Cells
+from labctl.core.backend import PulseKind
+from labctl.core.cells import Cells
 from sim_backend.macro import Macro
 
 F64 = npt.NDArray[np.float64]

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.cells import Cells
-from labctl.runner import RunOptions, run
-from labctl.store import Kind, RunReader
+from labctl.core.cells import Cells
+from labctl.runs.runner import RunOptions, run
+from labctl.runs.store import Kind, RunReader
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from calibration import programming as pg
 from calibration.faults import form_block
 from calibration.policies import default_policy
 from calibration.refresh_core import refresh_direct
-from labctl.errors import ConfigError
+from labctl.core.errors import ConfigError
 from sim_backend import SimBackend
 
 from .conftest import block, run_protocol, uniform_targets
@@ -113,7 +113,7 @@ steps:
     assert arr[2]["column_gain"].shape == (16,)
     assert len(r["rms_after_uS"]) == 2
     assert all(a < 0.6 < b for a, b in zip(r["rms_after_uS"], r["rms_before_uS"], strict=True))
-    from labctl.store import CalibrationRecord
+    from labctl.runs.store import CalibrationRecord
 
     rec = CalibrationRecord.load("sim-180nm-0001-seed7", (8, 256, 512))  # seed 7: its own chip
     assert rec.drift["global_y0_mean_abs_A"][0] > 0
@@ -126,7 +126,7 @@ def test_refresh_refuses_a_target_other_than_the_programmed_one(tmp_path: Path,
     """Refresh re-programs cells to their programmed targets: given a protocol whose target
     differs from what verify-write programmed on this chip (another pattern, or on an
     instrument station another --seed), it refuses before touching the chip."""
-    from labctl.store import CalibrationRecord
+    from labctl.runs.store import CalibrationRecord
 
     region = "{rows: [0, 8], cols: [0, 8]}"
     run_protocol(tmp_path, f"""

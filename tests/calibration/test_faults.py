@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from calibration.faults import ColumnRemap, classify
-from labctl.store import FAULT_CODES, CalibrationRecord
+from labctl.runs.store import FAULT_CODES, CalibrationRecord
 
 from .conftest import run_protocol
 

@@ -1,4 +1,4 @@
-"""Level characterization: fidelity against the REFERENCE.md spread figures, and the
+"""Level characterization: fidelity against the docs/references.md spread figures, and the
 distinguishable-levels criterion."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.levels import distinguishable
+from calibration.characterize import distinguishable
 
 from .conftest import run_protocol
 
@@ -67,7 +67,7 @@ def test_spread_reproduces_reference(characterized: tuple[dict, dict]) -> None:
     np.testing.assert_allclose(eqd[0], REF_1DAY[0], rtol=0.15)
     np.testing.assert_allclose(s1, REF_1S, rtol=0.15)
     np.testing.assert_allclose(sd, REF_1DAY, rtol=0.15)
-    # the spread peaks mid-window (REFERENCE.md)
+    # the spread peaks mid-window (docs/references.md)
     assert np.argmax(eqd) in (1, 2) and np.argmax(eq1) in (0, 1, 2)
 
 
@@ -89,9 +89,9 @@ def test_distinguishable_criterion() -> None:
 
 
 def test_characterize_rejects_bad_times(tmp_path: Path, cal_dir: Path) -> None:
-    from labctl.errors import ConfigError
-    from labctl.protocol import check_against_chip, load_protocol
-    from labctl.runner import load_registry
+    from labctl.core.errors import ConfigError
+    from labctl.runs.protocol import check_against_chip, load_protocol
+    from labctl.runs.runner import load_registry
     from sim_backend import SimBackend
 
     p = tmp_path / "bad.yaml"

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.cli import main as cli_main
-from labctl.protocol import load_protocol
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
-from labctl.runner import RunOptions, load_registry, run
-from labctl.store import RunReader
+from labctl.app.cli import main as cli_main
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.runs.protocol import load_protocol
+from labctl.runs.runner import RunOptions, load_registry, run
+from labctl.runs.store import RunReader
 
 from .conftest import read_run
 
@@ -104,10 +104,10 @@ def test_new_routines_resume_like_uninterrupted(tmp_path: Path, cal_dir: Path, r
 
 
 def test_bench_section_quick() -> None:
-    from labctl.bench import SECTIONS
-    from labctl.bench.calibration import run as bench
+    from labctl.app.bench import SECTIONS
+    from labctl.app.bench.calibration import run as bench
 
-    assert SECTIONS["calibration"] == "labctl.bench.calibration"
+    assert SECTIONS["calibration"] == "labctl.app.bench.calibration"
     f = bench(quick=True)
     assert f["verify_write_converged_fraction"] >= 0.995
     assert f["verify_write_rms_error_uS"] <= 0.6

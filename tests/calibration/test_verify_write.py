@@ -10,7 +10,7 @@ import pytest
 from calibration import policies as pol
 from calibration import programming as pg
 from calibration.faults import form_block
-from labctl.params import validate
+from labctl.core.routine_params import validate
 from sim_backend import SimBackend
 
 from .conftest import block, run_protocol, uniform_targets
@@ -104,8 +104,8 @@ steps:
 
 def test_gate_policy_uses_its_own_set_width_and_refuses_an_unused_set_section() -> None:
     from calibration import verify_write
-    from labctl.envelope import SafetyEnvelope
-    from labctl.params import ParamError, validate
+    from labctl.core.envelope import SafetyEnvelope
+    from labctl.core.routine_params import ParamError, validate
     from sim_backend import SimBackend
 
     chip = SimBackend("ideal").chip

@@ -9,11 +9,11 @@ import pytest
 from calibration import forming
 from calibration import programming as pg
 from calibration.weights import WEIGHT_SETTINGS, make_program_fn
-from labctl.backend import PulseKind
-from labctl.cells import Cells
-from labctl.envelope import SafetyEnvelope
-from labctl.params import ParamError
-from labctl.store.calibration import FAULT_CODES, CalibrationRecord
+from labctl.core.backend import PulseKind
+from labctl.core.calibration_record import FAULT_CODES, CalibrationRecord
+from labctl.core.cells import Cells
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine_params import ParamError
 from sim_backend import SimBackend
 
 

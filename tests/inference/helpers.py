@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.backend import BackendBase, Capabilities, ChipInfo, PulseKind
-from labctl.cells import Cells, FloatArray
-from labctl.clock import VirtualClock
-from labctl.envelope import SafetyEnvelope
+from labctl.core.backend import BackendBase, Capabilities, ChipInfo, PulseKind
+from labctl.core.cells import Cells, FloatArray
+from labctl.core.clock import VirtualClock
+from labctl.core.envelope import SafetyEnvelope
 
 
 class FakeBackend(BackendBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.errors import AddressError
+from labctl.core.errors import AddressError
 from labctl.inference import (
     MLP,
     AnalogLinear,

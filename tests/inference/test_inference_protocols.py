@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.errors import ConfigError
-from labctl.protocol import load_protocol
-from labctl.replay import plan_resume
-from labctl.run_loop import RunOptions
-from labctl.runner import load_registry, run
-from labctl.store.reader import RunReader
-from labctl.store.schema import Kind
-from labctl.store.summary import summarize
+from labctl.core.errors import ConfigError
+from labctl.runs.protocol import load_protocol
+from labctl.runs.replay import plan_resume
+from labctl.runs.run_loop import RunOptions
+from labctl.runs.runner import load_registry, run
+from labctl.runs.store.reader import RunReader
+from labctl.runs.store.schema import Kind
+from labctl.runs.store.summary import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = """\
@@ -88,7 +88,7 @@ def test_parameters_are_range_checked(tmp_path: Path) -> None:
 
 def test_results_arrays_show_and_plot(sim_run: tuple[Path, dict[str, Any]],
                                      tmp_path: Path) -> None:
-    from labctl.plots import plot_run
+    from labctl.app.plots import plot_run
 
     path, c = sim_run
     nf, df, fw = (c["results"][i] for i in range(3))

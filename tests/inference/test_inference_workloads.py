@@ -113,10 +113,10 @@ def test_a_chip_run_needs_a_programmer() -> None:
 
 def test_bench_section_quick_reports_every_figure() -> None:
     pytest.importorskip("sim_backend")
-    from labctl.bench import SECTIONS
-    from labctl.bench.inference import run
+    from labctl.app.bench import SECTIONS
+    from labctl.app.bench.inference import run
 
-    assert SECTIONS["inference"] == "labctl.bench.inference"
+    assert SECTIONS["inference"] == "labctl.app.bench.inference"
     figures = run(quick=True)
     for key in ("nf_psnr_float_db", "nf_psnr_chip_db", "nf_psnr_fbp_db", "diff_swd_float",
                 "diff_swd_chip", "diff_swd_floor", "diff_cfg_class_accuracy_chip",

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labctl.backend import BackendBase, Capabilities, ChipInfo, PulseKind
-from labctl.cells import Cells, FloatArray
-from labctl.clock import VirtualClock
-from labctl.envelope import SafetyEnvelope
+from labctl.core.backend import BackendBase, Capabilities, ChipInfo, PulseKind
+from labctl.core.cells import Cells, FloatArray
+from labctl.core.clock import VirtualClock
+from labctl.core.envelope import SafetyEnvelope
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -75,8 +75,8 @@ class FakeBackend(BackendBase):
 
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BackendBase]]:
-    """Every backend ``labctl.station.open_backend`` builds during the test, in order."""
-    import labctl.station as station
+    """Every backend ``labctl.runs.backends.open_backend`` builds during the test, in order."""
+    import labctl.runs.backends as station
 
     made: list[BackendBase] = []
     real = station.open_backend

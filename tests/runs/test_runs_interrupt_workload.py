@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from conftest import CHIP_SHAPE, labctl_cmd, subprocess_env
 
-from labctl.errors import ConfigError
-from labctl.store import Kind, RunReader
+from labctl.core.errors import ConfigError
+from labctl.runs.store import Kind, RunReader
 
 PROTOCOL = """\
 name: fw-small

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from conftest import CHIP_SHAPE, KILL_PROTOCOL, labctl_cmd, subprocess_env
 
-from labctl.cli import main as cli_main
-from labctl.errors import ConfigError
-from labctl.runner import RunOptions, run
-from labctl.store import Kind, RunReader
-from labctl.store.summary import summarize
+from labctl.app.cli import main as cli_main
+from labctl.core.errors import ConfigError
+from labctl.runs.runner import RunOptions, run
+from labctl.runs.store import Kind, RunReader
+from labctl.runs.store.summary import summarize
 
 N_TRIALS = 16
 POLL_S = 0.02

@@ -12,11 +12,11 @@ import yaml
 from conftest import REPO, write
 from hypothesis import HealthCheck, given, settings
 
-from labctl.cli import main as cli_main
-from labctl.errors import ConfigError
-from labctl.params import Float, Int, ParamError, Section, describe, validate
-from labctl.protocol import load_protocol
-from labctl.runner import load_registry
+from labctl.app.cli import main as cli_main
+from labctl.core.errors import ConfigError
+from labctl.core.routine_params import Float, Int, ParamError, Section, describe, validate
+from labctl.runs.protocol import load_protocol
+from labctl.runs.runner import load_registry
 
 REGISTRY = load_registry()
 PROGRAM = REPO / "protocols" / "program.yaml"

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from conftest import CHIP_SHAPE, KILL_PROTOCOL, write
 
-from labctl.cli import main as cli_main
-from labctl.errors import LabctlError
-from labctl.replay import CannotResume, plan_resume
-from labctl.routine import Checkpoint, RoutineSpec, StepContext
-from labctl.runner import RunOptions, load_registry, run
-from labctl.store import CalibrationRecord, Kind, RunReader, RunWriter
-from labctl.store.summary import run_status
+from labctl.app.cli import main as cli_main
+from labctl.core.errors import LabctlError
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.runs.replay import CannotResume, plan_resume
+from labctl.runs.runner import RunOptions, load_registry, run
+from labctl.runs.store import CalibrationRecord, Kind, RunReader, RunWriter
+from labctl.runs.store.summary import run_status
 from sim_backend.backend import SimBackend
 
 SMALL = """
@@ -160,8 +160,8 @@ def test_error_mid_step_ends_in_safe_state(tmp_path: Path, cal_dir: Path) -> Non
 
 
 def test_direct_pulse_after_checkpoint_blocks_resume(tmp_path: Path) -> None:
-    from labctl.cells import Cells
-    from labctl.recording import pulse_rows
+    from labctl.core.cells import Cells
+    from labctl.runs.recording import pulse_rows
 
     p = tmp_path / "d.h5"
     with RunWriter.create(p, {"chip_id": "c"}) as w:
@@ -192,7 +192,7 @@ def test_verify_write_skips_cells_the_calibration_record_marks_faulty(
     """The per-chip record written by one run is loaded by chip id in the next one."""
     proto = write(tmp_path / "vw.yaml", "routine: verify_write\nparams:\n"
                   "  region: {tile: 0, rows: [0, 4], cols: [0, 4]}\n  max_pulses: 30\n")
-    from labctl.station import open_backend
+    from labctl.runs.backends import open_backend
 
     with open_backend(None) as be:
         chip_id = be.chip.chip_id
@@ -216,7 +216,7 @@ def test_hardware_style_resume_rereads_and_never_replays(
     uninterrupted run."""
     from conftest import FakeBackend
 
-    import labctl.station as station
+    import labctl.runs.backends as station
 
     proto = write(tmp_path / "fake.yaml", """
 steps:
@@ -281,7 +281,7 @@ def test_sigint_in_a_step_without_checkpoints_stops_at_the_step_boundary(
 
 
 def test_another_seed_is_another_simulated_chip() -> None:
-    from labctl.runner import _effective_station
+    from labctl.runs.runner import _effective_station
 
     spec, seed = _effective_station(None, 5)
     assert seed == 5 and spec.station["chip_id"] == "sim-180nm-0001-seed5"
@@ -290,7 +290,7 @@ def test_another_seed_is_another_simulated_chip() -> None:
 
 
 def test_replay_only_when_the_chip_lives_in_this_process() -> None:
-    from labctl.station import chip_state_in_process, parse_station
+    from labctl.core.station_spec import chip_state_in_process, parse_station
 
     assert chip_state_in_process(parse_station({"station": {"backend": "sim"}}, "x"))
     board = {"board": {"type": "FpgaTestBoard"}}

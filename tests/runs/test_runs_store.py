@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from labctl.cells import Cells
-from labctl.errors import ConfigError
-from labctl.recording import pulse_rows, read_rows
-from labctl.store import CalibrationRecord, Kind, RunReader, RunWriter
-from labctl.store.schema import RECORD_DTYPE
+from labctl.core.cells import Cells
+from labctl.core.errors import ConfigError
+from labctl.runs.recording import pulse_rows, read_rows
+from labctl.runs.store import CalibrationRecord, Kind, RunReader, RunWriter
+from labctl.runs.store.schema import RECORD_DTYPE
 
 
 def _write_some(path: Path, n: int = 5) -> None:
@@ -123,9 +123,9 @@ def test_calibration_record_round_trip(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from labctl.cells import Cells
-    from labctl.recording import pulse_rows
-    from labctl.store import Kind, RunWriter
+    from labctl.core.cells import Cells
+    from labctl.runs.recording import pulse_rows
+    from labctl.runs.store import Kind, RunWriter
     cells = Cells.block(0, range(16), range(16))
     with RunWriter.create(sys.argv[1], {"chip_id": "c"}) as w:
         print("ready", flush=True)
@@ -165,7 +165,7 @@ def test_writer_killed_at_random_moments(tmp_path: Path) -> None:
 def test_progress_bar_only_when_enabled() -> None:
     import io
 
-    from labctl.progress import Progress
+    from labctl.runs.progress import Progress
 
     buf = io.StringIO()
     bar = Progress("step", stream=buf, enabled=True, width=10)

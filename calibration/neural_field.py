@@ -1,6 +1,0 @@
-"""The ``neural_field`` workload routine (see :mod:`calibration.workloads`); one module per routine
-because the registry (``calibration.ROUTINE_MODULES``) reads one ``ROUTINE`` per module."""
-
-from calibration.workloads import NEURAL_FIELD as ROUTINE
-
-__all__ = ["ROUTINE"]

@@ -1,0 +1,1 @@
+"""What a user types: the command line, its commands, the benchmarks and the plots."""

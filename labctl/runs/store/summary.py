@@ -1,0 +1,136 @@
+"""A run file in words: provenance, steps, outcomes, key figures — for ``labctl show``.
+
+Works on any committed prefix, so it also describes the file a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+import yaml
+
+from labctl.runs.store.reader import Record, RunReader
+from labctl.runs.store.schema import SCHEMA_VERSION, Kind
+
+
+def run_status(rd: RunReader) -> str:
+    """completed / aborted / failed / interrupted (from RUN_END), or 'truncated' when the
+    process died before writing one."""
+    recs = rd.all()
+    if recs and recs[-1].kind == Kind.RUN_END:
+        return str(recs[-1].payload.get("status", "?"))
+    return "truncated (no RUN_END: the process was killed or is still running)"
+
+
+def step_names(rd: RunReader) -> list[tuple[str, str]]:
+    """(routine, name) of each protocol step, from the recorded protocol text."""
+    try:
+        data = yaml.safe_load(str(rd.attrs.get("protocol_text", "")))
+    except yaml.YAMLError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    raw = data.get("steps") if "steps" in data else [data]
+    out = []
+    for s in raw if isinstance(raw, list) else []:
+        if isinstance(s, dict):
+            r = str(s.get("routine", "?"))
+            out.append((r, str(s.get("name", r))))
+    return out
+
+
+def summarize(rd: RunReader) -> list[str]:
+    a = rd.attrs
+    recs = rd.all()
+    lines = [
+        f"run file   {rd.path}  (schema {a.get('schema_version')}, this labctl reads "
+        f"≤ {SCHEMA_VERSION})",
+        f"status     {run_status(rd)}",
+        f"records    {len(recs)} committed"
+        + (f" ({rd.n_rows_on_disk - len(recs)} uncommitted tail rows ignored)"
+           if rd.n_rows_on_disk > len(recs) else ""),
+        f"run id     {a.get('run_id', '?')}  created {a.get('created_utc', '?')}  "
+        f"labctl {a.get('labctl_version', '?')}  resumed {a.get('resume_count', 0)}×",
+        f"where      host {a.get('host', '?')}  user {a.get('user', '?')}",
+        f"protocol   {a.get('protocol_name', '?')}  ({a.get('protocol_source', '?')})",
+        f"station    {a.get('station_source', '?')}  backend {a.get('backend', '?')}  "
+        f"seed {a.get('seed', '?')}",
+        f"chip       {a.get('chip_id', '?')}",
+    ]
+    if recs:
+        t0, t1 = recs[0].t_wall_s, recs[-1].t_wall_s
+        lines.append(f"time       {_utc(t0)} → {_utc(t1)} ({t1 - t0:.1f} s wall; chip clock "
+                     f"{_fmt(recs[-1].t_chip_s)} s)")
+    shape = _chip_shape(rd)
+    if shape is not None:
+        counts = rd.pulse_counts(shape)
+        n_reads = int(sum(int(r.row["read_count"]) for r in recs if r.kind == Kind.READ))
+        lines.append(f"operations {int(counts.sum())} cell-pulses on {int((counts > 0).sum())} "
+                     f"cells (max {int(counts.max())} on one cell), {n_reads} cell-read results")
+    names = step_names(rd)
+    lines.append("steps")
+    for i, (routine, name) in enumerate(names):
+        mine = [r for r in recs if r.step == i]
+        lines.append(f"  [{i + 1}] {name} ({routine}): {_step_state(mine)}")
+        for res in [r for r in mine if r.kind == Kind.RESULT][-1:]:
+            lines += [f"        {k} = {_fmt(v)}" for k, v in res.payload.items()
+                      if k != "outcome_codes"]
+    for r in recs:
+        if r.kind in (Kind.EVENT, Kind.RESUME):
+            p = r.payload
+            what = p.get("message") or (
+                f"resumed (#{p.get('resume')}) at step {p.get('first_step', 0) + 1},"
+                f" replayed {r.payload.get('replayed_pulses', 0)} cell-pulses onto the simulator")
+            lines.append(f"event      #{r.seq} {what}")
+    if recs and recs[-1].kind == Kind.RUN_END:
+        end = recs[-1].payload
+        if end.get("message"):
+            lines.append(f"ended      {end['message']}")
+        led = end.get("ledger") or {}
+        if led:
+            lines.append(f"ledger     {led.get('pulses')} cell-pulses, {led.get('reads')} "
+                         f"cell-reads, energy {_fmt(led.get('energy_J'))} J, device time "
+                         f"{_fmt(led.get('device_time_s'))} s (this process)")
+        safe = "reached" if end.get("safe_state_reached") else "NOT confirmed"
+        lines.append(f"safe state {safe}")
+    return lines
+
+
+def _step_state(mine: list[Record]) -> str:
+    if not mine:
+        return "not started"
+    if any(r.kind == Kind.STEP_END for r in mine):
+        return "completed"
+    ck = [r for r in mine if r.kind == Kind.CHECKPOINT]
+    last_ck = ck[-1].seq if ck else 0
+    if any(r.kind == Kind.PULSE and r.seq > last_ck for r in mine):
+        n = sum(len(r.pulses()) for r in mine if r.kind == Kind.PULSE and r.seq > last_ck)
+        return (f"interrupted after {n} directly applied pulses; resumable (the step is "
+                "re-executed against its record, nothing is pulsed twice)")
+    if ck:
+        p = ck[-1].payload
+        return (f"interrupted after {len(ck)} checkpoints ({p.get('done')}/{p.get('total')} "
+                "cells done); resumable")
+    return "interrupted before its first checkpoint; resumable"
+
+
+def _chip_shape(rd: RunReader) -> tuple[int, int, int] | None:
+    chip = rd.attr_json("chip")
+    if not isinstance(chip, dict):
+        return None
+    return int(chip["n_tiles"]), int(chip["n_rows"]), int(chip["n_cols"])
+
+
+def _utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    if isinstance(v, np.generic):
+        return _fmt(v.item())
+    return str(v)

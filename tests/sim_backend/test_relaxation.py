@@ -1,0 +1,101 @@
+"""Relaxation against docs/references.md: NeuRRAM-fitted spread at 1 s and 1 day
+(AIHWKit ReRamWan2022NoiseModel), saturation by 2 days, CMO mean shift, correlated reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labctl.core.cells import Cells
+from sim_backend import SimBackend
+from sim_backend.preset import RelaxationParams, uS
+from sim_backend.relaxation import DAY_S, fit_levels
+from tests.sim_backend.helpers import healthy, place
+
+LEVELS_uS = (5.0, 10.0, 20.0, 30.0, 40.0)
+TABLE = dict(zip((0.0, 5.0, 10.0, 20.0, 30.0, 40.0),
+                 zip(RelaxationParams().sigma_1s_S, RelaxationParams().sigma_1day_S,
+                     strict=True), strict=True))
+
+
+def test_fit_reproduces_the_table_exactly() -> None:
+    p = RelaxationParams()
+    fit = fit_levels(p)
+    t0 = np.exp(fit.log_t0)
+    for i, (s1, sd) in enumerate(zip(p.sigma_1s_S, p.sigma_1day_S, strict=True)):
+        sp = min(p.sigma_prog_S, 0.8 * s1)
+        at_1s = np.sqrt(sp**2 + fit.rate_S2[i] * np.log1p(1.0 / t0[i]))
+        at_day = np.sqrt(sp**2 + fit.rate_S2[i] * np.log1p(DAY_S / t0[i]))
+        assert at_1s == pytest.approx(s1, rel=1e-6)
+        assert at_day == pytest.approx(sd, rel=1e-6)
+
+
+def _programmed_levels(seed: int = 3) -> tuple[SimBackend, list[Cells], list[np.ndarray]]:
+    """Cells placed at each level with the ±1 µS uniform spread write-verify leaves."""
+    be = SimBackend("default_180nm", seed=seed)
+    rng = np.random.default_rng(seed)
+    groups, targets = [], []
+    for k, level in enumerate(LEVELS_uS):
+        c = Cells.block(k, slice(0, 128), slice(0, 128))
+        g = (level + rng.uniform(-1.0, 1.0, len(c))) * uS
+        place(be.macro, c, g)
+        groups.append(c)
+        targets.append(np.full(len(c), level * uS))
+    return be, groups, targets
+
+
+@pytest.mark.parametrize(("when_s", "column"), [(1.0, 0), (DAY_S, 1)])
+def test_ensemble_spread_matches_neurram_fit(when_s: float, column: int) -> None:
+    """Spread around the target at 1 s and 1 day within 10 % of the fitted figures."""
+    be, groups, targets = _programmed_levels()
+    be.clock.wait(when_s)
+    for level, c, target in zip(LEVELS_uS, groups, targets, strict=True):
+        ok = healthy(be.macro, c)
+        dev = (be.macro.conductance(c) - target)[ok]
+        expected = TABLE[level][column]
+        assert np.std(dev) == pytest.approx(expected, rel=0.10), (level, when_s)
+
+
+def test_spread_saturates_after_a_day() -> None:
+    be, groups, targets = _programmed_levels(seed=4)
+    be.clock.wait(DAY_S)
+    day = [np.std(be.macro.conductance(c) - t) for c, t in zip(groups, targets, strict=True)]
+    be.clock.wait(DAY_S)
+    two = [np.std(be.macro.conductance(c) - t) for c, t in zip(groups, targets, strict=True)]
+    assert np.allclose(two, day, rtol=0.08)
+
+
+def test_mean_shift_at_one_hour_matches_cmo_fit() -> None:
+    """−0.089·ln(3600) = −0.73 µS at 1 h for G in the CMO fit's range (≥ 8 µS)."""
+    be, groups, targets = _programmed_levels(seed=5)
+    be.clock.wait(3600.0)
+    for level, c, t in zip(LEVELS_uS, groups, targets, strict=True):
+        if level < 8:
+            continue
+        shift = np.mean(be.macro.conductance(c) - t) / uS
+        assert shift == pytest.approx(-0.73, abs=0.08), level
+
+
+def test_repeated_reads_are_correlated_through_relaxation() -> None:
+    be, groups, targets = _programmed_levels(seed=6)
+    c, t = groups[2], targets[2]
+    be.clock.wait(600.0)
+    a = be.read(c, n_average=1)
+    b = be.read(c, n_average=1)
+    be.clock.wait(60.0)
+    later = be.read(c, n_average=1)
+    read_sigma = be.preset.read.relative_sigma * 20 * uS
+    # two reads at one time differ only by read noise …
+    assert np.std(a - b) == pytest.approx(np.sqrt(2) * read_sigma, rel=0.1)
+    # … and a minute later the relaxation state is nearly the same cell by cell
+    assert np.corrcoef(a - t, later - t)[0, 1] > 0.8
+
+
+def test_walk_does_not_depend_on_when_it_was_observed() -> None:
+    be1, g1, _ = _programmed_levels(seed=8)
+    be2, g2, _ = _programmed_levels(seed=8)
+    be1.clock.wait(10.0)
+    be1.macro.conductance(g1[1])
+    be1.clock.wait(3590.0)
+    be2.clock.wait(3600.0)
+    assert np.array_equal(be1.macro.conductance(g1[1]), be2.macro.conductance(g2[1]))
