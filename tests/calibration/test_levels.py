@@ -95,7 +95,8 @@ def test_characterize_rejects_bad_times(tmp_path: Path, cal_dir: Path) -> None:
     from sim_backend import SimBackend
 
     p = tmp_path / "bad.yaml"
-    p.write_text("routine: characterize\nparams: {t_mid_s: 0.5}\n", encoding="utf-8")
+    p.write_text("routine: characterize\nparams: {region: {tile: 0, rows: [0, 4], cols: [0, 4]}, "
+                 "t_mid_s: 0.5}\n", encoding="utf-8")
     reg = load_registry()
     proto = load_protocol(p, reg)
     be = SimBackend("ideal")
