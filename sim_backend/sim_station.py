@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from labctl.core.envelope import SafetyEnvelope
-from labctl.core.errors import ConfigErrors
+from labctl.core.errors import ConfigError, ConfigErrors
 from labctl.core.station_schema import SimStation, validate_station
 from labctl.core.station_spec import StationSpec
 from labctl.core.validation import did_you_mean
 from sim_backend.backend import SimBackend
 from sim_backend.preset import Preset
-from sim_backend.presets import load_preset
+from sim_backend.presets import NAMED, load_preset
 
 
 def build_backend(spec: StationSpec) -> SimBackend:
@@ -25,7 +25,14 @@ def build_backend(spec: StationSpec) -> SimBackend:
     if spec.path is not None and preset_ref.endswith((".yaml", ".yml")):
         candidate = spec.path.parent / preset_ref
         preset_ref = str(candidate) if candidate.is_file() else preset_ref
-    preset = load_preset(preset_ref)
+    try:
+        preset = load_preset(preset_ref)
+    except ConfigError as e:
+        if e.source != preset_ref:
+            raise  # a preset file's own error names that file and its key
+        raise ConfigError(spec.source, "station.preset",
+                          f"{preset_ref!r}: {e.problem}"
+                          f"{did_you_mean(preset_ref, list(NAMED))}") from None
     if station.overrides:
         merged: dict[str, Any] = preset.to_dict()
         problems: list[tuple[str, str]] = []
