@@ -10,8 +10,9 @@ import math
 from typing import Any
 
 import numpy as np
-import yaml
 
+from labctl.core import yamlio
+from labctl.core.errors import ConfigError
 from labctl.runs.store.reader import Record, RunReader
 from labctl.runs.store.schema import SCHEMA_VERSION, Kind
 
@@ -27,9 +28,9 @@ def run_status(rd: RunReader) -> str:
 
 def step_names(rd: RunReader) -> list[tuple[str, str]]:
     """(routine, name) of each protocol step, from the recorded protocol text."""
-    try:
-        data = yaml.safe_load(str(rd.attrs.get("protocol_text", "")))
-    except yaml.YAMLError:
+    try:  # a run file is data from elsewhere too: the same bounded YAML 1.2 reader
+        data = yamlio.load(str(rd.attrs.get("protocol_text", "")), str(rd.path))
+    except ConfigError:
         return []
     if not isinstance(data, dict):
         return []
