@@ -55,7 +55,7 @@ station:
   overrides:
     faults: {stuck_lrs_rate: 0.02, stuck_hrs_rate: 0.01, unformable_rate: 0.01}
 """
-    region = "{rows: [0, 16], cols: [0, 32]}"
+    region = "{tile: 0, rows: [0, 16], cols: [0, 32]}"
     res, arr = run_protocol(tmp_path, f"""
 steps:
   - routine: forming
