@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from labctl.core.backend import BackendBase
@@ -111,7 +112,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             if chip_state_in_process(spec):
                 raise ConfigError(str(opts.station), "station", "a run on real instruments "
                                   "cannot be resumed on a simulated or virtual station")
-        seed = int(attrs.get("seed", 0))
+        seed = _recorded_seed(attrs.get("seed", 0), str(path))
         if rd.complete:
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
         _check_outputs(None, opts)
@@ -163,6 +164,15 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
 
 # ---------------------------------------------------------------- the runner
 # ---------------------------------------------------------------- helpers
+def _recorded_seed(raw: Any, source: str) -> int:
+    """The seed a run file recorded (an int64 attribute), checked like a station's."""
+    if isinstance(raw, bool | np.bool_) or not isinstance(raw, int | np.integer) \
+            or not 0 <= int(raw) <= SEED_MAX:
+        raise ConfigError(source, "seed", f"the recorded seed must be an integer from 0 to "
+                          f"2**63 - 1, got {shown(raw)}; the file is damaged or was edited")
+    return int(raw)
+
+
 def _check_outputs(out: Path | None, opts: RunOptions) -> None:
     """The run file's directory and the calibration-record directory are writable — checked
     before the backend opens, so no step forms cells and then cannot save its results."""

@@ -148,6 +148,18 @@ def test_resume_refuses_a_recorded_station_that_names_code(
     assert "recorded station" in err and "virtual_provider" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "9" * 400])
+def test_seed_option_is_range_checked(seed: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.app.cli import main
+
+    code = main(["run", str(ROOT / "protocols" / "forming.yaml"), "--seed", seed,
+                 "--out", str(tmp_path / "r.h5"), "--calibration-dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--seed" in err and "Traceback" not in err and len(err) < 400
+    assert not (tmp_path / "r.h5").exists()
+
+
 # ---- protocol files ----
 def test_protocol_problems_all_at_once(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
