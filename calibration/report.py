@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from labctl.core.quantity_text import display
 from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
 from labctl.core.routine_params import Param
 
@@ -30,30 +31,24 @@ SHOWN = {
 }
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
-
-
 def lines(results: dict[int, dict[str, Any]]) -> list[str]:
     """Report lines: for each step, the figures listed in :data:`SHOWN` for the routine
-    whose first key it saved (all its figures when none matches)."""
+    whose first key it saved (all its figures when none matches), each in its display unit
+    (conductance always in µS; :func:`labctl.core.quantity_text.display`)."""
     out = []
     for step, figs in sorted(results.items()):
         keys = next((ks for ks in SHOWN.values() if ks[0] in figs), tuple(figs))
         out.append(f"step {step + 1}:")
-        out += [f"    {k:<24} {_fmt(figs[k])}" for k in keys if k in figs]
+        out += [f"    {name:<24} {text}" for name, text in
+                (display(k, figs[k]) for k in keys if k in figs)]
     return out
 
 
 def run(ctx: StepContext) -> Iterator[Checkpoint]:
     run_file = getattr(getattr(ctx.sink, "writer", None), "path", "RUN.h5")
     text = [f"=== labctl report: chip {ctx.chip.chip_id} ===", *lines(ctx.earlier_results()),
-            f"figures: labctl plot {run_file} (conductance maps, convergence, spread and "
-            "level spread against conductance)"]
+            f"figures: labctl plot {run_file} (maps, forming, convergence, accuracy, "
+            "compensation, refresh, levels by age of the read)"]
     print("\n".join(text), flush=True)
     ctx.result(lines=len(text))
     yield from ()

@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "run": "labctl.app.commands.run",
     "show": "labctl.app.commands.show",
     "plot": "labctl.app.commands.plot",
+    "docs": "labctl.app.commands.docs",
     "serve-sim": "labctl.app.commands.serve_sim",
     "schema": "labctl.app.commands.schema",
 }

@@ -49,7 +49,8 @@ class PulseBatch:
 @dataclass
 class Checkpoint:
     """A resumable point: ``state`` (arrays) and ``meta`` (JSON) as they will be after
-    ``pulses`` are applied. ``done`` / ``total`` drive the progress bar."""
+    ``pulses`` are applied. ``done`` / ``total`` go to the progress display
+    (:mod:`labctl.runs.progress`)."""
 
     state: Mapping[str, npt.ArrayLike]
     pulses: list[PulseBatch] = field(default_factory=list)
@@ -105,9 +106,10 @@ class StepContext:
         self.sink.event(self.step, message, **data)
 
     def progress(self, done: float, total: float, what: str = "") -> None:
-        """Say how far a long stretch of work without checkpoints has come (training,
-        sampling, programming): ``done`` of ``total`` units of ``what``. Shown by whatever
-        progress display the runner has; ignored when it has none."""
+        """Report progress of work between checkpoints (training epochs, sampler steps):
+        ``done`` of ``total`` in the phase ``what``. Shown with an estimate of the time left
+        (a bar on a terminal, log lines elsewhere); not recorded in the run file. A sink
+        without a ``progress`` method ignores it."""
         report = getattr(self.sink, "progress", None)
         if report is not None:
             report(self.step, done, total, what)

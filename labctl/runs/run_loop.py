@@ -26,7 +26,7 @@ from labctl.core.calibration_record import CalibrationRecord
 from labctl.core.errors import RunInterrupted
 from labctl.core.routine import Checkpoint, ResumeState, RoutineSpec, StepContext
 from labctl.runs.fast_forward import ResumeDiverged
-from labctl.runs.progress import Progress
+from labctl.runs.progress import ProgressSubscriber, open_progress
 from labctl.runs.protocol import Protocol, Step
 from labctl.runs.recording import RecordingBackend, write_ahead
 from labctl.runs.store.schema import Kind
@@ -43,8 +43,12 @@ class RunOptions:
     calibration_dir: str | None = None
     interactive: bool | None = None
     """Ask resume/abort on Ctrl+C (default: when stdin and stderr are TTYs)."""
-    progress: bool | None = None
-    """Show a progress bar (default: when stderr is a TTY)."""
+    progress: bool | str | None = None
+    """How to show progress on stderr: ``auto`` / None (a bar on a terminal, log lines
+    otherwise; ``$LABCTL_PROGRESS`` overrides), ``bar`` / True, ``log``, ``off`` / False
+    (:mod:`labctl.runs.progress`)."""
+    subscribers: tuple[ProgressSubscriber, ...] = ()
+    """More progress subscribers (a campaign's display, a test's recorder)."""
 
 
 @dataclass
@@ -76,6 +80,14 @@ class Runner:
         """Key figures each step saved in this process (a ``report`` step prints them)."""
         tty = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
         self.interactive = tty if opts.interactive is None else opts.interactive
+        self._subscribers: list[ProgressSubscriber] = []
+        self.subscribe(open_progress(opts.progress))  # the mode was checked by runner.run
+        for sub in opts.subscribers:
+            self.subscribe(sub)
+
+    def subscribe(self, sub: ProgressSubscriber) -> None:
+        """Report every step's progress to ``sub`` too (bluesky-style subscriber)."""
+        self._subscribers.append(sub)
 
     def execute(self, first_step: int, plan_state: ResumeState | None,
                 step_begun: bool) -> RunOutcome:
@@ -114,6 +126,9 @@ class Runner:
                     self.writer.close()
                 with contextlib.suppress(Exception):
                     self.backend.close()
+                for sub in self._subscribers:
+                    with contextlib.suppress(Exception):
+                        sub.close()
         return RunOutcome(self.writer.path, status, message)
 
     def _safe_state(self) -> bool:
@@ -136,18 +151,19 @@ class Runner:
         ctx = StepContext(backend=self.rec, params=step.params, step=step.index, seed=self.seed,
                           calibration=self.calibration, sink=self, resume=resume,
                           base_dir=self.protocol.base_dir)
-        show = sys.stderr.isatty() if self.opts.progress is None else self.opts.progress
-        bar = Progress(f"[{step.index + 1}/{len(self.protocol.steps)}] {step.name}", enabled=show)
-        try:
-            for ck in spec.run(ctx):
-                self._pause_point(step)
-                self._commit(step, ck)
-                for b in ck.pulses:
-                    self.backend.pulse(b.cells, b.kind, b.amplitude_V, b.gate_V, b.width_s,
-                                       b.compliance_A)
-                bar.update(ck.done, ck.total)
-        finally:
-            bar.close()
+        key = f"step{step.index}"
+        label = f"[{step.index + 1}/{len(self.protocol.steps)}] {step.name}"
+        for sub in self._subscribers:
+            sub.begin(key, label)
+        for ck in spec.run(ctx):
+            self._pause_point(step)
+            self._commit(step, ck)
+            for b in ck.pulses:
+                self.backend.pulse(b.cells, b.kind, b.amplitude_V, b.gate_V, b.width_s,
+                                   b.compliance_A)
+            self.progress(step.index, ck.done, ck.total)
+        for sub in self._subscribers:
+            sub.end(key)
         if self.rec.fast_forwarding:
             raise ResumeDiverged(f"resuming re-executed step {step.index + 1} ({step.name}), "
                                  "which ended before repeating everything its record holds; "
@@ -196,6 +212,14 @@ class Runner:
     def _note(self, step: int, message: str, **data: Any) -> None:
         self.writer.record(Kind.EVENT, step=step, t_chip_s=self.backend.clock.now(),
                            payload={"message": message, **data})
+
+    def progress(self, step: int, done: float, total: float, what: str = "") -> None:
+        """A checkpoint's or :meth:`StepContext.progress`'s report, to every subscriber.
+        Progress is display only: it is not recorded in the run file."""
+        if total <= 0:
+            return
+        for sub in self._subscribers:
+            sub.update(f"step{step}", done, total, what)
 
     # ---- Ctrl+C: pause at the next checkpoint ----
     @contextlib.contextmanager
@@ -247,6 +271,12 @@ class Runner:
             self._note(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
             raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
         self._note(step.index, "paused at a checkpoint")
+        with contextlib.ExitStack() as held:
+            for sub in self._subscribers:
+                held.enter_context(sub.hold())
+            self._ask(step, where)
+
+    def _ask(self, step: Step, where: str) -> None:
         while True:
             print(f"labctl: paused at a checkpoint in {where}; hardware in its safe state. "
                   "[r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)

@@ -38,6 +38,7 @@ from labctl.core.validation import shown
 from labctl.runs import backends
 from labctl.runs import registry as routine_registry
 from labctl.runs.fast_forward import FastForward, recorded_ops
+from labctl.runs.progress import resolve_mode
 from labctl.runs.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.runs.replay import plan_resume, replay
 from labctl.runs.run_loop import Runner, RunOptions, RunOutcome
@@ -58,6 +59,10 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     """Start (or, with ``opts.resume``, continue) a run. Validation errors raise
     :class:`ConfigError` before any hardware action."""
     reg = dict(registry) if registry is not None else load_registry()
+    try:
+        resolve_mode(opts.progress)
+    except ValueError as e:
+        raise ConfigError("labctl run", "--progress", str(e)) from None
     if opts.resume:
         return _resume(opts, reg)
     if not opts.protocol:

@@ -53,6 +53,12 @@ def test_bench_writes_flat_json(tmp_path: Path) -> None:
     assert all(isinstance(v, float | int) for k, v in data.items() if k != "meta")
     assert data["meta"]["sections"] == ["sim", "calibration", "wire"]
     assert data["meta"]["blas_threads"] == 1
+    for key in ("date_utc", "cpu_model", "os", "command", "total_seconds"):
+        assert data["meta"][key], key  # what the docs print beside the figures
+    assert data["meta"]["command"] == ("labctl bench --only sim --only calibration --only wire "
+                                       f"--quick --json {out}")
+    assert "[1/3] bench sim: started" in r.stderr  # not a terminal: progress as log lines
+    assert "[3/3] bench wire: finished in" in r.stderr
 
 
 def test_bad_station_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:

@@ -39,8 +39,9 @@ def test_quickstart_cli_show_plot(tmp_path: Path, cal_dir: Path,
     printed = capsys.readouterr().out
     assert "=== labctl report" in printed
     for key in ("success_rate", "mvm_error_compensated", "distinguishable_86400s",
-                "rms_after_uS"):
+                "rms_after "):
         assert key in printed
+    assert "_S " not in printed and " S\n" not in printed  # conductance shown in µS only
     res, _ = read_run(out)
     assert res[1]["success_rate"] >= 0.99
     assert res[1]["rms_error_usable_S"] <= 0.6e-6

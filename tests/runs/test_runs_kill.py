@@ -206,7 +206,7 @@ def test_sigint_on_a_tty_pauses_asks_and_resumes(tmp_path: Path, reference: tupl
                     return
 
     try:
-        pump_until(b"verify_write [")  # the progress bar is on: stderr is a TTY
+        pump_until(b"ETA")  # the progress bar (rich) is on: stderr is a TTY
         proc.send_signal(signal.SIGINT)
         pump_until(b"[r]esume or [a]bort?")
         os.write(master, b"r\n")

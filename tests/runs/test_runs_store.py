@@ -160,19 +160,3 @@ def test_writer_killed_at_random_moments(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(r.array("state"), np.full(256, k))
                 assert len(r.pulses()) == 256
             assert rd.records.dtype == RECORD_DTYPE
-
-
-def test_progress_bar_only_when_enabled() -> None:
-    import io
-
-    from labctl.runs.progress import Progress
-
-    buf = io.StringIO()
-    bar = Progress("step", stream=buf, enabled=True, width=10)
-    bar.update(5, 10)
-    bar.close()
-    assert "[#####.....]" in buf.getvalue()
-    assert "5/10" in buf.getvalue()
-    quiet = io.StringIO()  # not a TTY: nothing
-    Progress("step", stream=quiet).update(5, 10)
-    assert quiet.getvalue() == ""

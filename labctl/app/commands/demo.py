@@ -32,6 +32,7 @@ def _size(text: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from labctl.core.quantity_text import quantity
     from labctl.runs.backends import open_backend
 
     with open_backend(args.station) as be:
@@ -81,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         led = be.ledger
         print(
             f"ledger   {led.pulses} cell-pulses, {led.reads} cell-reads, "
-            f"{led.energy_J * 1e6:.3g} µJ, {led.device_time_s:.3g} s device time"
+            f"energy {quantity(led.energy_J, 'J', 3)}, device busy time "
+            f"{quantity(led.device_time_s, 's', 3)}"
         )
     return 0

@@ -1,4 +1,4 @@
-"""``labctl plot``: PNG figures of a run file."""
+"""``labctl plot``: PNG figures of run files."""
 
 from __future__ import annotations
 
@@ -6,26 +6,37 @@ import argparse
 from pathlib import Path
 
 NAME = "plot"
-HELP = "draw PNG figures of a run file (maps, convergence, spread, drift)"
+HELP = "draw PNG figures of run files (maps, convergence, accuracy, drift, levels, faults)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_file", metavar="RUN.h5")
-    p.add_argument("--outdir", metavar="DIR", help="where to write (default: RUN_plots/)")
+    p.add_argument("run_files", metavar="RUN.h5", nargs="+",
+                   help="run files, or folders of them")
+    p.add_argument("--outdir", metavar="DIR",
+                   help="where to write (default: RUN_plots/ beside each run file; with "
+                   "several files, one folder per run inside DIR)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from labctl.app.plots import plot_run
+    from labctl.app.plots import plot_paths, run_files
+    from labctl.core.errors import RequestRejected
     from labctl.core.output_paths import check_writable_dir
-    from labctl.runs.store.reader import RunReader
 
-    run = Path(args.run_file)
-    outdir = Path(args.outdir) if args.outdir else run.with_name(run.stem + "_plots")
-    check_writable_dir(outdir, "--outdir")
-    with RunReader(run) as rd:
-        written = plot_run(rd, outdir)
-    for p in written:
-        print(p)
-    if not written:
-        print(f"{run}: no plottable arrays yet")
+    paths = [Path(p) for p in args.run_files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise RequestRejected(f"no such file or folder: {', '.join(missing)}")
+    files = run_files(paths)
+    if not files:
+        raise RequestRejected(f"no run files (*.h5) in {', '.join(map(str, paths))}")
+    # Every output folder is checked before the first figure is drawn.
+    for where in ([Path(args.outdir)] if args.outdir
+                  else [f.with_name(f.stem + "_plots") for f in files]):
+        check_writable_dir(where, "--outdir")
+    done = plot_paths(paths, Path(args.outdir) if args.outdir else None)
+    for run, written in done.items():
+        for p in written:
+            print(p)
+        if not written:
+            print(f"{run}: no plottable arrays yet")
     return 0

@@ -24,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-dir", metavar="DIR",
                    help="per-chip calibration records (default: $LABCTL_CALIBRATION_DIR or "
                    "./calibration-records)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "off"), default=None,
+                   help="progress on stderr: a bar with time left (terminal), periodic log "
+                   "lines (pipes, CI) or nothing (default: auto, or $LABCTL_PROGRESS)")
+    p.add_argument("--no-progress", action="store_true", help="same as --progress off")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
 
     opts = RunOptions(protocol=args.protocol, station=args.station, out=args.out,
                       resume=args.resume, seed=args.seed, calibration_dir=args.calibration_dir,
-                      progress=False if args.no_progress else None)
+                      progress="off" if args.no_progress else args.progress)
     outcome = run(opts)
     if outcome.status in ("aborted", "paused"):
         print(f"labctl run: {outcome.message}; hardware left in its safe state. Continue "

@@ -6,13 +6,11 @@ Works on any committed prefix, so it also describes the file a killed run left b
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
-
-import numpy as np
 
 from labctl.core import yamlio
 from labctl.core.errors import ConfigError
+from labctl.core.quantity_text import NOT_MEASURED, display, quantity
 from labctl.runs.store.reader import Record, RunReader
 from labctl.runs.store.schema import SCHEMA_VERSION, Kind
 
@@ -63,8 +61,8 @@ def summarize(rd: RunReader) -> list[str]:
     ]
     if recs:
         t0, t1 = recs[0].t_wall_s, recs[-1].t_wall_s
-        lines.append(f"time       {_utc(t0)} → {_utc(t1)} ({t1 - t0:.1f} s wall; chip clock "
-                     f"{_fmt(recs[-1].t_chip_s)} s)")
+        lines.append(f"time       {_utc(t0)} → {_utc(t1)} UTC: {t1 - t0:.1f} s of wall time")
+        lines.append(f"chip clock {_clock_text(rd, recs[0].t_chip_s, recs[-1].t_chip_s)}")
     shape = _chip_shape(rd)
     if shape is not None:
         counts = rd.pulse_counts(shape)
@@ -77,8 +75,8 @@ def summarize(rd: RunReader) -> list[str]:
         mine = [r for r in recs if r.step == i]
         lines.append(f"  [{i + 1}] {name} ({routine}): {_step_state(mine)}")
         for res in [r for r in mine if r.kind == Kind.RESULT][-1:]:
-            lines += [f"        {k} = {_fmt(v)}" for k, v in res.payload.items()
-                      if k != "outcome_codes"]
+            lines += [f"        {name} = {text}" for name, text in
+                      (display(k, v) for k, v in res.payload.items() if k != "outcome_codes")]
     for r in recs:
         if r.kind in (Kind.EVENT, Kind.RESUME):
             p = r.payload
@@ -92,12 +90,35 @@ def summarize(rd: RunReader) -> list[str]:
             lines.append(f"ended      {end['message']}")
         led = end.get("ledger") or {}
         if led:
-            lines.append(f"ledger     {led.get('pulses')} cell-pulses, {led.get('reads')} "
-                         f"cell-reads, energy {_fmt(led.get('energy_J'))} J, device time "
-                         f"{_fmt(led.get('device_time_s'))} s (this process)")
+            lines.append(f"ledger     {_ledger_text(led)}")
         safe = "reached" if end.get("safe_state_reached") else "NOT confirmed"
         lines.append(f"safe state {safe}")
     return lines
+
+
+def _ledger_text(led: dict[str, Any]) -> str:
+    """Counts, device busy time and energy in their display units; energy a backend cannot
+    measure (NaN: real instruments keep no energy ledger) is said to be not measured."""
+    energy = quantity(led.get("energy_J"), "J")
+    if energy == NOT_MEASURED:
+        energy += " (this backend keeps no energy ledger)"
+    return (f"{led.get('pulses')} cell-pulses, {led.get('reads')} cell-reads; device busy "
+            f"time {quantity(led.get('device_time_s'), 's')}; energy {energy} (this process)")
+
+
+def _clock_text(rd: RunReader, t_first_s: float, t_last_s: float) -> str:
+    """The backend's clock over the run, said for what it is: on a virtual clock (the
+    simulator) it moves with waits and device time; on instruments it is the host's clock."""
+    caps = rd.attr_json("capabilities")
+    virtual = isinstance(caps, dict) and bool(caps.get("virtual_clock"))
+    span = quantity(t_last_s - t_first_s, "s")
+    if not virtual:
+        kind = "the host's clock: the instruments run in real time"
+    elif rd.attrs.get("backend") == "SimBackend":
+        kind = "virtual: moved by waits and by the device time of every operation"
+    else:
+        kind = "virtual: moved by waits only; device busy time is in the ledger"
+    return f"{span} from the first record to the last ({kind})"
 
 
 def _step_state(mine: list[Record]) -> str:
@@ -127,11 +148,3 @@ def _chip_shape(rd: RunReader) -> tuple[int, int, int] | None:
 
 def _utc(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    if isinstance(v, np.generic):
-        return _fmt(v.item())
-    return str(v)
