@@ -265,11 +265,11 @@ class Runner:
         where = f"step {step.index + 1} ({step.name})"
         if self._terminate:
             self._note(step.index, f"aborted at a checkpoint ({self._terminate})")
-            raise RunInterrupted(f"aborted at a checkpoint in {where} ({self._terminate})",
-                                 aborted=True)
+            raise RunInterrupted(f"aborted before the next cell batch in {where} "
+                                 f"({self._terminate})", aborted=True)
         if not self.interactive:
             self._note(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
-            raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
+            raise RunInterrupted(f"aborted before the next cell batch in {where}", aborted=True)
         self._note(step.index, "paused at a checkpoint")
         with contextlib.ExitStack() as held:
             for sub in self._subscribers:
@@ -278,8 +278,8 @@ class Runner:
 
     def _ask(self, step: Step, where: str) -> None:
         while True:
-            print(f"labctl: paused at a checkpoint in {where}; hardware in its safe state. "
-                  "[r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)
+            print(f"labctl: paused before the next cell batch in {where}; hardware in its "
+                  "safe state. [r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)
             answer = sys.stdin.readline().strip().lower()
             if answer in ("r", "resume"):
                 self._interrupt = False
@@ -287,7 +287,7 @@ class Runner:
                 return
             if answer in ("a", "abort", ""):
                 self._note(step.index, "aborted at a checkpoint by the user")
-                raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
+                raise RunInterrupted(f"aborted before the next cell batch in {where}", aborted=True)
 
 
 @contextlib.contextmanager
