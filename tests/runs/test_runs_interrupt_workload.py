@@ -5,7 +5,8 @@ The fast-weights workload programs its cells through direct pulses (forming, the
 verify-write, re-programming every chunk). A signal once the run file holds a seeded random
 number of those pulse batches must stop the run at the next cell batch — exit 130, the file
 ending "aborted", the step not ended — and the resume must finish it with every cell pulsed
-exactly as often as in the uninterrupted run, the same reads and the same results.
+exactly as often as in the uninterrupted run, the same reads and the same results; also when
+the first resume is itself stopped after it went live.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ routine: fast_weights
 params: {vocab: 32, n_pairs: 16, d_model: 32, d_key: 16, hidden: 16, chunk: 8}
 """
 POLL_S = 0.02
-TRIALS = [(signal.SIGINT, 0), (signal.SIGINT, 1), (signal.SIGTERM, 2)]
-"""(signal, seed of the moment it is sent)."""
+TRIALS = [(signal.SIGINT, 0, False), (signal.SIGINT, 1, True), (signal.SIGTERM, 2, False)]
+"""(signal, seed of the moment it is sent, whether the first resume is interrupted too)."""
 
 
 def _contents(path: Path) -> tuple[np.ndarray, bytes, list[dict]]:
@@ -63,17 +64,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
     return tmp / "fw.yaml", (counts, reads, results, n_batches)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("signum", "seed"), TRIALS)
-def test_signal_during_programming_stops_and_resume_repeats_no_pulse(
-        reference: tuple[Path, tuple], tmp_path: Path, signum: int, seed: int) -> None:
-    proto, (counts, reads, results, n_batches) = reference
-    at = random.Random(seed).randint(1, n_batches // 2)
-    env = subprocess_env(tmp_path)
-    out = tmp_path / "run.h5"
-    proc = subprocess.Popen([*labctl_cmd(), "run", str(proto), "--out", str(out),
-                             "--no-progress"], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _run_and_signal(args: list[str], out: Path, env: dict[str, str], at: int,
+                    signum: int) -> str:
+    """Start ``labctl run ARGS``; send ``signum`` once the file holds ``at`` pulse batches."""
+    proc = subprocess.Popen([*labctl_cmd(), "run", *args, "--no-progress"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
         while proc.poll() is None and _pulse_batches(out) < at:
             time.sleep(POLL_S)
@@ -86,6 +82,20 @@ def test_signal_during_programming_stops_and_resume_repeats_no_pulse(
     text = err.decode()
     assert proc.returncode == 130, text
     assert "aborted" in text and f"--resume {out}" in text and "Traceback" not in text
+    return text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "seed", "twice"), TRIALS)
+def test_signal_during_programming_stops_and_resume_repeats_no_pulse(
+        reference: tuple[Path, tuple], tmp_path: Path, signum: int, seed: int,
+        twice: bool) -> None:
+    proto, (counts, reads, results, n_batches) = reference
+    rng = random.Random(seed)
+    at = rng.randint(1, n_batches // 2)
+    env = subprocess_env(tmp_path)
+    out = tmp_path / "run.h5"
+    _run_and_signal([str(proto), "--out", str(out)], out, env, at, signum)
     with RunReader(out) as rd:
         end = rd.all()[-1]
         assert end.kind == Kind.RUN_END and end.payload["status"] == "aborted"
@@ -93,6 +103,9 @@ def test_signal_during_programming_stops_and_resume_repeats_no_pulse(
         assert not rd.of_kind(Kind.STEP_END)  # stopped inside the programming step
         stopped_at = len(rd.of_kind(Kind.PULSE))
     assert at <= stopped_at < n_batches
+    if twice:  # the resume re-executes, goes live, and is stopped again
+        again = rng.randint(stopped_at + 20, stopped_at + (n_batches - stopped_at) // 2)
+        _run_and_signal(["--resume", str(out)], out, env, again, signum)
 
     r = subprocess.run([*labctl_cmd(), "run", "--resume", str(out), "--no-progress"],
                        env=env, capture_output=True, stdin=subprocess.DEVNULL, check=False)
@@ -102,6 +115,6 @@ def test_signal_during_programming_stops_and_resume_repeats_no_pulse(
     assert got_reads == reads
     assert got_results == results
     with RunReader(out) as rd:
-        resume = rd.of_kind(Kind.RESUME)[0].payload
-    assert resume["reexecuted"] > 0
-
+        resumes = [r.payload for r in rd.of_kind(Kind.RESUME)]
+    assert len(resumes) == (2 if twice else 1)
+    assert all(p["reexecuted"] > 0 for p in resumes)
