@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from labctl.core.errors import ConfigErrors
 
@@ -71,13 +72,17 @@ def problems(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
         kind = err["type"]
         parent = _model_at(model, loc[:-1])
         if kind == "extra_forbidden":
-            allowed = list(parent.model_fields) if parent is not None else []
-            out.append((key, f"unknown key{did_you_mean(loc[-1] if loc else '', allowed)}; "
-                        f"allowed: {', '.join(allowed)}"))
+            keys = list(parent.model_fields) if parent is not None else []
+            out.append((key, f"unknown key{did_you_mean(loc[-1] if loc else '', keys)}; "
+                        f"allowed: {', '.join(keys)}"))
             continue
         field = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
         what = f" ({field.description})" if field is not None and field.description else ""
-        if kind == "missing":
+        allowed = _allowed(field) if field is not None else None
+        if field is not None and allowed is not None and kind in _VALUE_ERRORS:
+            doc = f" — {field.description}" if field.description else ""
+            out.append((key, f"must be {allowed}; got {shown(err['input'])}{doc}"))
+        elif kind == "missing":
             out.append((key, f"missing{what}"))
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
             out.append((key, f"must be a mapping of keys, got {type(err['input']).__name__}"))
@@ -90,6 +95,47 @@ def problems(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
         else:
             out.append((key, f"{_lower(err['msg'])}{what}; got {shown(err['input'])}"))
     return out
+
+
+_VALUE_ERRORS = {"int_type", "float_type", "int_from_float", "finite_number", "greater_than",
+                 "greater_than_equal", "less_than", "less_than_equal", "bool_type",
+                 "string_type", "int_parsing", "float_parsing"}
+
+
+def _allowed(field: FieldInfo) -> str | None:
+    """What a scalar field allows, in words: ``a number with 0 < value ≤ 10``."""
+    metadata = list(field.metadata)
+    t: Any = field.annotation
+    while True:  # Optional[Annotated[X, ...]] keeps X's bounds inside the annotation
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            args = typing.get_args(t)
+            t = args[0]
+            for a in args[1:]:
+                metadata += list(getattr(a, "metadata", [a]))
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(t) if a is not type(None)]
+            if len(members) != 1:
+                return None
+            t = members[0]
+        else:
+            break
+    what = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(t)
+    if what is None:
+        return None
+    lo = hi = ""
+    for m in metadata:
+        for attr, sign in (("gt", "<"), ("ge", "≤")):
+            if getattr(m, attr, None) is not None:
+                lo = f"{_num(getattr(m, attr))} {sign} "
+        for attr, sign in (("lt", "<"), ("le", "≤")):
+            if getattr(m, attr, None) is not None:
+                hi = f" {sign} {_num(getattr(m, attr))}"
+    return f"{what} with {lo}value{hi}" if lo or hi else what
+
+
+def _num(x: Any) -> str:
+    return "2**63 - 1" if x == 2**63 - 1 else f"{x:g}"
 
 
 _WORDS = {"a valid integer": "an integer", "a valid number": "a number",
