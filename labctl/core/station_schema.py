@@ -38,8 +38,7 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 ChipId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S",
                               description="the socketed die's id (its calibration record "
                               "is keyed by it)")]
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="seed of the simulated chip: an "
-                            "integer from 0 to 2**63 - 1")]
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="seed of the simulated chip")]
 PresetRef = Annotated[str, Field(min_length=1, max_length=4096,
                                  description="a named simulator preset (default_180nm, ideal) "
                                  "or a preset YAML file, relative to the station file")]
