@@ -100,7 +100,7 @@ def test_results_arrays_show_and_plot(sim_run: tuple[Path, dict[str, Any]],
     names = {n for _, n in c["arrays"]}
     assert {"recon_chip", "samples_chip", "samples_true", "recall_by_chunk_chip"} <= names
     assert c["pulses"].size > 0  # programming through program_fn is recorded
-    assert "psnr_chip_db" in c["summary"]
+    assert "psnr_chip = " in c["summary"]  # shown with its unit: "psnr_chip = 16.8 dB"
     assert "recall_chip" in c["summary"]
     with RunReader(path) as rd:
         names = {p.name for p in plot_run(rd, tmp_path / "figs")}
