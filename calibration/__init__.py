@@ -16,6 +16,7 @@ from calibration import (
     read_map,
     refresh,
     report,
+    twin,
     verify_write,
 )
 from labctl.core.routine import RoutineSpec
@@ -30,4 +31,5 @@ ROUTINES: tuple[RoutineSpec, ...] = (
     refresh.ROUTINE,
     fault_map.ROUTINE,
     report.ROUTINE,
+    twin.ROUTINE,
 )

@@ -87,6 +87,17 @@ class GlobalDriftCompensation:
         return y_A * self.scale
 
 
+def fit_column_affine(y: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column least squares ``ref ≈ gain·y + offset`` over the batch (rows): the HERMES
+    affine correction (Le Gallo et al., Nat. Electron. 2023). A column whose ``y`` does not
+    vary keeps gain 1. Returns ``(gain, offset)``, one entry per column."""
+    ym, rm = y.mean(axis=0), ref.mean(axis=0)
+    dy, dr = y - ym, ref - rm
+    var = (dy * dy).sum(axis=0)
+    gain = np.where(var > 0, (dy * dr).sum(axis=0) / np.where(var > 0, var, 1), 1.0)
+    return gain, rm - gain * ym
+
+
 class ColumnAffineCorrection:
     """Per-column gain and offset (HERMES): y_corrected = gain ⊙ y + offset."""
 
@@ -102,12 +113,7 @@ class ColumnAffineCorrection:
         ``y_measured_A`` may be given when the caller already ran the calibration inputs
         (e.g. after a global scale; the fit then composes with it)."""
         y = self.view.mvm(be, self.x_cal_V) if y_measured_A is None else y_measured_A
-        ref = self.x_cal_V @ w_expected_S
-        ym, rm = y.mean(axis=0), ref.mean(axis=0)
-        dy, dr = y - ym, ref - rm
-        var = (dy * dy).sum(axis=0)
-        self.gain = np.where(var > 0, (dy * dr).sum(axis=0) / np.where(var > 0, var, 1), 1.0)
-        self.offset_A = rm - self.gain * ym
+        self.gain, self.offset_A = fit_column_affine(y, self.x_cal_V @ w_expected_S)
 
     def apply(self, y_A: np.ndarray) -> np.ndarray:
         return y_A * self.gain + self.offset_A

@@ -20,6 +20,17 @@ from sim_backend.preset import Preset
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
+# Truncations of the device-to-device normals (each keeps a drawn value physical; listed in
+# the table of assumptions, docs/simulator.md). Fractions of the parameter's own mean.
+HRS_MIN_FRACTION = 0.2
+"""An HRS floor is at least 0.2 × ``hrs_mean_S`` (no cell conducts less than its HRS)."""
+STUCK_LRS_MIN_FRACTION = 0.5
+"""A stuck-at-LRS cell conducts at least 0.5 × ``stuck_lrs_mean_S``."""
+FORM_CURRENT_MIN_FRACTION = 0.1
+"""A cell's minimum forming current is at least 0.1 × ``form_current_mean_A``."""
+AS_FORMED_MIN_HRS = 2.0
+"""A formed cell conducts at least 2 × ``hrs_mean_S`` (formed is distinguishable from HRS)."""
+
 
 class Fault(enum.IntEnum):
     NONE = 0
@@ -75,18 +86,20 @@ def draw_static(preset: Preset, seed: int, cells: I64) -> StaticCells:
     fault[u < c1] = Fault.STUCK_LRS
     fault[(u >= c1) & (u < c2)] = Fault.STUCK_HRS
     fault[(u >= c2) & (u < c3)] = Fault.UNFORMABLE
-    hrs = np.maximum(s.hrs_mean_S + s.hrs_sigma_S * n(rng.Stream.D2D_HRS), 0.2 * s.hrs_mean_S)
+    hrs = np.maximum(s.hrs_mean_S + s.hrs_sigma_S * n(rng.Stream.D2D_HRS),
+                     HRS_MIN_FRACTION * s.hrs_mean_S)
     z_stuck = rng.normal(seed, cells, 0, rng.Stream.D2D_STUCK_G)
     stuck = np.where(
         fault == Fault.STUCK_LRS,
-        np.maximum(f.stuck_lrs_mean_S + f.stuck_lrs_sigma_S * z_stuck, 0.5 * f.stuck_lrs_mean_S),
+        np.maximum(f.stuck_lrs_mean_S + f.stuck_lrs_sigma_S * z_stuck,
+                   STUCK_LRS_MIN_FRACTION * f.stuck_lrs_mean_S),
         hrs,
     )
     return StaticCells(
         form_V=s.form_V_mean + s.form_V_sigma * n(rng.Stream.D2D_FORM_V),
         form_I_A=np.maximum(
             s.form_current_mean_A + s.form_current_sigma_A * n(rng.Stream.D2D_FORM_I),
-            0.1 * s.form_current_mean_A,
+            FORM_CURRENT_MIN_FRACTION * s.form_current_mean_A,
         ),
         set_V=s.set_V_mean + s.set_V_sigma * n(rng.Stream.D2D_SET_V),
         reset_V=s.reset_V_mean + s.reset_V_sigma * n(rng.Stream.D2D_RESET_V),
@@ -94,7 +107,8 @@ def draw_static(preset: Preset, seed: int, cells: I64) -> StaticCells:
         reset_gain=s.reset_gain * np.exp(gain_sigma * n(rng.Stream.D2D_RESET_GAIN)),
         cap_factor=1.0 + s.cap_d2d_sigma * n(rng.Stream.D2D_CAP),
         as_formed_S=np.maximum(
-            s.as_formed_mean_S + s.as_formed_sigma_S * n(rng.Stream.D2D_AS_FORMED), 2 * s.hrs_mean_S
+            s.as_formed_mean_S + s.as_formed_sigma_S * n(rng.Stream.D2D_AS_FORMED),
+            AS_FORMED_MIN_HRS * s.hrs_mean_S,
         ),
         hrs_S=hrs,
         fault=fault,

@@ -4,13 +4,14 @@ What each operation books (assumptions in ``params.EnergyParams``, each stated t
 
 - pulse: per cell, Joule energy V·I·width through the cell and charging its bit or source
   line (n_rows · C_cell · V²); per pulsed row, charging its word line once
-  (n_cols · C_cell · V_gate²). Device time:
-  cells on one row of one tile are pulsed in parallel (one driver per column), rows in
-  sequence: Σ over rows of (longest width on the row + driver settling).
+  (n_cols · C_cell · V_gate²).
 - read, per cell: V²·G·t_read per read plus one ADC conversion (Walden FOM · 2^bits) per
-  read; rows in sequence, columns in parallel.
+  read.
 - MVM, per input vector: array energy Σ_i x_i² Σ_j G_ij · t_int, one DAC conversion per
-  row, one ADC conversion per output; device time t_int + t_conversion per vector.
+  row, one ADC conversion per output.
+
+Device time is the batch duration :mod:`sim_backend.timing` computed (the same figure the
+running clock advances by).
 
 These are order-of-magnitude estimates, not measurements; a run reports what they imply.
 """
@@ -24,16 +25,9 @@ from labctl.core.backend import PulseKind
 from labctl.core.cells import Cells
 from labctl.core.ledger import Ledger
 from sim_backend.preset import Preset
+from sim_backend.timing import row_groups
 
 F64 = npt.NDArray[np.float64]
-
-
-def _row_groups(cells: Cells, n_rows: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    key = cells.tile * n_rows + cells.row
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-    return order, starts
 
 
 class EnergyModel:
@@ -52,38 +46,43 @@ class EnergyModel:
         current_A: F64,
         n_rows: int,
         n_cols: int,
+        device_time_s: float,
     ) -> None:
         c = self.e.line_cap_F_per_cell
         joule = float(np.sum(amplitude_V * current_A * width_s))
-        order, starts = _row_groups(cells, n_rows)
+        order, starts = row_groups(cells, n_rows)
         # each pulsed cell's bit (or source) line is charged; each row's word line once
         bit_lines = float(np.sum(c * n_rows * amplitude_V**2))
         row_gate = np.maximum.reduceat(gate_V[order], starts)
         word_lines = float(np.sum(c * n_cols * row_gate**2))
         lines = bit_lines + word_lines
-        longest = np.maximum.reduceat(width_s[order], starts)
-        t = float(longest.sum() + starts.size * self.e.pulse_overhead_s)
         e = joule + lines
         ledger.pulses += len(cells)
         ledger.pulse_calls += 1
         ledger.pulse_energy_J += e
         ledger.energy_J += e
-        ledger.device_time_s += t
+        ledger.device_time_s += device_time_s
         ledger.by_kind[kind.value] = ledger.by_kind.get(kind.value, 0) + len(cells)
 
     def book_read(
-        self, ledger: Ledger, cells: Cells, read_V: float, g_S: F64, n_average: int, n_rows: int
+        self,
+        ledger: Ledger,
+        cells: Cells,
+        read_V: float,
+        g_S: F64,
+        n_average: int,
+        n_rows: int,
+        device_time_s: float,
     ) -> None:
         e = n_average * (
             read_V**2 * float(np.sum(np.abs(g_S))) * self.e.read_time_s
             + len(cells) * self.adc_conv_J
         )
-        _, starts = _row_groups(cells, n_rows)
         ledger.reads += len(cells) * n_average
         ledger.read_calls += 1
         ledger.read_energy_J += e
         ledger.energy_J += e
-        ledger.device_time_s += starts.size * n_average * self.e.read_time_s
+        ledger.device_time_s += device_time_s
 
     def book_mvm(
         self, ledger: Ledger, batch: int, n_rows: int, code2_S: float, lsb_V: float, n_outputs: int

@@ -5,8 +5,12 @@ that was, whether it is formed, how many events it has seen) and applies pulses,
 MVMs to arrays of cells. It does **no** envelope or address checking — ``SimBackend`` and
 the virtual instruments sit in front of it and check first.
 
-Time: the macro reads ``clock.now()``; operations book their device time and energy on the
-ledger but do not move the clock, so a cell's state is independent of batching.
+Time: the clock runs. Every operation advances ``clock`` by its device time as the
+periphery executes the batch (:mod:`sim_backend.timing`), and each cell is pulsed or read
+at its own instant within the batch, so relaxation and low-frequency read noise act during
+and between operations as on a chip. Randomness stays keyed by (seed, cell, that cell's
+event count): re-batching never changes which random numbers a cell draws, only when it is
+touched (docs/simulator.md, "Determinism").
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ from sim_backend.device import (
 from sim_backend.energy import EnergyModel
 from sim_backend.periphery import MvmKernel, ir_drop_matrix
 from sim_backend.preset import Preset
+from sim_backend.read_noise import LowFrequencyNoise
 from sim_backend.relaxation import RelaxationModel
+from sim_backend.timing import Schedule, rows_in_sequence
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 _POOL_WORD = 0x504F4F4C  # "POOL"
 _MVM_STREAM = 50
-SWITCH_THRESHOLD_REL = 1e-3
-"""A pulse that changes G by less than this fraction did not switch the cell."""
 
 
 @dataclass
@@ -93,9 +97,17 @@ class Macro:
         self.pulse_count = np.zeros(n, dtype=np.int32)
         self.relax_rate_S2 = np.zeros(n)
         self.relax_t0_s = np.ones(n)
+        self._walk_k = np.full(n, -1, dtype=np.int64)
+        """Grid index at which ``_walk_w`` was computed (−1: none, or a new walk)."""
+        self._walk_w = np.zeros(n)
         self._static: StaticCells | None = None
         self._static_ready = np.zeros(a.n_tiles, dtype=bool)
-        self.relax = RelaxationModel(preset.relaxation, self.seed)
+        self.lf = LowFrequencyNoise(preset.read, self.seed)
+        self.relax = RelaxationModel(
+            preset.relaxation,
+            self.seed,
+            self.lf.variance_S2(np.asarray(preset.relaxation.table_G_S, dtype=np.float64)),
+        )
         self.energy = EnergyModel(preset)
         self.ledger = Ledger()
         self._tile_version = np.zeros(a.n_tiles, dtype=np.int64)
@@ -103,7 +115,7 @@ class Macro:
         self._kernels: dict[tuple[int, int, int, int, int, bool], tuple[MvmKernel, int, float]] = {}
         self._mvm_stream_pos = np.zeros(a.n_tiles, dtype=np.int64)
         """Position in each tile's MVM output-noise stream (values drawn so far)."""
-        self._g_floor = 0.2 * preset.switching.hrs_mean_S
+        self._g_floor = preset.relaxation.floor_S
         self._pool: F32 | None = None
 
     # ---- static (device-to-device) parameters, drawn per tile on first use ----
@@ -129,18 +141,26 @@ class Macro:
         return cells.flat_index(self.n_rows, self.n_cols)
 
     # ---- conductance now ----
-    def _conductance(self, idx: I64, st: StaticCells, t_s: float) -> tuple[F64, F64]:
-        """(conductance S, time of the cell's next change s) at time ``t_s``."""
+    def _conductance(self, idx: I64, st: StaticCells, t_s: float | F64) -> tuple[F64, F64]:
+        """(conductance S, time of the cell's next change s) at time ``t_s`` (one time, or
+        one per cell)."""
         g = self.g_prog_S[idx].copy()
         next_change = np.full(idx.shape, np.inf)
         relaxing = self.formed[idx] & ~self.broken[idx] & (st.fault == Fault.NONE)
         if self.preset.relaxation_on and relaxing.any():
             ii = idx[relaxing]
             t0 = self.relax_t0_s[ii]
-            dt = t_s - self.t_prog_s[ii]
+            t_here = t_s[relaxing] if isinstance(t_s, np.ndarray) else t_s
+            dt = t_here - self.t_prog_s[ii]
             k = self.relax.grid_index(dt, t0)
             dev = self.relax.deviation(
-                ii, self.prog_event[ii], k, t0, self.relax_rate_S2[ii], self.g_prog_S[ii]
+                ii,
+                self.prog_event[ii],
+                k,
+                t0,
+                self.relax_rate_S2[ii],
+                self.g_prog_S[ii],
+                self._walk_at(ii, k),
             )
             g[relaxing] = np.maximum(g[relaxing] + dev, self._g_floor)
             next_change[relaxing] = self.t_prog_s[ii] + self.relax.next_change_s(k, t0)
@@ -150,6 +170,19 @@ class Macro:
             st.stuck_S[self.broken[idx]], self.preset.faults.stuck_lrs_mean_S
         )
         return g, next_change
+
+    def _walk_at(self, ii: I64, k: I64) -> F64:
+        """W at grid index ``k`` of each cell's current walk, from the per-cell cache where
+        the index has not moved since it was last computed (a pure function of the key, so
+        caching changes no result)."""
+        w = self._walk_w[ii]
+        miss = (self._walk_k[ii] != k) & (k > 0)
+        if miss.any():
+            im = ii[miss]
+            w[miss] = self.relax.walk(im, self.prog_event[im], k[miss])
+            self._walk_w[im] = w[miss]
+            self._walk_k[im] = k[miss]
+        return w
 
     def conductance(self, cells: Cells) -> F64:
         """Noise-free conductance now, S (the simulator's ground truth, for tests)."""
@@ -172,11 +205,20 @@ class Macro:
         gate_V: F64,
         width_s: F64,
         compliance_A: F64 | None,
+        schedule: Schedule | None = None,
     ) -> None:
+        """Apply one batch of pulses. Each cell is pulsed at its instant of ``schedule``
+        (default: rows in sequence, :func:`timing.rows_in_sequence`), its relaxation
+        restarts at the end of its pulse, and the clock advances by the batch's duration."""
         idx = self.index(cells)
         st = self.static(idx)
-        t = self.clock.now()
-        g, _ = self._conductance(idx, st, t)
+        t_start = self.clock.now()
+        if schedule is None:
+            schedule = rows_in_sequence(
+                cells, self.n_rows, width_s, self.preset.energy.pulse_overhead_s
+            )
+        t_cell = t_start + schedule.start_s
+        g, _ = self._conductance(idx, st, t_cell)
         ev = self.events[idx]
         formed = self.formed[idx]
         if kind is PulseKind.RESET:
@@ -200,22 +242,25 @@ class Macro:
         # Only a pulse that switched the cell restarts its relaxation: a pulse below
         # threshold, or a SET on a cell already at its cap, leaves the filament (and its
         # relaxation walk) as it was.
+        threshold = self.preset.switching.switch_threshold_rel
         switched = out.formed_now | (
-            np.abs(out.g_new_S - g) > SWITCH_THRESHOLD_REL * np.maximum(g, self._g_floor)
+            np.abs(out.g_new_S - g) > threshold * np.maximum(g, self._g_floor)
         )
         self.formed[idx] = formed | out.formed_now
         self.broken[idx] |= out.broken_now
         sw = idx[switched]
         self.g_prog_S[sw] = out.g_new_S[switched]
-        self.t_prog_s[sw] = t
+        self.t_prog_s[sw] = (t_cell + width_s)[switched]
         self.prog_event[sw] = ev[switched]
         rate, t0 = self.relax.params_for(out.g_new_S[switched])
         self.relax_rate_S2[sw] = rate
         self.relax_t0_s[sw] = t0
+        self._walk_k[sw] = -1
         self.events[idx] = ev + 1
         self.pulse_count[idx] += 1
+        self.clock.wait(schedule.duration_s)
         if sw.size:
-            self._refresh_cached_tiles(sw, t)
+            self._refresh_cached_tiles(sw, self.clock.now())
         self.energy.book_pulse(
             self.ledger,
             cells,
@@ -226,19 +271,36 @@ class Macro:
             out.current_A,
             self.n_rows,
             self.n_cols,
+            schedule.duration_s,
         )
 
-    def read_current(self, cells: Cells, read_V: float, gate_V: float, n_average: int) -> F64:
-        """Current through each cell at ``read_V`` (A), with read noise averaged n times.
+    def read_current(
+        self,
+        cells: Cells,
+        read_V: float,
+        gate_V: float,
+        n_average: int,
+        schedule: Schedule | None = None,
+    ) -> F64:
+        """Current through each cell at ``read_V`` (A), averaged over n reads.
 
-        Averaging n independent reads is drawn as one normal with σ/√n (statistically the
-        same); the relaxation state, not the noise, is shared by repeated reads.
+        Each cell is read at its instant of ``schedule`` (default: rows in sequence, a row
+        taking n · ``read_time_s``). The white read noise of n averaged reads is drawn as one
+        normal with σ/√n (statistically the same); the relaxation state and the
+        low-frequency noise (:mod:`sim_backend.read_noise`, averaged over the read window)
+        are shared by reads close in time.
         """
         idx = self.index(cells)
         st = self.static(idx)
-        g, _ = self._conductance(idx, st, self.clock.now())
+        window_s = n_average * self.preset.energy.read_time_s
+        if schedule is None:
+            schedule = rows_in_sequence(cells, self.n_rows, np.zeros(len(cells)), window_s)
+        t_cell = self.clock.now() + schedule.start_s
+        g, _ = self._conductance(idx, st, t_cell)
         ev = self.events[idx]
         r = self.preset.read
+        if self.lf.on:
+            g = g + self.lf.sigma_S(g) * self.lf.standard(idx, t_cell, window_s)
         sigma = np.sqrt((r.relative_sigma * g) ** 2 + r.floor_sigma_S**2) / np.sqrt(n_average)
         if r.relative_sigma > 0 or r.floor_sigma_S > 0:
             g = g + sigma * rng.normal(self.seed, idx, ev, rng.Stream.READ)
@@ -246,7 +308,10 @@ class Macro:
         current = read_V * g
         i_sat = float(saturation_current_A(self.preset, np.array([gate_V]))[0])
         current = np.clip(current, -i_sat, i_sat)
-        self.energy.book_read(self.ledger, cells, read_V, g, n_average, self.n_rows)
+        self.clock.wait(schedule.duration_s)
+        self.energy.book_read(
+            self.ledger, cells, read_V, g, n_average, self.n_rows, schedule.duration_s
+        )
         return current
 
     def mvm_current(
@@ -264,6 +329,8 @@ class Macro:
         if kernel.noisy:
             noise = self._noise(tile, codes.shape[0], kernel.n_out)
         y, energy_code2_S = kernel.run(codes, noise, adc_range_A)
+        e = self.preset.energy
+        self.clock.wait(codes.shape[0] * (e.mvm_integration_s + e.adc_conversion_s))
         self.energy.book_mvm(
             self.ledger,
             codes.shape[0],
@@ -275,17 +342,31 @@ class Macro:
         return y
 
     # ---- MVM caches ----
+    def _array_state(self, idx: I64, t_s: float) -> tuple[F64, float]:
+        """(conductance as an MVM sees it at ``t_s`` — relaxation plus the low-frequency
+        read noise at that instant — S, time until which this snapshot holds s)."""
+        st = self.static(idx)
+        g, nxt = self._conductance(idx, st, t_s)
+        if self.lf.on:
+            g = g + self.lf.sigma_S(g) * self.lf.standard(idx, np.full(idx.shape, t_s), 0.0)
+        relaxing = np.isfinite(nxt)
+        hold_until = float(nxt.min()) if nxt.size else np.inf
+        if relaxing.any():
+            youngest = float(np.min(t_s - self.t_prog_s[idx[relaxing]]))
+            rel = self.preset.periphery.mvm_snapshot_rel
+            hold_until = max(hold_until, t_s + rel * max(youngest, 0.0))
+        return g, hold_until
+
     def tile_conductance(self, tile: int) -> F64:
-        """Noise-free conductance matrix of a tile now (cached while nothing changes), S."""
+        """The conductance matrix a tile's MVMs use now, S: a snapshot retaken after pulses
+        and as relaxation goes on (``PeripheryParams.mvm_snapshot_rel``)."""
         t = self.clock.now()
         c = self._tile_cache.get(tile)
         if c is None or c.version != self._tile_version[tile] or t >= c.valid_until_s:
             lo = tile * self.cells_per_tile
             idx = np.arange(lo, lo + self.cells_per_tile, dtype=np.int64)
-            g, nxt = self._conductance(idx, self.static(idx), t)
-            c = _TileCache(
-                int(self._tile_version[tile]), float(nxt.min()), g.reshape(self.n_rows, self.n_cols)
-            )
+            g, hold = self._array_state(idx, t)
+            c = _TileCache(int(self._tile_version[tile]), hold, g.reshape(self.n_rows, self.n_cols))
             self._tile_cache[tile] = c
         return c.G_S
 
@@ -301,10 +382,10 @@ class Macro:
             if stale or c is None:
                 continue
             ii = idx[tiles == tile]
-            g, nxt = self._conductance(ii, self.static(ii), t_s)
+            g, hold = self._array_state(ii, t_s)
             c.G_S.reshape(-1)[ii - tile * self.cells_per_tile] = g
             c.version = int(self._tile_version[tile])
-            c.valid_until_s = min(c.valid_until_s, float(nxt.min()))
+            c.valid_until_s = min(c.valid_until_s, hold)
 
     def _kernel(self, tile: int, rows: slice, cols: slice, differential: bool) -> MvmKernel:
         key = (tile, int(rows.start), int(rows.stop), int(cols.start), int(cols.stop), differential)

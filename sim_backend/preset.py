@@ -1,7 +1,7 @@
 """Physics and periphery parameters of the simulated 1T1R macro, as documented dataclasses.
 
 Each field states its unit and where its default comes from. Sources (full references in
-docs/references.md):
+``docs/references.md``; the one table of assumptions is in ``docs/simulator.md``):
 
 - [Wan22] Wan et al., "A compute-in-memory chip based on resistive random-access memory",
   Nature 608, 504 (2022) — NeuRRAM programming settings and window.
@@ -13,6 +13,12 @@ docs/references.md):
 - [AIHW-IO] AIHWKit IO defaults: 7-bit in, 9-bit out, output noise 0.06, wire 0.15–0.35 Ω.
 - [Ielmini] Ielmini, "Resistive switching memories based on metal oxides", Semicond. Sci.
   Technol. 31, 063002 (2016): LRS resistance set by compliance, R ≈ V_set / I_C.
+- [Ambrogio15] Ambrogio et al., "Noise-induced resistance broadening in resistive switching
+  memory — Part I", IEEE TED 62, 3805 (2015), doi 10.1109/TED.2015.2475598: RRAM read
+  current carries 1/f and random-telegraph noise that averaging cannot remove.
+- [Hooge69] Hooge, "1/f noise is no surface effect", Phys. Lett. A 29, 139 (1969),
+  doi 10.1016/0375-9601(69)90076-0: S_I/I² = α_H/(N·f), relative noise ∝ 1/√N.
+- [ESGNN] HKU group's measured 400-read trace (ESGNN data): 3.3 % σ of single reads.
 
 Values marked *assumption* are not published figures for this macro; they are chosen so the
 behaviour falls in the published ranges above, and they are exposed as configuration so a
@@ -105,19 +111,25 @@ class SwitchingParams:
     """Mean current the access transistor must pass for forming to complete, A.
     *assumption*: a filament only forms when enough current flows to grow it, so a gate held
     too low fails to form the cell — why forming ramps the gate up from 1.3 V [Stanford]
-    and stops each cell as it forms; chosen so that ramp forms cells between ≈ 1.4 and 1.9 V."""
+    and stops each cell as it forms. With the default transistor the gate ramp (1.3 V +
+    0.05 V steps) forms 95 % of cells between 1.30 and 1.70 V, and the gate then caps the
+    as-formed conductance near I_form / v_hold (6.6 ± 3.7 µS read after the ramp,
+    ``tests/sim_backend/test_device.py``), not the [HKU] figure below (docs/simulator.md)."""
     form_current_sigma_A: float = 1e-6
     """Device-to-device σ of that minimum forming current, A. *assumption*."""
     overform_current_A: float = 70e-6
     """Compliance above which forming hard-breaks the cell (stuck at LRS), A. *assumption*:
     why forming ramps the gate gently [Stanford, docs/references.md]."""
     as_formed_mean_S: float = 14.25 * uS
-    """As-formed conductance mean, S [HKU]."""
+    """As-formed conductance mean when the gate does not cap it, S [HKU]. Under a gentle gate
+    ramp the compliance caps it first (see ``form_current_mean_A``)."""
     as_formed_sigma_S: float = 2.46 * uS
     """As-formed conductance σ, S [HKU]."""
     set_V_mean: float = 1.3
     """Mean SET threshold (bit line), V. *assumption*: NeuRRAM SET ramps from 1.2 V [Wan22]."""
     set_V_sigma: float = 0.08
+    """Device-to-device σ of the SET threshold, V. *assumption*: small against the 0.1 V
+    per-pulse ramp step of [Wan22], so a ramp reaches every cell's threshold."""
     set_V0: float = 0.15
     """SET voltage acceleration, V per e-fold. *assumption*."""
     set_gain: float = 0.08
@@ -125,8 +137,12 @@ class SwitchingParams:
     reset_V_mean: float = 1.1
     """Mean RESET threshold (source line), V. *assumption*: NeuRRAM RESET ramps from 1.2 V."""
     reset_V_sigma: float = 0.08
+    """Device-to-device σ of the RESET threshold, V. *assumption*: as ``set_V_sigma``."""
     reset_V0: float = 0.15
+    """RESET voltage acceleration, V per e-fold. *assumption*: as ``set_V0`` (symmetric
+    kinetics; no published figure for this macro)."""
     reset_gain: float = 0.08
+    """RESET switched fraction per t_ref at threshold. *assumption*: as ``set_gain``."""
     t_ref_s: float = 1e-6
     """Reference width of the SET/RESET kinetics, s (NeuRRAM widths 100 ns–1 µs)."""
     gain_d2d_sigma: float = 0.25
@@ -140,6 +156,11 @@ class SwitchingParams:
     hrs_mean_S: float = 0.5 * uS
     """HRS floor conductance after a full RESET, S. *assumption*: below g_min = 1 µS [Wan22]."""
     hrs_sigma_S: float = 0.1 * uS
+    """Device-to-device σ of the HRS floor, S. *assumption*: 20 % of ``hrs_mean_S``."""
+    switch_threshold_rel: float = 1e-3
+    """A pulse that changes G by less than this fraction of G did not switch the cell: its
+    relaxation walk goes on undisturbed. *assumption*: far below the read noise, so no
+    measurable switching is missed."""
     pristine_S: float = 0.01 * uS
     """Conductance of an unformed cell, S: it conducts ~nothing until formed."""
 
@@ -179,6 +200,7 @@ class SwitchingParams:
                     "cap_c2c_sigma",
                     "hrs_sigma_S",
                 ),
+                "switch_threshold_rel": ("rate", None),
             },
         )
 
@@ -194,6 +216,7 @@ class FaultParams:
     stuck_lrs_mean_S: float = 60 * uS
     """Conductance of a stuck-at-LRS cell, S. *assumption*: above the window."""
     stuck_lrs_sigma_S: float = 10 * uS
+    """Device-to-device σ of the stuck-at-LRS conductance, S. *assumption*."""
 
     def __post_init__(self) -> None:
         _check(
@@ -242,6 +265,18 @@ class RelaxationParams:
     """Spread at 1 day after write-verify, S [AIHW-Wan]."""
     sigma_prog_S: float = 0.577 * uS
     """Spread write-verify leaves at t = 0 in the fitted data: ±1 µS band, uniform [Wan22]."""
+    sigma_prog_max_fraction: float = 0.8
+    """σ_prog used at a level is at most this fraction of the tabulated σ(1 s) there (at
+    0 µS the table's 0.35 µS is below the ±1 µS band's 0.577 µS). *assumption*: leaves
+    (1 − 0.8²) of the 1 s variance to the walk."""
+    accept_delay_s: float = 1e-3
+    """Time from a cell's last programming pulse to the read that accepted it, in the data
+    the table was fitted to, s: the table's times count from acceptance, the walk from the
+    pulse. *assumption*: ≈ two read batches and a pulse batch of a batched verify-write of
+    256 rows (the simulated one); NeuRRAM does not publish it."""
+    floor_S: float = 0.1 * uS
+    """A relaxing cell's conductance never falls below this, S. *assumption*: 20 % of the
+    HRS floor ``switching.hrs_mean_S``; it truncates the walk's left tail at low levels."""
     mean_shift_S_per_ln_t: float = -0.089 * uS
     """Mean drift per e-fold of time (t in s, from 1 s), S [AIHW-CMO]."""
     mean_shift_full_above_S: float = 8 * uS
@@ -256,8 +291,10 @@ class RelaxationParams:
             "relaxation",
             self,
             {
-                **_all("nonneg", "sigma_prog_S", "mean_shift_full_above_S"),
+                **_all("nonneg", "sigma_prog_S", "mean_shift_full_above_S", "floor_S",
+                       "accept_delay_s"),
                 **_all("pos", "tau_max"),
+                "sigma_prog_max_fraction": ("rate", None),
                 "grid_levels": ("int", (1, 20)),
             },
         )
@@ -280,13 +317,57 @@ class RelaxationParams:
 
 @dataclass(frozen=True)
 class ReadParams:
+    """Read noise: white (independent per read, averages away as 1/√n) plus a stationary
+    low-frequency part with a 1/f spectrum between 1/``lf_tau_max_s`` and 1/``lf_tau_min_s``
+    [Ambrogio15], which consecutive reads share and averaging cannot remove.
+
+    The low-frequency part is a sum of one component per decade of time scale τ, each a
+    per-cell level redrawn every τ (random phase per cell): a superposition of Lorentzians
+    with log-spaced corners, the textbook construction of a 1/f spectrum. Its relative σ
+    scales as (G / ``lf_ref_G_S``)^(−``lf_g_exponent``): Hooge's S_I/I² ∝ 1/N with N ∝ G
+    [Hooge69], and Ambrogio et al.'s finding that relative noise rises with resistance.
+    """
+
     relative_sigma: float = 0.015
-    """Read noise σ as a fraction of G per read: 1–2 % (AIHWKit RRAM docstring ~1 %, HKU 2 %)."""
+    """White read noise σ as a fraction of G per read: 1–2 % (AIHWKit RRAM docstring ~1 %,
+    HKU 2 %)."""
     floor_sigma_S: float = 0.005 * uS
-    """Additive read-noise floor, S. *assumption*: measurement floor of a 0.2 V read."""
+    """Additive white read-noise floor, S. *assumption*: measurement floor of a 0.2 V read."""
+    lf_relative_sigma: float = 0.0294
+    """σ of the low-frequency part as a fraction of G at ``lf_ref_G_S``. Chosen so that white
+    and low-frequency together give the 3.3 % of the measured 400-read trace [ESGNN]:
+    √(1.5² + 2.94²) = 3.3 %. *assumption*: the trace spans the low-frequency decades (its
+    read spacing is not published), and the white part keeps the AIHWKit/HKU 1.5 %."""
+    lf_ref_G_S: float = 20 * uS
+    """Conductance at which ``lf_relative_sigma`` holds, S. *assumption*: mid-window (the
+    trace's level is not published)."""
+    lf_g_exponent: float = 0.5
+    """Relative low-frequency σ ∝ G^−exponent: 0.5 from Hooge's 1/N with N ∝ G [Hooge69]."""
+    lf_tau_min_s: float = 1e-4
+    """Shortest time scale of the low-frequency part, s. *assumption*."""
+    lf_tau_max_s: float = 1e3
+    """Longest time scale of the low-frequency part, s. *assumption*: beyond it the level
+    wander is relaxation's (``RelaxationParams``), not noise."""
 
     def __post_init__(self) -> None:
-        _check("read", self, _all("nonneg", "relative_sigma", "floor_sigma_S"))
+        _check(
+            "read",
+            self,
+            {
+                **_all("nonneg", "relative_sigma", "floor_sigma_S", "lf_relative_sigma",
+                       "lf_g_exponent"),
+                **_all("pos", "lf_ref_G_S", "lf_tau_min_s", "lf_tau_max_s"),
+            },
+        )
+        if self.lf_tau_max_s < self.lf_tau_min_s:
+            raise ConfigError("preset", "read.lf_tau_max_s", "must not be below lf_tau_min_s")
+
+    @property
+    def lf_taus_s(self) -> tuple[float, ...]:
+        """Time scale of each low-frequency component: one per decade, both ends included."""
+        lo, hi = math.log10(self.lf_tau_min_s), math.log10(self.lf_tau_max_s)
+        n = max(1, round(hi - lo) + 1)
+        return tuple(10 ** (lo + (hi - lo) * k / max(n - 1, 1)) for k in range(n))
 
 
 @dataclass(frozen=True)
@@ -304,12 +385,19 @@ class PeripheryParams:
     output_noise_rel: float = 0.06
     """Output-referred periphery noise σ in units of one full-scale cell current
     (g_max × DAC full scale): AIHWKit ``out_noise`` 0.06 in its normalised units [AIHW-IO]."""
-    ir_drop: bool = False
-    """Model IR drop on rows and columns (first-order, see ``periphery``)."""
+    ir_drop: bool = True
+    """Model IR drop on rows and columns (first-order, see ``periphery``): on by default,
+    since an all-on 256-row block reads ≈ 20 % high without it."""
     wire_ohm_per_cell: float = 0.35
     """Wire resistance per cell segment, Ω (AIHWKit range 0.15–0.35; worst case) [AIHW-IO]."""
     noise_pool_size: int = 1 << 22
     """Size of the seeded pool of normals MVM output noise is drawn from."""
+    mvm_snapshot_rel: float = 0.03
+    """MVMs use a snapshot of the array's conductances, retaken after a pulse and once the
+    clock has moved by this fraction of the age of the tile's youngest relaxing cell (or
+    past the next step of every cell's walk, whichever is later). 0.03 ≈ e^Δτ − 1, one step
+    of the relaxation walk's τ grid: the snapshot is as fine in time as the walk itself.
+    *assumption* of the model, not of a chip."""
 
     def __post_init__(self) -> None:
         _check(
@@ -320,7 +408,7 @@ class PeripheryParams:
                 "adc_bits": ("int", (2, 24)),
                 "noise_pool_size": ("int", (1 << 16, 1 << 28)),
                 **_all("pos", "mvm_input_max_V", "adc_range_A"),
-                **_all("nonneg", "output_noise_rel", "wire_ohm_per_cell"),
+                **_all("nonneg", "output_noise_rel", "wire_ohm_per_cell", "mvm_snapshot_rel"),
             },
         )
 
@@ -344,6 +432,8 @@ class EnergyParams:
     """Array integration time per MVM input vector, s."""
     adc_conversion_s: float = 100e-9
     """ADC conversion time, s (one ADC per column, parallel)."""
+    # The three timings above and ``pulse_overhead_s`` are also what the running virtual
+    # clock advances by (``sim_backend.timing``).
 
     def __post_init__(self) -> None:
         _check("energy", self, _all("nonneg", *(f.name for f in fields(self))))

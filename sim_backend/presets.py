@@ -1,6 +1,7 @@
 """Named presets and preset files.
 
-- ``default_180nm``: the docs/references.md defaults, 8 tiles of 256 × 512 1T1R cells.
+- ``default_180nm``: the documented defaults (docs/simulator.md), 8 tiles of 256 × 512
+  1T1R cells.
 - ``ideal``: no variation, relaxation, read or output noise, faults or IR drop, and
   high-resolution converters — for testing algorithms against exact arithmetic.
 - any YAML file written by :func:`save_preset` (e.g. a model fitted to a real chip).
@@ -20,9 +21,9 @@ from sim_backend.preset import FaultParams, PeripheryParams, Preset, ReadParams
 def default_180nm() -> Preset:
     return Preset(
         name="default_180nm",
-        description="Simulated 180 nm 1T1R macro with docs/references.md defaults: 8 tiles of "
-        "256 × 512 cells, 1–40 µS window, NeuRRAM-fitted relaxation, 1.5 % read noise, "
-        "0.6 % faulty cells, 8-bit DAC, 9-bit ADC.",
+        description="Simulated 180 nm 1T1R macro with the documented defaults: 8 tiles of "
+        "256 × 512 cells, 1–40 µS window, NeuRRAM-fitted relaxation, read noise 1.5 % white "
+        "+ 2.9 % 1/f (3.3 % per read), IR drop, 0.6 % faulty cells, 8-bit DAC, 9-bit ADC.",
     )
 
 
@@ -30,10 +31,10 @@ def ideal() -> Preset:
     return Preset(
         name="ideal",
         description="Noise-free macro for testing algorithms: no variation, relaxation, read "
-        "or output noise, no faults; 16-bit converters.",
+        "or output noise, no faults, no IR drop; 16-bit converters.",
         faults=FaultParams(stuck_lrs_rate=0.0, stuck_hrs_rate=0.0, unformable_rate=0.0),
-        read=ReadParams(relative_sigma=0.0, floor_sigma_S=0.0),
-        periphery=PeripheryParams(dac_bits=16, adc_bits=16, output_noise_rel=0.0),
+        read=ReadParams(relative_sigma=0.0, floor_sigma_S=0.0, lf_relative_sigma=0.0),
+        periphery=PeripheryParams(dac_bits=16, adc_bits=16, output_noise_rel=0.0, ir_drop=False),
         relaxation_on=False,
         variation_on=False,
     )
@@ -59,6 +60,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise ConfigError(str(path), "(top level)", "a preset file must be a mapping")
     data = dict(data)
     data.pop("format", None)
+    data.pop("fit", None)  # a fitted preset's standard errors and notes (labctl fit)
     return Preset.from_dict(data, source=str(path))
 
 

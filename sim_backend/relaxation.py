@@ -6,12 +6,15 @@ After a programming pulse at time t_p a cell's conductance deviates by
 
 where W is a standard Brownian motion in τ, private to the cell and to that programming
 event, and m is the mean shift of [AIHW-CMO] (−0.089 µS per e-fold of t). The variance rate
-r and the time origin t0 are solved per tabulated level so that the ensemble spread
-σ² = σ_prog² + r·τ matches the NeuRRAM-fitted spread at 1 s and at 1 day [AIHW-Wan]
-(docs/references.md); between levels they are interpolated (r linearly, t0 in log).
+r and the time origin t0 are solved per tabulated level so that the ensemble spread of
+reads, σ² = σ_prog² + σ_lf² + r·τ, matches the NeuRRAM-fitted spread at 1 s and at 1 day
+[AIHW-Wan] (docs/references.md), where σ_lf is the stationary low-frequency read noise at
+that level (``read_noise``): the fitted spreads were measured through reads that carried it,
+so the walk gets the rest. Between levels r and t0 are interpolated (r linearly, t0 in log).
 
 W is built on a grid of 2**L points over [0, τ_max] by a Brownian bridge whose node values
-are counter-based draws keyed by (seed, cell, programming event, node), so W at any grid
+are counter-based draws keyed by (seed, cell, programming event, node) (normals by the
+inverse CDF of one keyed uniform: half the cost of Box–Muller), so W at any grid
 point is a fixed function of the key: reading a cell now or later, once or many times,
 alone or in a batch, gives the same walk. Between grid points D is held constant, so the
 conductance only changes at discrete times — which also lets MVM cache the array.
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq
+from scipy.special import ndtri
 
 from sim_backend import rng
 from sim_backend.preset import RelaxationParams
@@ -45,24 +49,38 @@ class RelaxationFit:
     """ln(t0 / 1 s)."""
 
 
-def fit_levels(p: RelaxationParams) -> RelaxationFit:
-    """Solve r and t0 at each tabulated level (see module docstring)."""
+def fit_levels(p: RelaxationParams, lf_var_S2: F64 | None = None) -> RelaxationFit:
+    """Solve r and t0 at each tabulated level (see module docstring). ``lf_var_S2``: the
+    low-frequency read-noise variance at each tabulated level (default none). σ_prog is
+    clamped to ``sigma_prog_max_fraction`` · σ(1 s); if σ_prog and σ_lf leave less than
+    1 % of the 1 s variance to the walk, the walk keeps that 1 %.
+
+    The table's times count from the read that accepted the cell, which comes
+    ``accept_delay_s`` after the cell's last pulse (where the walk starts): so
+    σ(t)² = σ_prog² + σ_lf² + r·(τ(t + d) − τ(d)). If the ratio of the 1 s to the 1-day
+    growth cannot be reached with that delay, the fastest walk (t0 = 1 ps) is used."""
     G = np.asarray(p.table_G_S, dtype=np.float64)
     s1 = np.asarray(p.sigma_1s_S, dtype=np.float64)
     sd = np.asarray(p.sigma_1day_S, dtype=np.float64)
     if not (len(G) == len(s1) == len(sd)) or len(G) < 2:
         raise ValueError("relaxation table columns must have one length ≥ 2")
+    lf = np.zeros_like(G) if lf_var_S2 is None else np.asarray(lf_var_S2, dtype=np.float64)
     rates, logs = [], []
-    for s1_i, sd_i in zip(s1, sd, strict=True):
-        sp = min(p.sigma_prog_S, 0.8 * s1_i)
-        a = s1_i**2 - sp**2
+    d = p.accept_delay_s
+    for s1_i, sd_i, lf_i in zip(s1, sd, lf, strict=True):
+        sp = min(p.sigma_prog_S, p.sigma_prog_max_fraction * s1_i)
+        a = max(s1_i**2 - sp**2 - lf_i, 0.01 * s1_i**2)
         b = max(sd_i**2 - s1_i**2, 1e-30)
         target = a / b
 
-        def f(log_t0: float, target: float = target) -> float:
+        def growth(log_t0: float) -> tuple[float, float]:
             t0 = math.exp(log_t0)
-            t1 = math.log1p(1.0 / t0)
-            return t1 / (math.log1p(DAY_S / t0) - t1) - target
+            tau_d = math.log1p(d / t0)
+            return math.log1p((1.0 + d) / t0) - tau_d, math.log1p((DAY_S + d) / t0) - tau_d
+
+        def f(log_t0: float, target: float = target) -> float:
+            t1, td = growth(log_t0)
+            return t1 / (td - t1) - target
 
         lo, hi = math.log(1e-12), math.log(1e4)
         if f(lo) < 0:
@@ -71,8 +89,8 @@ def fit_levels(p: RelaxationParams) -> RelaxationFit:
             log_t0 = hi
         else:
             log_t0 = float(brentq(f, lo, hi, xtol=1e-10))
-        t0 = math.exp(log_t0)
-        rates.append(b / (math.log1p(DAY_S / t0) - math.log1p(1.0 / t0)))
+        t1, td = growth(log_t0)
+        rates.append(b / (td - t1))
         logs.append(log_t0)
     return RelaxationFit(G, np.array(rates), np.array(logs))
 
@@ -80,10 +98,11 @@ def fit_levels(p: RelaxationParams) -> RelaxationFit:
 class RelaxationModel:
     """Evaluates relaxation for arrays of cells."""
 
-    def __init__(self, params: RelaxationParams, seed: int) -> None:
+    def __init__(self, params: RelaxationParams, seed: int,
+                 lf_var_S2: F64 | None = None) -> None:
         self.p = params
         self.seed = seed
-        self.fit = fit_levels(params)
+        self.fit = fit_levels(params, lf_var_S2)
         self.n_grid = 1 << params.grid_levels
         self.dtau = params.tau_max / self.n_grid
 
@@ -105,22 +124,30 @@ class RelaxationModel:
         return out
 
     def deviation(
-        self, cell: I64, prog_event: I64, k: I64, t0_s: F64, rate_S2: F64, g_prog_S: F64
+        self,
+        cell: I64,
+        prog_event: I64,
+        k: I64,
+        t0_s: F64,
+        rate_S2: F64,
+        g_prog_S: F64,
+        walk: F64 | None = None,
     ) -> F64:
-        """Conductance deviation D at grid index ``k`` for each cell, S."""
+        """Conductance deviation D at grid index ``k`` for each cell, S. ``walk``: W at
+        ``k`` if the caller already has it (a cache), else it is computed."""
         out = np.zeros(cell.shape, dtype=np.float64)
         live = k > 0
         if not live.any():
             return out
         c, e, kk = cell[live], prog_event[live], k[live]
-        w = self._walk(c, e, kk)
+        w = self.walk(c, e, kk) if walk is None else walk[live]
         dt_grid = t0_s[live] * np.expm1(kk * self.dtau)
         scale = np.minimum(1.0, g_prog_S[live] / self.p.mean_shift_full_above_S)
         shift = self.p.mean_shift_S_per_ln_t * np.log1p(dt_grid) * scale
         out[live] = np.sqrt(rate_S2[live]) * w + shift
         return out
 
-    def _walk(self, cell: I64, prog_event: I64, k: I64) -> F64:
+    def walk(self, cell: I64, prog_event: I64, k: I64) -> F64:
         """W(k·Δτ) by a Brownian bridge over the dyadic grid, L draws per cell."""
         L = self.p.grid_levels
         n = cell.size
@@ -128,14 +155,14 @@ class RelaxationModel:
         hi = np.full(n, self.n_grid, dtype=np.int64)
         wlo = np.zeros(n)
         key_base = prog_event.astype(np.int64) << (L + 3)
-        whi = np.sqrt(self.p.tau_max) * rng.normal(
-            self.seed, cell, key_base + 1, rng.Stream.RELAX_BRIDGE
+        whi = np.sqrt(self.p.tau_max) * ndtri(
+            rng.uniform(self.seed, cell, key_base + 1, rng.Stream.RELAX_BRIDGE)
         )
         node = np.ones(n, dtype=np.int64)
         for _ in range(L):
             mid = (lo + hi) >> 1
             sd = np.sqrt((hi - lo) * self.dtau / 4.0)
-            z = rng.normal(self.seed, cell, key_base + 2 * node, rng.Stream.RELAX_BRIDGE)
+            z = ndtri(rng.uniform(self.seed, cell, key_base + 2 * node, rng.Stream.RELAX_BRIDGE))
             wmid = 0.5 * (wlo + whi) + sd * z
             right = k >= mid
             lo = np.where(right, mid, lo)

@@ -57,6 +57,8 @@ class Stream(enum.IntEnum):
     C2C_CAP = 23
     READ = 30
     RELAX_BRIDGE = 40
+    LF_NOISE = 60
+    """Low-frequency read noise; component j uses stream LF_NOISE + j (j < 32)."""
 
 
 def _fmix(h: Any) -> Any:

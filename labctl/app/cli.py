@@ -9,7 +9,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from labctl.core.errors import InstrumentFault, LabctlError, RequestRejected, RunInterrupted
+from labctl.core.errors import (
+    InstrumentFault,
+    LabctlError,
+    RequestRejected,
+    RunInterrupted,
+    StorageFault,
+)
 
 COMMANDS: dict[str, str] = {
     "info": "labctl.app.commands.info",
@@ -17,7 +23,9 @@ COMMANDS: dict[str, str] = {
     "demo": "labctl.app.commands.demo",
     "run": "labctl.app.commands.run",
     "show": "labctl.app.commands.show",
+    "fit": "labctl.app.commands.fit",
     "plot": "labctl.app.commands.plot",
+    "export": "labctl.app.commands.export",
     "docs": "labctl.app.commands.docs",
     "serve-sim": "labctl.app.commands.serve_sim",
     "schema": "labctl.app.commands.schema",
@@ -45,13 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 def exit_code(e: LabctlError) -> int:
     """2: the request was refused before anything reached the hardware; 3: an instrument
     fault after operations began (the hardware was put in its safe state); 130: stopped at a
-    checkpoint on request; 1: any other labctl error."""
+    checkpoint on request; 4: the run file could not be written (disk full, quota, I/O
+    error: the run stopped at once in the safe state); 1: any other labctl error."""
     if isinstance(e, RequestRejected):
         return 2
     if isinstance(e, InstrumentFault):
         return 3
     if isinstance(e, RunInterrupted):
         return 130
+    if isinstance(e, StorageFault):
+        return 4
     return 1
 
 

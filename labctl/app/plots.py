@@ -51,6 +51,8 @@ def plot_run(rd: RunReader, outdir: Path) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     figs = Figures(plt, outdir, rd.path.name, str(rd.attrs.get("chip_id", "?")))
     for step in read_steps(rd):
+        if not step.arrays and not step.results:
+            continue  # interrupted before it saved anything (a killed or damaged run's file)
         FIGURES.get(step.routine, generic)(figs, step)
 
         def save(fig: Any, name: str, step: StepData = step) -> None:

@@ -10,6 +10,9 @@ branch answers one question: *did anything reach the chip?*
   went wrong while talking to hardware. The backend has already tried to put the hardware in
   its safe state; :attr:`InstrumentFault.safe_state_reached` says whether that worked.
 - :class:`RunInterrupted`: a run was paused or aborted at a checkpoint on request.
+- :class:`StorageFault`: the run file could not be written (disk full, quota, I/O error);
+  the run stopped at once in the safe state, and the file holds every record up to the last
+  good flush.
 """
 
 from __future__ import annotations
@@ -102,3 +105,35 @@ class RunInterrupted(LabctlError):
     def __init__(self, message: str, *, aborted: bool) -> None:
         self.aborted = aborted
         super().__init__(message)
+
+
+class StorageFault(LabctlError):
+    """Writing the run file failed (ENOSPC, EDQUOT, EIO, a file-size limit …).
+
+    The run stops at once — no further pulse may be applied that the file cannot hold — and
+    the file is left exactly as it was after the last good flush (readable, resumable once
+    there is room again).
+    """
+
+    def __init__(self, path: str, cause: BaseException, committed: int, *,
+                 run_path: str | None = None) -> None:
+        self.path = path
+        self.committed = committed
+        run = run_path or path
+        what = (f"the run file {path}" if run_path is None
+                else f"{path} (the run file {run} is fine)")
+        super().__init__(
+            f"cannot write {what}: {_os_reason(cause)}. The run stopped at once, hardware in "
+            f"its safe state; the run file holds the first {committed} records (up to the last "
+            f"good flush). Free space (or fix the disk), then continue with "
+            f"`labctl run --resume {run}`.")
+
+
+def _os_reason(e: BaseException) -> str:
+    import errno
+    import os
+
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+        if getattr(e, "errno", None) == code or f"errno = {code}," in str(e):
+            return f"{os.strerror(code)} (errno {errno.errorcode[code]})"
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"

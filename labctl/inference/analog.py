@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from calibration.compensation import fit_column_affine
 from labctl.core.backend import Backend
 from labctl.inference.layers import MLP, Array, Layer, Linear
 from labctl.inference.mapping import (
@@ -149,12 +150,14 @@ class AnalogLinear(Layer):
             grow = peak > p.scale
             p.scale = np.where(grow, peak * headroom, p.scale)
             t = pair_targets(wb, p.scale, chip.g_min_S, chip.g_max_S)
+            # against what each cell was last *written* to: small moves add up until the
+            # cell is rewritten, instead of being dropped one update at a time
             changed = np.abs(t - p.targets) > threshold_S
             if changed.any():
                 cells = p.region.cells().subset(changed.reshape(-1))
                 program_fn(self.backend, cells, t[changed])
                 p.g_read[changed] = self.backend.read(cells, n_average=n_average)
-            p.targets = t
+            p.targets = np.where(changed, t, p.targets)
             cs = slice(2 * blk.col_slice.start, 2 * blk.col_slice.stop)
             written[blk.row_slice, cs] = changed
         self.w_target = w_log.copy()
@@ -196,15 +199,12 @@ class AnalogLinear(Layer):
     def fit_affine(self, x_cal: Array, y_ref: Array | None = None) -> None:
         """Least-squares per-column gain and offset mapping chip outputs onto ``y_ref``
         (default: the target weights' float outputs ``x_cal @ W``), as HERMES does from
-        calibration inputs (Le Gallo et al. 2023)."""
+        calibration inputs (Le Gallo et al. 2023), with calibration's fit
+        (:func:`calibration.compensation.fit_column_affine`)."""
         self.set_affine(np.ones(self.n_out), np.zeros(self.n_out))
         y = self._matmul(x_cal)
         ref = x_cal @ self.w_target if y_ref is None else y_ref
-        ym, rm = y.mean(0), ref.mean(0)
-        cov = ((y - ym) * (ref - rm)).mean(0)
-        var = ((y - ym) ** 2).mean(0)
-        gain = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 1.0)
-        self.set_affine(gain, rm - gain * ym)
+        self.set_affine(*fit_column_affine(y, ref))
 
     # ---- forward ----
     def _passes(self, x: Array) -> list[tuple[Array, float]]:

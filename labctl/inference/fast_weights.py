@@ -1,193 +1,86 @@
-"""Fast weights: an inner gated MLP written during inference, then queried.
+"""The ``fast_weights`` routine: fast weights written and queried on the chip
+(:mod:`labctl.inference.fast_weight_memory`).
 
-After the fast-weight / test-time-training line summarised in docs/references.md ("Fast
-weights"): an inner SwiGLU MLP ``f(k) = W2ᵀ(silu(W1ᵀk) ⊙ W3ᵀk)`` is updated on the fly on
-key/value pairs with Newton–Schulz-orthogonalized gradient steps (the Muon iteration,
-Jordan et al. 2024, as used by large-chunk test-time training, Zhang et al. 2025) and then
-queried. Keys and values come from a fixed random projection of a token stream. On RRAM
-every update is a programming operation: the host keeps the float copy it computes the
-update with, and the chip's cells whose target moved by more than a threshold are
-re-programmed through the ``program_fn`` seam; queries run on the chip.
+Shared parts (programmer check, fit check, seed, figures)
+in :mod:`labctl.inference.routine_support`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from labctl.core.backend import Backend
-from labctl.inference.analog import AnalogLinear
-from labctl.inference.layers import Array
-from labctl.inference.mapping import (
-    DifferentialMapping,
-    ProgramFn,
-    TileAllocator,
-    require_program_fn,
+from calibration.weights import make_program_fn
+from labctl.core.backend import ChipInfo
+from labctl.core.envelope import SafetyEnvelope
+from labctl.core.routine import Checkpoint, RoutineSpec, StepContext
+from labctl.core.routine_params import Float, Int, Param, ParamError
+from labctl.inference import fast_weight_memory as _workload
+from labctl.inference.fast_weight_memory import FWParams, run_fast_weights
+from labctl.inference.routine_support import (
+    AGE_AT_USE,
+    SEED,
+    check_fits,
+    check_programmer,
+    columns_needed,
+    ledger_figures,
+    scalars,
+    workload_seed,
 )
 
-__all__ = ["FWParams", "newton_schulz", "run_fast_weights"]
+__all__ = ["FAST_WEIGHTS"]
+
+_FW = FWParams()
+
+FW_PARAMS: dict[str, Param] = {
+    "vocab": Int("token vocabulary (chance recall = 1/vocab)", min=2, max=65536,
+                 default=_FW.vocab),
+    "n_pairs": Int("key/value pairs written, then queried", min=1, max=8192,
+                   default=_FW.n_pairs),
+    "d_model": Int("token embedding width", min=4, max=4096, default=_FW.d_model),
+    "d_key": Int("key / value width (inner MLP in and out)", min=4, max=1024,
+                 default=_FW.d_key),
+    "hidden": Int("inner MLP hidden width", min=4, max=2048, default=_FW.hidden),
+    "chunk": Int("pairs per update (one programming round each)", min=1, max=8192,
+                 default=_FW.chunk),
+    "lr": Float("inner learning rate", min=0.0, max=10.0, default=_FW.lr),
+    "write_threshold_S": Float("cells whose target moved less than this are not rewritten",
+                               unit="S", min=0.0, max=1e-4, default=_FW.write_threshold_S),
+    "headroom": Float("column scale growth factor when a weight outgrows it", min=1.0,
+                      max=10.0, default=_FW.headroom),
+    "replicas": Int("row copies per input", min=1, max=64, default=_FW.replicas),
+    "curve_points": Int("further episodes for the recall-vs-N curve, at n_pairs/2, /4, …",
+                        min=0, max=8, default=len(_FW.curve)),
+    "age_at_use_s": AGE_AT_USE,
+    "seed": SEED,
+}
 
 
-def newton_schulz(g: Array, steps: int = 5, eps: float = 1e-7) -> Array:
-    """Approximate the orthogonal polar factor of ``g`` (Muon's quintic iteration,
-    coefficients (3.4445, −4.7750, 2.0315), Jordan et al. 2024)."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    x = g / (np.linalg.norm(g) + eps)
-    tall = x.shape[0] > x.shape[1]
-    if tall:
-        x = x.T
-    for _ in range(steps):
-        m = x @ x.T
-        x = a * x + (b * m + c * m @ m) @ x
-    return x.T if tall else x
+def _check_fw(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> None:
+    check_programmer(chip, env)
+    k, h, r = params["d_key"], params["hidden"], params["replicas"]
+    if params["n_pairs"] > params["vocab"]:
+        raise ParamError("n_pairs", f"must not exceed vocab ({params['vocab']}): keys are "
+                         "distinct tokens")
+    if params["d_key"] > params["d_model"]:
+        raise ParamError("d_key", f"must not exceed d_model ({params['d_model']})")
+    check_fits("hidden", columns_needed([(k, h), (k, h), (h, k)], 1, r, chip), chip)
 
 
-@dataclass
-class FWParams:
-    vocab: int = 512
-    n_pairs: int = 256
-    d_model: int = 256
-    """Token embedding width; keys span at most this many dimensions."""
-    d_key: int = 128
-    hidden: int = 256
-    chunk: int = 32
-    """Tokens per update (one programming round per chunk)."""
-    lr: float = 0.2
-    write_threshold_S: float = 0.5e-6
-    """Cells whose new target differs by less than this are not rewritten."""
-    headroom: float = 1.5
-    """Column scale grows to headroom × max |W| when a weight outgrows it."""
-    replicas: int = 1
-    """Row copies per input (1: every copy is rewritten on every update, so writes cost
-    ``replicas`` × more)."""
-    seed: int = 0
+def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
+    p = dict(ctx.params, seed=workload_seed(ctx))
+    yield Checkpoint(state={}, meta={"phase": "start"})
+    k = p.pop("curve_points")
+    p["curve"] = tuple(p["n_pairs"] >> j for j in range(k, 0, -1) if p["n_pairs"] >> j > 0)
+    out = run_fast_weights(ctx.backend, FWParams(**p),
+                           program_fn=make_program_fn(ctx.calibration), progress=ctx.progress)
+    ctx.save_arrays(curve_n=out["curve_n"], curve_recall_float=out["curve_recall_float"],
+                    curve_recall_chip=out["curve_recall_chip"],
+                    recall_by_chunk_float=out["recall_by_chunk_float"],
+                    recall_by_chunk_chip=out["recall_by_chunk_chip"],
+                    writes_per_cell=out["writes_per_cell"])
+    ctx.result(**scalars(out), seed=p["seed"], **ledger_figures("query", out["ledger_query"]))
 
 
-def _silu(z: Array) -> tuple[Array, Array]:
-    s = 0.5 * (1.0 + np.tanh(0.5 * z))
-    return z * s, s + z * s * (1.0 - s)
+FAST_WEIGHTS = RoutineSpec("fast_weights", _workload.__doc__ or "", FW_PARAMS, _run_fw, _check_fw)
 
-
-class _Stream:
-    """Tokens, keys, values and the value codebook of one associative-recall episode."""
-
-    def __init__(self, p: FWParams) -> None:
-        rng = np.random.default_rng(p.seed)
-        emb = rng.normal(size=(p.vocab, p.d_model))
-        pk = rng.normal(size=(p.d_model, p.d_key)) / np.sqrt(p.d_model)
-        pv = rng.normal(size=(p.d_model, p.d_key)) / np.sqrt(p.d_model)
-        self.key_tok = rng.choice(p.vocab, p.n_pairs, replace=False)
-        self.val_tok = rng.integers(0, p.vocab, p.n_pairs)
-        k = emb[self.key_tok] @ pk
-        self.keys = k / np.linalg.norm(k, axis=1, keepdims=True)
-        cb = emb @ pv
-        self.codebook = cb / np.linalg.norm(cb, axis=1, keepdims=True)
-        self.values = self.codebook[self.val_tok]
-        w_rng = np.random.default_rng(p.seed + 1)
-        self.w1 = w_rng.normal(size=(p.d_key, p.hidden)) / np.sqrt(p.d_key) * 4.0
-        self.w3 = w_rng.normal(size=(p.d_key, p.hidden)) / np.sqrt(p.d_key) * 4.0
-        self.w2 = np.zeros((p.hidden, p.d_key))
-
-    def decode(self, out: Array) -> npt.NDArray[np.int64]:
-        return np.argmax(out @ self.codebook.T, axis=1).astype(np.int64)
-
-
-def _forward(k: Array, w1: Array, w3: Array, w2: Array) -> tuple[Array, ...]:
-    a1, a3 = k @ w1, k @ w3
-    s1, ds1 = _silu(a1)
-    h = s1 * a3
-    return h @ w2, h, a1, a3, s1, ds1
-
-
-def _update(k: Array, v: Array, w1: Array, w3: Array, w2: Array, lr: float,
-            acts: tuple[Array, ...] | None = None) -> tuple[Array, Array, Array]:
-    """One orthogonalized step on the loss −Σ⟨f(k), v⟩ (dot-product TTT loss).
-    ``acts`` are the forward activations (from the chip when it runs the forward)."""
-    _, h, _a1, a3, s1, ds1 = acts if acts is not None else _forward(k, w1, w3, w2)
-    g_out = -v / len(k)
-    g2 = h.T @ g_out
-    gh = g_out @ w2.T
-    g1 = k.T @ (gh * a3 * ds1)
-    g3 = k.T @ (gh * s1)
-    upd = [newton_schulz(g) if np.any(g) else g for g in (g1, g3, g2)]
-    return w1 - lr * upd[0], w3 - lr * upd[1], w2 - lr * upd[2]
-
-
-def _by_chunk(hit: npt.NDArray[np.bool_], chunks: list[slice]) -> Array:
-    """Recall of each chunk's pairs at the end, in write order (a forgetting curve)."""
-    return np.array([float(np.mean(hit[c])) for c in chunks])
-
-
-def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] | None = None,
-                     program_fn: ProgramFn | None = None) -> dict[str, Any]:
-    """Write 256 key/value pairs chunk by chunk, then query every key. Float always; with a
-    backend also on the chip, with the write cost from its ledger."""
-    p = params if isinstance(params, FWParams) else FWParams(**(params or {}))
-    s = _Stream(p)
-    chunks = [slice(i, min(p.n_pairs, i + p.chunk)) for i in range(0, p.n_pairs, p.chunk)]
-
-    w1, w3, w2 = s.w1.copy(), s.w3.copy(), s.w2.copy()
-    for c in chunks:
-        w1, w3, w2 = _update(s.keys[c], s.values[c], w1, w3, w2, p.lr)
-    pred_f = s.decode(_forward(s.keys, w1, w3, w2)[0])
-    out: dict[str, Any] = {
-        "params": asdict(p),
-        "recall_float": float(np.mean(pred_f == s.val_tok)),
-        "recall_chance": 1.0 / p.vocab,
-        "recall_by_chunk_float": _by_chunk(pred_f == s.val_tok, chunks),
-    }
-    if backend is None:
-        return out
-
-    pf = require_program_fn(program_fn)
-    alloc = TileAllocator(backend.chip)
-    mapping = DifferentialMapping(percentile=100.0)
-    before = backend.ledger.snapshot()
-    c1, c3, c2 = s.w1.copy(), s.w3.copy(), s.w2.copy()
-    # W2 starts at zero: program it with the scale it will need (headroom over 1 step)
-    layers = [AnalogLinear(w, None, backend, alloc, pf, mapping, replicas=p.replicas)
-              for w in (c1, c3, c2 + 1e-3)]
-    writes = [np.ones((la.n_phys, 2 * la.n_out), dtype=np.int64) for la in layers]
-    for k, c in enumerate(chunks):
-        kk = s.keys[c]
-        for la in layers[:2]:
-            la.calibrate(s.keys[: c.stop])
-        a1, a3 = layers[0].forward(kk), layers[1].forward(kk)
-        s1, ds1 = _silu(a1)
-        h = s1 * a3
-        acts = (h @ c2, h, a1, a3, s1, ds1) if k > 0 else None
-        c1, c3, c2 = _update(kk, s.values[c], c1, c3, c2, p.lr, acts)
-        for la, w, wr in zip(layers, (c1, c3, c2), writes):
-            wr += la.reprogram(w, pf, threshold_S=p.write_threshold_S, headroom=p.headroom)
-    write = backend.ledger.since(before)
-    before = backend.ledger.snapshot()
-    # input/ADC ranges and the per-column affine correction against the host's float copy
-    # (HERMES-style calibration, Le Gallo et al. 2023), on the keys seen so far
-    for la in layers[:2]:
-        la.calibrate(s.keys)
-        la.fit_affine(s.keys)
-    h = _silu(layers[0].forward(s.keys))[0] * layers[1].forward(s.keys)
-    layers[2].calibrate(h)
-    layers[2].fit_affine(h)
-    pred_c = s.decode(layers[2].forward(h))
-    query = backend.ledger.since(before)
-    n_tok = 2 * p.n_pairs  # a key token and a value token per pair
-    all_writes = np.concatenate([w.reshape(-1) for w in writes])
-    out.update({
-        "recall_chip": float(np.mean(pred_c == s.val_tok)),
-        "recall_by_chunk_chip": _by_chunk(pred_c == s.val_tok, chunks),
-        "writes_per_cell": all_writes,
-        "write_pulses_per_token": write.get("pulses", 0.0) / n_tok,
-        "write_energy_J_per_token": write.get("energy_J", 0.0) / n_tok,
-        "write_device_time_s_per_token": write.get("device_time_s", 0.0) / n_tok,
-        "writes_per_cell_mean": float(all_writes.mean()),
-        "writes_per_cell_max": float(all_writes.max()),
-        "pulses_per_cell_mean": write.get("pulses", 0.0) / all_writes.size,
-        "n_updates": len(chunks),
-        "ledger_write": write,
-        "ledger_query": query,
-    })
-    return out

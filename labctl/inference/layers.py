@@ -78,10 +78,12 @@ class Layer(abc.ABC):
 
 @dataclass(frozen=True)
 class WeightNoise:
-    """Multiplicative training noise ``W·(1+n)``, ``n ~ N(0, sigma)`` clipped at ±``clip``.
+    """Multiplicative training noise ``W·(1+n)``, ``n ~ N(0, sigma)`` limited to ±``clip``.
 
     Defaults are the diffusion paper's hardware-aware training (Yang et al., Nat. Commun.
-    2026: σ = 0.1, clip 0.2). ``additive_frac`` adds noise proportional to the layer's
+    2026: σ = 0.1, limit 0.2; their code, github.com/yangjc97/memristor-sde-diffusion,
+    ``add_noise``, redraws a draw beyond the limit uniformly in ±limit, as done here).
+    ``additive_frac`` adds noise proportional to the layer's
     max |W| instead — the shape of a device's programming spread, which is roughly constant
     in siemens across the window (AIHWKit ``ReRamWan2022NoiseModel``; use
     :func:`labctl.inference.mapping.device_noise` to derive it from g_max and σ_G).
@@ -95,7 +97,9 @@ class WeightNoise:
         """A noisy copy of ``w``."""
         out = w
         if self.sigma > 0:
-            n = np.clip(rng.normal(0.0, self.sigma, w.shape), -self.clip, self.clip)
+            n = rng.normal(0.0, self.sigma, w.shape)
+            out_of = np.abs(n) >= self.clip
+            n[out_of] = rng.uniform(-self.clip, self.clip, int(out_of.sum()))
             out = w * (1.0 + n)
         if self.additive_frac > 0:
             scale = float(np.max(np.abs(w))) if w.size else 0.0

@@ -4,6 +4,8 @@
   W⁻ on the odd one, with a per-column scale taken from a high percentile of |W| and mapped
   to g_max − g_min (NeuRRAM, Wan et al., Nature 608, 504, 2022, uses the 95th percentile;
   docs/references.md "Weight mapping"). Weights beyond the scale clip.
+- :class:`BinaryMultiCellMapping`: HAQ, ``n_cells`` binary pairs per weight of
+  significance ratio⁻ᵏ, each sign chosen from the measured error of the cells before it.
 - :class:`ResidualMapping`: further pairs hold the *measured* error of the pairs before
   them: program pair 1, read it back, program pair 2 to the residual with a larger scale
   gain, and so on; outputs are combined digitally, each pair weighted by its scale. This is
@@ -28,8 +30,9 @@ from labctl.core.errors import AddressError
 from labctl.inference.layers import Array, WeightNoise
 
 __all__ = [
-    "DifferentialMapping", "MappedPair", "ProgramFn", "Region", "ResidualMapping",
-    "TileAllocator", "device_noise", "make_mapping", "pair_targets", "require_program_fn",
+    "BinaryMultiCellMapping", "DifferentialMapping", "MappedPair", "ProgramFn", "Region",
+    "ResidualMapping", "TileAllocator", "device_noise", "make_mapping", "pair_targets",
+    "require_program_fn",
 ]
 
 ProgramFn = Callable[[Backend, Cells, Array], object]
@@ -206,20 +209,63 @@ class ResidualMapping:
         return pairs
 
 
-Mapping = DifferentialMapping | ResidualMapping
+@dataclass(frozen=True)
+class BinaryMultiCellMapping:
+    """HAQ-style multi-cell binary mapping (Yu et al., Nature 2026, hardware-aware
+    quantization; their code github.com/SuperFrankyy/Memristive_Neural_Field,
+    ``CT/backend/haq.py``): each weight is ``n_cells`` binary cells (here differential pairs
+    of one cell at g_max and one at g_min, ±1) of significance ``ratio``⁻ᵏ, programmed in
+    order of significance; the sign of cell *k* is chosen from the *measured* error of the
+    cells before it (program and compensate), so a ratio below 2 leaves the later cells room
+    to absorb the earlier cells' programming error. Binary cells sit at the ends of the
+    window, where a verify-write lands in one or two pulses; the price is ``n_cells`` pairs
+    per weight."""
+
+    n_cells: int = 12
+    ratio: float = 1.5
+    n_average: int = 4
+    settle_s: float = 0.0
+    """Wait after programming each cell before reading it back."""
+
+    @property
+    def n_pairs(self) -> int:
+        return self.n_cells
+
+    def program(self, backend: Backend, program_fn: ProgramFn, w: Array,
+                regions: list[Region]) -> list[MappedPair]:
+        chip = backend.chip
+        dg = chip.g_max_S - chip.g_min_S
+        m = np.max(np.abs(w), axis=0)
+        m = np.where(m > 0, m, 1.0)
+        est = np.zeros_like(w)
+        pairs: list[MappedPair] = []
+        for k in range(self.n_cells):
+            scale = 0.5 * m * self.ratio ** (-k)  # HAQ: cell k is ±½·max|W|·ratio⁻ᵏ
+            sign = np.where(w - est >= 0.0, 1.0, -1.0)
+            pairs.append(_program_pair(backend, program_fn, regions[k], sign * scale, scale,
+                                       self.n_average, self.settle_s))
+            est = est + pairs[-1].weight_estimate(dg)
+        return pairs
+
+
+Mapping = DifferentialMapping | ResidualMapping | BinaryMultiCellMapping
 
 
 def make_mapping(kind: str, percentile: float, settle_first_s: float = 0.0,
-                 settle_s: float = 0.0, n_pairs: int = 2) -> Mapping:
-    """``"differential"`` or ``"residual"`` (``n_pairs`` pairs) with settle times: the first
-    pair ``settle_first_s``, middle pairs ``settle_first_s / 6``, the last ``settle_s``."""
+                 settle_s: float = 0.0, n_pairs: int = 2, n_cells: int = 12,
+                 ratio: float = 1.5) -> Mapping:
+    """``"differential"``, ``"residual"`` (``n_pairs`` pairs) with settle times: the first
+    pair ``settle_first_s``, middle pairs ``settle_first_s / 6``, the last ``settle_s``; or
+    ``"haq"`` (``n_cells`` binary cells of significance ratio ``ratio``)."""
+    if kind == "haq":
+        return BinaryMultiCellMapping(n_cells=n_cells, ratio=ratio, settle_s=settle_s)
     if kind == "differential":
         return DifferentialMapping(percentile=percentile, settle_s=settle_first_s)
     if kind == "residual":
         return ResidualMapping(n_pairs=n_pairs, percentile=percentile,
                                settle_first_s=settle_first_s, settle_mid_s=settle_first_s / 6,
                                settle_s=settle_s)
-    raise ValueError(f"unknown mapping {kind!r}; use differential or residual")
+    raise ValueError(f"unknown mapping {kind!r}; use differential, residual or haq")
 
 
 def device_noise(chip: ChipInfo, sigma_G_S: float, percentile_frac: float = 1.0) -> WeightNoise:

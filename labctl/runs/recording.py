@@ -142,8 +142,9 @@ class RecordingBackend:
             if not self.fast_forward.live_chip:  # a rebuilt simulated chip: keep its history
                 self._inner.read(cells, read_V, gate_V, n_average)
             return g_rec
+        t_start = self.clock.now()  # the chip's clock runs during the read (replay needs start)
         g = self._inner.read(cells, read_V, gate_V, n_average)
-        self._writer.record(Kind.READ, step=self.step, t_chip_s=self.clock.now(),
+        self._writer.record(Kind.READ, step=self.step, t_chip_s=t_start,
                             payload={"read_V": read_V, "gate_V": gate_V, "n_average": n_average},
                             reads=read_rows(cells, g))
         return g

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from labctl.core.backend import BackendBase
 from labctl.core.calibration_record import CalibrationRecord
-from labctl.core.errors import RunInterrupted
+from labctl.core.errors import RunInterrupted, StorageFault
 from labctl.core.routine import Checkpoint, ResumeState, RoutineSpec, StepContext
 from labctl.runs.fast_forward import ResumeDiverged
 from labctl.runs.progress import ProgressSubscriber, open_progress
@@ -92,6 +92,7 @@ class Runner:
     def execute(self, first_step: int, plan_state: ResumeState | None,
                 step_begun: bool) -> RunOutcome:
         status, message = "failed", ""
+        error: BaseException | None = None
         try:
             with self._sigint():
                 if first_step == 0 and plan_state is None and not step_begun:
@@ -104,32 +105,69 @@ class Runner:
                 status = "completed"
         except RunInterrupted as e:
             status, message = ("aborted" if e.aborted else "paused"), str(e)
-        except KeyboardInterrupt:
-            status, message = "interrupted", "stopped by a second Ctrl+C"
-            raise
+        except KeyboardInterrupt as e:
+            status, message, error = "interrupted", "stopped by a second Ctrl+C", e
         except BaseException as e:
-            message = f"{type(e).__name__}: {e}"
-            raise
-        finally:
-            with _signals_deferred():
-                # Once the status is decided, a Ctrl+C must not make the exit say otherwise
-                # than the file: finishing the file is short and runs to its end.
-                safe = self._safe_state()
-                with contextlib.suppress(Exception):
-                    self.writer.record(Kind.RUN_END, t_chip_s=self.backend.clock.now(),
-                                       payload={"status": status, "message": message,
-                                                "safe_state_reached": safe,
-                                                "ledger": self.backend.ledger.snapshot()})
-                with contextlib.suppress(Exception):
-                    self.writer.close_and_compact()
-                with contextlib.suppress(Exception):
-                    self.writer.close()
-                with contextlib.suppress(Exception):
-                    self.backend.close()
-                for sub in self._subscribers:
-                    with contextlib.suppress(Exception):
-                        sub.close()
+            message, error = f"{type(e).__name__}: {e}", e
+        with self._signals_deferred():
+            end_written = self._finish(status, message)
+        if error is not None:
+            raise error
+        if not end_written and self.writer.broken is not None:
+            raise self.writer.broken  # never report a run the file does not call ended
         return RunOutcome(self.writer.path, status, message)
+
+    def _finish(self, status: str, message: str) -> bool:
+        """Safe state, RUN_END, final rewrite, lock, backend — whatever happened before.
+        Returns whether the RUN_END record was committed."""
+        safe = self._safe_state()
+        end_written = False
+        try:
+            self.writer.record(Kind.RUN_END, t_chip_s=self.backend.clock.now(), payload={
+                "status": status, "message": message, "safe_state_reached": safe,
+                "ledger": self.backend.ledger.snapshot()})
+            end_written = True
+        except Exception:  # a StorageFault is kept in writer.broken; the caller reports it
+            pass
+        try:
+            self.writer.close_and_compact()
+        except Exception as e:  # the closed, uncompacted file is complete: say so, go on
+            print(f"labctl: the run file was not compacted ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else ''}); it is complete as it is",
+                  file=sys.stderr)
+        with contextlib.suppress(Exception):
+            self.writer.release()
+        with contextlib.suppress(Exception):
+            self.backend.close()
+        for sub in self._subscribers:
+            with contextlib.suppress(Exception):
+                sub.close()
+        return end_written
+
+    @contextlib.contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """While the run file is being finished, a signal must not cut the process between a
+        RUN_END that says "completed" and an exit that says otherwise: it is noted, and the
+        file decides what is reported."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def note(signum: int, frame: FrameType | None) -> None:
+            print(f"\nlabctl: {signal.Signals(signum).name} while finishing the run file; "
+                  "finishing it first", file=sys.stderr, flush=True)
+
+        signums = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):
+            signums.append(signal.SIGHUP)
+        old = {sig: signal.signal(sig, note) for sig in signums}
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
 
     def _safe_state(self) -> bool:
         try:
@@ -171,7 +209,13 @@ class Runner:
                                  "start a new run of the protocol.")
         if ctx.calibration_changed:
             self.calibration.note(str(self.writer.path), step.routine)
-            saved = self.calibration.save(self.opts.calibration_dir)
+            try:
+                saved = self.calibration.save(self.opts.calibration_dir)
+            except (OSError, RuntimeError) as e:  # a full disk: end like the run file's faults
+                where = self.calibration.path_for(self.calibration.chip_id,
+                                                  self.opts.calibration_dir)
+                raise StorageFault(str(where), e, self.writer.next_seq - 1,
+                                   run_path=str(self.writer.path)) from e
             self.event(step.index, "calibration record saved", path=str(saved))
         self.writer.record(Kind.STEP_END, step=step.index, t_chip_s=self.backend.clock.now(),
                            payload={"status": "completed"})
@@ -288,28 +332,3 @@ class Runner:
             if answer in ("a", "abort", ""):
                 self._note(step.index, "aborted at a checkpoint by the user")
                 raise RunInterrupted(f"aborted before the next cell batch in {where}", aborted=True)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP are noted and ignored while the block runs (main thread
-    only): the run's end is being written."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        print(f"\nlabctl: {signal.Signals(signum).name} — finishing the run file first",
-              file=sys.stderr, flush=True)
-
-    signums = [signal.SIGINT, signal.SIGTERM]
-    if hasattr(signal, "SIGHUP"):
-        signums.append(signal.SIGHUP)
-    old = {sig: signal.signal(sig, note) for sig in signums}
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)

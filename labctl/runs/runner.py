@@ -42,6 +42,7 @@ from labctl.runs.progress import resolve_mode
 from labctl.runs.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.runs.replay import plan_resume, replay
 from labctl.runs.run_loop import Runner, RunOptions, RunOutcome
+from labctl.runs.store.lock import RunFileLock
 from labctl.runs.store.reader import RunReader
 from labctl.runs.store.schema import Kind
 from labctl.runs.store.writer import RunWriter
@@ -70,18 +71,24 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     protocol = load_protocol(opts.protocol, reg)                    # 1. the file, no backend
     spec, seed = _effective_station(opts.station, opts.seed)        # 2. the station file
     out = Path(opts.out) if opts.out else _default_out(protocol)
-    if out.exists():
-        raise ConfigError("labctl run", "--out", f"{out} exists; a run file is never "
-                          f"overwritten — choose another name, or continue it with --resume")
-    _check_outputs(out, opts)                                       # before any operation
-    backend = backends.open_backend(spec)                           # 3. no operation yet
+    _check_outputs(out, opts)              # writable, before the lock file and any operation
+    lock = RunFileLock.acquire(out)        # held until the run's file is closed for good
+    try:
+        if out.exists():
+            raise ConfigError("labctl run", "--out", f"{out} exists; a run file is never "
+                              "overwritten — choose another name, or continue it with --resume")
+        backend = backends.open_backend(spec)                       # 3. no operation yet
+    except BaseException:
+        lock.release()
+        raise
     try:
         check_against_chip(protocol, reg, backend.chip, backend.envelope)  # 4. still none
         calibration = _load_calibration(backend, opts)
-        writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend))
+        writer = RunWriter.create(out, _provenance(protocol, spec, seed, backend), lock)
         writer.fsync = not backend.capabilities.virtual_clock
     except BaseException:
         backend.close()
+        lock.release()
         raise
     runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
     return runner.execute(first_step=0, plan_state=None, step_begun=False)
@@ -89,6 +96,19 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
 
 def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
     path = Path(str(opts.resume))
+    if not path.is_file():
+        raise ConfigError(str(path), "(file)", "run file not found")
+    lock = RunFileLock.acquire(path)       # before reading: the file must not change under us
+    try:
+        return _resume_locked(opts, reg, path, lock)
+    except BaseException:
+        lock.release()                     # (a no-op once the runner has released it)
+        raise
+
+
+def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
+                   lock: RunFileLock) -> RunOutcome:
+    lock.remove_dead_temp_files()
     with RunReader(path) as rd:
         attrs = rd.attrs
         source = f"{path} (recorded protocol)"
@@ -119,7 +139,12 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
                                   "cannot be resumed on a simulated or virtual station")
         seed = _recorded_seed(attrs.get("seed", 0), str(path))
         if rd.complete:
+            lock.release()
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
+        if rd.damage:
+            raise ConfigError(str(path), "(file)", "damaged: " + "; ".join(rd.damage) + " — a "
+                              "resume could repeat pulses the unreadable part recorded; "
+                              "start a new run (labctl show / export read what is there)")
         _check_outputs(None, opts)
         _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
@@ -143,7 +168,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             raise
         n_resumed = int(attrs.get("resume_count", 0)) + 1
     try:
-        writer = RunWriter.continue_file(path, {"resume_count": n_resumed})
+        writer = RunWriter.continue_file(path, {"resume_count": n_resumed}, lock)
         writer.fsync = not backend.capabilities.virtual_clock
     except BaseException:
         backend.close()
@@ -160,7 +185,7 @@ def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
             "host": socket.gethostname(),
             "ledger_after_replay": ledger_after_replay, **stats})
     except BaseException:
-        writer.close()
+        writer.release()
         backend.close()
         raise
     return runner.execute(first_step=plan.first_step, plan_state=plan.resume_state,

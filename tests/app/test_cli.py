@@ -46,8 +46,9 @@ def test_bench_writes_flat_json(tmp_path: Path) -> None:
                "--json", str(out))
     assert r.returncode == 0, r.stderr
     data = json.loads(out.read_text())
-    for key in ("mvm_overhead_ratio", "mvm_overhead_ratio_irdrop", "pulse_read_cells_per_s",
-                "verify_write_converged_fraction", "mvm_error_1day_refreshed",
+    for key in ("mvm_overhead_ratio", "mvm_overhead_ratio_no_irdrop", "pulse_read_cells_per_s",
+                "verify_write_converged_fraction", "mvm_error_at_1s",
+                "mvm_error_refreshed_at_1s",
                 "wire_vs_direct_ratio", "wire_round_trips_per_batch", "discrete_ops_per_cell"):
         assert isinstance(data[key], float | int) and data[key] > 0, key
     assert all(isinstance(v, float | int) for k, v in data.items() if k != "meta")

@@ -67,8 +67,8 @@ def test_unknown_block_and_missing_figure_are_errors() -> None:
         rewrite_blocks("<!-- generated: bench-tabel -->\n<!-- end generated: bench-tabel -->",
                        BLOCKS, _full_bench())
     bench = _full_bench()
-    del bench["mvm_overhead_ratio"], bench["fw_recall_chip"]
-    with pytest.raises(MissingFigure, match="mvm_overhead_ratio, fw_recall_chip"):
+    del bench["mvm_overhead_ratio"], bench["fw_recall_chip_n1024"]
+    with pytest.raises(MissingFigure, match="mvm_overhead_ratio, fw_recall_chip_n1024"):
         render_table(bench, BENCH_ROWS)
 
 

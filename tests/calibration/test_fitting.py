@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import fitting
 from sim_backend import SimBackend, load_preset
 
-from .conftest import block, run_protocol
+from .conftest import run_protocol
 
 uS = 1e-6
 # A "chip" that differs from default_180nm: 2.5 % read noise (default 1.5 %) and a
@@ -44,7 +43,8 @@ steps:
 
 
 def test_fit_recovers_read_noise_and_spread(tmp_path: Path, cal_dir: Path) -> None:
-    """Recovered within: read noise ±10 %; spread table at 10/20/30/40 µS ±12 % (5 µS at
+    """The characterize routine's quick fit (the full twin is tests/calibration/test_twin.py).
+    Recovered within: read noise ±10 %; spread table at 10/20/30/40 µS ±12 % (5 µS at
     1 day is truncated by the model's 0.1 µS floor, see test_levels: ±20 %); mean shift
     within 0.03 µS per e-fold of the default −0.089 (the fit uses levels ≥ 8 µS)."""
     run_protocol(tmp_path, PROTOCOL.replace("TWIN_PATH", str(tmp_path / "twin.yaml")),
@@ -67,40 +67,3 @@ def test_fit_recovers_read_noise_and_spread(tmp_path: Path, cal_dir: Path) -> No
     assert preset.transistor == load_preset("default_180nm").transistor
     be = SimBackend(tmp_path / "twin.yaml", seed=1)          # and it runs
     assert be.chip.g_max_S == 40e-6
-
-
-def test_fit_gate_compliance_as_formed_and_fault_rates(tmp_path: Path) -> None:
-    """Gate → G coefficients within 3 % (V_th) / 8 % (β); as-formed mean ±3 %, σ ±15 %;
-    fault rates of a chip with 2 % / 1 % / 1 % faults within 35 % relative (4,096 cells)."""
-    true = load_preset("default_180nm").with_changes(
-        transistor={"v_th_V": 0.8, "beta_A_per_V2": 12e-6},
-        switching={"as_formed_mean_S": 12e-6, "as_formed_sigma_S": 2.0e-6},
-        faults={"stuck_lrs_rate": 0.02, "stuck_hrs_rate": 0.01, "unformable_rate": 0.01})
-    be = SimBackend(true, seed=4)
-    cells = block(64, 64)
-    # as formed: one FORM at a gate whose cap (≈ 41 µS here) does not bind
-    be.pulse(cells, "FORM", 3.3, 2.7, 1e-3)
-    g_formed = be.read(cells, n_average=8)
-    fault = be.macro.fault_map(0)[:64, :64].ravel()
-    formed = fault == 0
-    af = fitting.fit_as_formed(g_formed, formed)
-    assert af["as_formed_mean_S"] == pytest.approx(12e-6, rel=0.03)
-    assert af["as_formed_sigma_S"] == pytest.approx(2.0e-6, rel=0.15)
-    # gate ladder: full RESET, then one strong SET at known gates
-    gate = np.random.default_rng(0).uniform(1.2, 2.6, len(cells))
-    be.pulse(cells, "RESET", 2.5, 5.0, 1e-5)
-    be.pulse(cells, "SET", 2.5, gate, 1e-6)
-    g = be.read(cells, n_average=8)
-    tc = fitting.fit_gate_compliance(gate[formed], g[formed])
-    assert tc["v_th_V"] == pytest.approx(0.8, rel=0.03)
-    assert tc["beta_A_per_V2"] == pytest.approx(12e-6, rel=0.08)
-    codes = {0: 0, 1: 2, 2: 3, 3: 1}                         # sim Fault → record FAULT_CODES
-    fr = fitting.fit_fault_rates(np.vectorize(codes.get)(fault))
-    assert fr["stuck_lrs_rate"] == pytest.approx(0.02, rel=0.35)
-    assert fr["stuck_hrs_rate"] == pytest.approx(0.01, rel=0.35)
-    assert fr["unformable_rate"] == pytest.approx(0.01, rel=0.35)
-    path = fitting.write_preset({"transistor": tc, "switching": af, "faults": fr},
-                                tmp_path / "p.yaml", name="t")
-    back = load_preset(path)
-    assert back.transistor.v_th_V == pytest.approx(tc["v_th_V"])
-    assert back.faults.stuck_lrs_rate == pytest.approx(fr["stuck_lrs_rate"])

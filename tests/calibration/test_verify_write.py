@@ -31,7 +31,10 @@ def test_policies_converge(kind: str, preset: str) -> None:
     ping-pong, the baseline) ≥ 0.97, and ≥ 0.9 on ``ideal``: there every cell is identical
     and noise-free, and the first RESET at 1.2 V removes ~15 % of G (5 µS at 35 µS, more than
     the 2 µS band), so some high targets ping-pong deterministically until the alternation
-    limit. RMS error of converged cells ≤ 0.6 µS."""
+    limit. RMS error of converged cells, read when programming ends: ≤ 0.6 µS on ``ideal``;
+    ≤ 1.0 µS on the default chip, where the clock runs, so cells accepted early in the loop
+    have relaxed by the end of it, and the final read carries its own low-frequency read
+    noise (2–4 % of G, docs/simulator.md)."""
     be = SimBackend(preset, seed=3)
     cells = block(48, 48)
     unformed = form_block(be, cells)
@@ -41,7 +44,7 @@ def test_policies_converge(kind: str, preset: str) -> None:
     s = pg.summary(st, g, target)
     floor = 0.99 if kind != "amplitude" else 0.97 if preset != "ideal" else 0.9
     assert s["success_rate"] >= floor, s
-    assert s["rms_error_converged_S"] <= 0.6e-6, s
+    assert s["rms_error_converged_S"] <= (0.6e-6 if preset == "ideal" else 1.0e-6), s
     assert (st["n_pulses"] <= pg.Settings().max_pulses).all()
     if preset == "ideal":
         assert s["stuck"] == 0 and s["skipped"] == 0

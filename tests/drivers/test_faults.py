@@ -83,8 +83,12 @@ def test_smu_faults_are_detected_and_end_safe(lab: VirtualLab, kind: str) -> Non
         assert info.value.safe_state_reached is True
         assert lab.hub.cells is None  # board aborted: route open
         # The faulted exchange was the first of the read (filter setting): nothing was
-        # measured, so the chip is unchanged; the next read matches the direct path.
-        assert np.array_equal(wire.read(CELLS), direct.read(CELLS))  # type: ignore[attr-defined]
+        # measured, so the chip is unchanged (the same event counts); the next read matches
+        # the direct path — statistically, since the SMU forms cell by cell and the running
+        # clock gives the cells other ages than the direct path's batch (docs/simulator.md).
+        got, want = wire.read(CELLS), direct.read(CELLS)  # type: ignore[attr-defined]
+        assert np.array_equal(lab.macro.events, direct.macro.events)  # type: ignore[attr-defined]
+        assert np.median(np.abs(got - want) / np.maximum(np.abs(want), 1e-6)) < 0.05
 
 
 def test_pulsegen_garble_is_detected(lab: VirtualLab) -> None:
@@ -249,8 +253,11 @@ def test_ctrl_c_never_splits_a_visa_query_from_its_reply(lab: VirtualLab) -> Non
         with pytest.raises(KeyboardInterrupt):
             wire.read(CELLS)  # type: ignore[attr-defined]
         assert wire.smu._dirty is False  # type: ignore[attr-defined]  # reply was read
-        # Interrupted before the sweep: the chip is unchanged and the link in step.
-        assert np.array_equal(wire.read(CELLS), direct.read(CELLS))  # type: ignore[attr-defined]
+        # Interrupted before the sweep: the chip is unchanged (same event counts) and the
+        # link in step; the values agree statistically (discrete instruments, running clock).
+        got, want = wire.read(CELLS), direct.read(CELLS)  # type: ignore[attr-defined]
+        assert np.array_equal(lab.macro.events, direct.macro.events)  # type: ignore[attr-defined]
+        assert np.median(np.abs(got - want) / np.maximum(np.abs(want), 1e-6)) < 0.05
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGINT delivery to the main thread")

@@ -28,15 +28,19 @@ name: inference-small
 steps:
   - routine: neural_field
     params: {n: 12, n_angles: 6, width: 8, depth: 2, prior_steps: 20, finetune_steps: 5,
-             mapping: differential, settle_first_s: 60.0}
+             mapping: differential, compare_mappings: false, settle_first_s: 60.0,
+             age_at_use_s: 600.0}
   - routine: diffusion
-    params: {width: 8, depth: 2, train_steps: 30, batch: 32, n_train: 128, n_samples: 32,
-             n_steps: 3, continuous_steps: 6, mapping: differential, replicas: 1}
+    params: {width: 8, train_steps: 30, batch: 32, n_train: 128, n_samples: 32, n_cal: 8,
+             n_steps: 3, reference_steps: 6, continuous_steps: 6, mapping: differential,
+             replicas: 1, age_at_use_s: 600.0}
   - routine: fast_weights
-    params: {vocab: 32, n_pairs: 16, d_model: 32, d_key: 16, hidden: 16, chunk: 8}
+    params: {vocab: 32, n_pairs: 16, d_model: 32, d_key: 16, hidden: 16, chunk: 8,
+             curve_points: 1, age_at_use_s: 600.0}
 """
-COST_KEYS = ("energy", "device_time", "power")
-"""Result keys from the backend's ledger: a simulator cost model, not measured over the wire."""
+COST_KEYS = ("energy", "device_time", "power", "host_time", "speedup", "latency")
+"""Result keys from the backend's ledger (a simulator cost model, not measured over the wire)
+or timed on the host (differ run to run)."""
 
 
 def _is_cost(key: str) -> bool:
@@ -93,14 +97,16 @@ def test_results_arrays_show_and_plot(sim_run: tuple[Path, dict[str, Any]],
     path, c = sim_run
     nf, df, fw = (c["results"][i] for i in range(3))
     assert {"psnr_prior_db", "psnr_fbp_db", "psnr_float_db", "psnr_chip_db"} <= set(nf)
-    assert {"swd_float", "swd_chip", "swd_floor", "cfg_accuracy_chip",
-            "energy_J_per_sample_chip", "device_time_s_per_sample_chip"} <= set(df)
+    assert {"swd_float", "swd_chip", "swd_floor", "swd_ratio", "outlier_fraction_chip",
+            "cfg_accuracy_chip", "analog_layers_fraction", "energy_J_per_sample_chip",
+            "device_time_s_per_sample_chip"} <= set(df)
     assert {"recall_float", "recall_chip", "recall_chance", "write_pulses_per_token",
-            "writes_per_cell_max"} <= set(fw)
+            "onetime_pulses", "writes_per_cell_max"} <= set(fw)
     names = {n for _, n in c["arrays"]}
-    assert {"recon_chip", "samples_chip", "samples_true", "recall_by_chunk_chip"} <= names
+    assert {"recon_chip", "samples_chip", "samples_true", "recall_by_chunk_chip",
+            "curve_recall_chip"} <= names
     assert c["pulses"].size > 0  # programming through program_fn is recorded
-    assert "psnr_chip = " in c["summary"]  # shown with its unit: "psnr_chip = 16.8 dB"
+    assert "psnr_chip = " in c["summary"]  # the unit moves to the value: "23.5 dB"
     assert "recall_chip" in c["summary"]
     with RunReader(path) as rd:
         names = {p.name for p in plot_run(rd, tmp_path / "figs")}

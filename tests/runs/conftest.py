@@ -93,3 +93,39 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BackendBase]]:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def run_summary(path: Path) -> tuple[np.ndarray, dict[tuple[int, str], np.ndarray], dict]:
+    """Per-cell pulse counts, the verify outcomes and pulse counts per step, and the RUN_END
+    payload (empty unless the run completed) of a run file."""
+    from labctl.runs.store import Kind, RunReader
+
+    with RunReader(path) as rd:
+        counts = rd.pulse_counts(CHIP_SHAPE)
+        outcomes = {(r.step, n): r.array(n) for r in rd.of_kind(Kind.ARRAY)
+                    for n in r.array_names() if n in ("outcome", "n_pulses")}
+        end = rd.all()[-1].payload if rd.complete else {}
+    return counts, outcomes, end
+
+
+@pytest.fixture(scope="session")
+def kill_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, dict]:
+    """The uninterrupted run of ``vw_kill.yaml``: what every interrupted-and-resumed run of it
+    must equal, cell by cell."""
+    from labctl.runs.runner import RunOptions, run
+
+    tmp = tmp_path_factory.mktemp("ref")
+    old = os.environ.get("LABCTL_CALIBRATION_DIR")
+    os.environ["LABCTL_CALIBRATION_DIR"] = str(tmp / "cal")
+    try:
+        o = run(RunOptions(protocol=str(KILL_PROTOCOL), out=str(tmp / "ref.h5"), progress=False))
+    finally:
+        if old is None:
+            os.environ.pop("LABCTL_CALIBRATION_DIR")
+        else:
+            os.environ["LABCTL_CALIBRATION_DIR"] = old
+    assert o.status == "completed"
+    counts, outcomes, _ = run_summary(tmp / "ref.h5")
+    assert counts.sum() > 1000
+    assert len(outcomes) == 4
+    return counts, outcomes

@@ -1,11 +1,13 @@
 """``kill -9`` and Ctrl+C against real ``labctl run`` processes on the simulated chip.
 
 The kill test SIGKILLs runs (and some resumes) at seeded random moments — some timed from the
-start, most once the run file holds a seeded random number of committed records — then
+moment the run file appears, most once the run file holds a seeded random number of committed
+records, some just after the RUN_END record, i.e. inside the final rewrite of the file — then
 checks that every file opens and ``labctl show`` reads it, that every resume completes, and
 that no cell got a pulse it would not have got without the kill: each cell's pulse count in
 the run record equals the uninterrupted run's, the verify outcomes are identical, and the
-resumed process's own ledger (replay + new pulses) equals the record's total.
+resumed process's own ledger (replay + new pulses) equals the record's total; and that no
+temporary or lock file is left behind.
 """
 
 from __future__ import annotations
@@ -20,46 +22,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHIP_SHAPE, KILL_PROTOCOL, labctl_cmd, subprocess_env
+from conftest import KILL_PROTOCOL, labctl_cmd, run_summary, subprocess_env
 
 from labctl.app.cli import main as cli_main
 from labctl.core.errors import ConfigError
-from labctl.runs.runner import RunOptions, run
 from labctl.runs.store import Kind, RunReader
 from labctl.runs.store.summary import summarize
 
-N_TRIALS = 16
+N_TRIALS = 24
 POLL_S = 0.02
 
 
-def _summary(path: Path) -> tuple[np.ndarray, dict[tuple[int, str], np.ndarray], dict]:
-    with RunReader(path) as rd:
-        counts = rd.pulse_counts(CHIP_SHAPE)
-        outcomes = {(r.step, n): r.array(n) for r in rd.of_kind(Kind.ARRAY)
-                    for n in r.array_names() if n in ("outcome", "n_pulses")}
-        end = rd.all()[-1].payload if rd.complete else {}
-    return counts, outcomes, end
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, dict]:
-    tmp = tmp_path_factory.mktemp("ref")
-    import os
+def reference(kill_reference: tuple[np.ndarray, dict]) -> tuple[np.ndarray, dict]:
+    return kill_reference
 
-    old = os.environ.get("LABCTL_CALIBRATION_DIR")
-    os.environ["LABCTL_CALIBRATION_DIR"] = str(tmp / "cal")
-    try:
-        o = run(RunOptions(protocol=str(KILL_PROTOCOL), out=str(tmp / "ref.h5"), progress=False))
-    finally:
-        if old is None:
-            os.environ.pop("LABCTL_CALIBRATION_DIR")
-        else:
-            os.environ["LABCTL_CALIBRATION_DIR"] = old
-    assert o.status == "completed"
-    counts, outcomes, _ = _summary(tmp / "ref.h5")
-    assert counts.sum() > 1000
-    assert len(outcomes) == 4
-    return counts, outcomes
+
+_summary = run_summary
 
 
 def _committed(path: Path) -> int:
@@ -70,16 +49,31 @@ def _committed(path: Path) -> int:
         return -1  # not there yet
 
 
+def _ended(path: Path) -> bool:
+    try:
+        with RunReader(path) as rd:
+            return rd.complete
+    except (ConfigError, OSError):
+        return False
+
+
 def _start_and_kill(args: list[str], out: Path, env: dict[str, str], rng: random.Random,
                     mode: str) -> str:
     """Start ``labctl run ARGS`` and SIGKILL it: ``time`` after a random delay from the
-    start; ``records`` once the file holds a random number of committed records (then a
-    random short delay). Returns what happened."""
+    moment the run file exists; ``records`` once the file holds a random number of committed
+    records (then a random short delay); ``end`` as soon as the file says the run completed
+    (the final rewrite is then under way). Returns what happened."""
     proc = subprocess.Popen([*labctl_cmd(), "run", *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        if mode == "time":
-            proc.wait(rng.uniform(0.1, 2.5))
+        if mode == "time":  # timed from the moment the run file appears
+            while proc.poll() is None and not out.exists():
+                time.sleep(POLL_S / 4)
+            proc.wait(rng.uniform(0.0, 1.0))
+        elif mode == "end":
+            while proc.poll() is None and not _ended(out):
+                time.sleep(POLL_S / 4)
+            proc.wait(rng.uniform(0.0, 0.01))
         else:
             k = rng.randint(1, 230)
             while proc.poll() is None and _committed(out) < k:
@@ -101,10 +95,12 @@ def _trial(i: int, root: Path) -> dict:
     tmp.mkdir()
     env = subprocess_env(tmp)
     out = tmp / "run.h5"
-    mode = "time" if i % 4 == 0 else "records"
+    mode = "time" if i % 4 == 0 else "end" if i % 6 == 5 else "records"
     what = _start_and_kill([str(KILL_PROTOCOL), "--out", str(out), "--no-progress"], out, env,
                            rng, mode)
-    log = {"trial": i, "first": what, "file": out.exists(), "committed": _committed(out)}
+    log = {"trial": i, "first": what, "file": out.exists(),
+           "tmp_after_kill": sorted(p.name for p in tmp.glob(".run.h5.*.tmp")),
+           "committed": _committed(out)}
     if not out.exists():
         return log  # killed before the file existed: nothing was pulsed, nothing to resume
     with RunReader(out) as rd:  # what `labctl show` prints, on the file the kill left
@@ -117,6 +113,9 @@ def _trial(i: int, root: Path) -> dict:
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     log["resume_rc"] = r.returncode
     log["resume_err"] = r.stderr[-2000:]
+    with RunReader(out):  # a reader tidies what a writer killed in its final rewrite left
+        pass
+    log["left_behind"] = sorted(p.name for p in tmp.glob(".run.h5*"))
     return log
 
 
@@ -147,6 +146,7 @@ def test_kill9_at_random_moments_then_resume(tmp_path: Path, reference: tuple,
             np.testing.assert_array_equal(outcomes[key], arr, err_msg=str((key, log)))
         assert end["ledger"]["pulses"] == int(counts.sum()), log
         assert end["safe_state_reached"] is True
+        assert log["left_behind"] == [], log
     assert killed_mid_run >= 1, logs
 
 

@@ -26,6 +26,7 @@ def place(macro: Macro, cells: Cells, g_S: np.ndarray) -> None:
     rate, t0 = macro.relax.params_for(np.asarray(g_S, dtype=np.float64))
     macro.relax_rate_S2[idx] = rate
     macro.relax_t0_s[idx] = t0
+    macro._walk_k[idx] = -1
     macro._tile_version[np.unique(cells.tile)] += 1
 
 

@@ -44,12 +44,18 @@ def test_read_and_mvm_are_booked() -> None:
     assert d["device_time_s"] == pytest.approx(10 * (e.mvm_integration_s + e.adc_conversion_s))
 
 
-def test_clock_is_virtual_and_only_moves_when_asked() -> None:
+def test_clock_is_virtual_and_runs_by_device_time() -> None:
+    """The clock advances by exactly the device time the ledger books, and by waits."""
     be = SimBackend("ideal", seed=0)
     c = Cells.block(0, slice(0, 64), slice(0, 64))
     be.pulse(c, "FORM", 3.3, 2.0, 1e-3)
-    assert be.clock.now() == 0.0  # operations book device time, not clock time
+    e = be.preset.energy
+    assert be.clock.now() == pytest.approx(64 * (1e-3 + e.pulse_overhead_s))
+    be.read(c, n_average=4)
+    be.mvm(0, np.zeros((3, 64)), rows=slice(0, 64), cols=slice(0, 64))
+    assert be.clock.now() == pytest.approx(be.ledger.device_time_s)
+    t = be.clock.now()
     be.clock.wait(86400.0)
-    assert be.clock.now() == 86400.0
+    assert be.clock.now() == pytest.approx(t + 86400.0)
     with pytest.raises(RequestRejected, match="non-negative"):
         be.clock.wait(-1.0)

@@ -15,7 +15,8 @@ from tests.sim_backend.helpers import place
 def test_output_referred_noise_equals_per_cell_noise() -> None:
     rows, cols, trials = 64, 16, 4000
     preset = load_preset("default_180nm").with_changes(
-        periphery={"output_noise_rel": 0.0, "adc_bits": 24, "dac_bits": 16},
+        periphery={"output_noise_rel": 0.0, "adc_bits": 24, "dac_bits": 16, "ir_drop": False},
+        read={"lf_relative_sigma": 0.0},
         faults={"stuck_lrs_rate": 0.0, "stuck_hrs_rate": 0.0, "unformable_rate": 0.0})
     be = SimBackend(preset, seed=2)
     rng = np.random.default_rng(0)

@@ -29,7 +29,9 @@ def test_default_macro_geometry() -> None:
 
 def test_a_fitted_preset_file_changes_the_simulation(tmp_path: Path) -> None:
     p = load_preset("default_180nm").with_changes(read={"relative_sigma": 0.0,
-                                                        "floor_sigma_S": 0.0})
+                                                        "floor_sigma_S": 0.0,
+                                                        "lf_relative_sigma": 0.0},
+                                                  relaxation_on=False)
     path = tmp_path / "fitted.yaml"
     save_preset(p, path)
     be = SimBackend(path, seed=1)

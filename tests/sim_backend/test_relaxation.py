@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from labctl.core.cells import Cells
-from sim_backend import SimBackend
+from sim_backend import SimBackend, load_preset
 from sim_backend.preset import RelaxationParams, uS
 from sim_backend.relaxation import DAY_S, fit_levels
 from tests.sim_backend.helpers import healthy, place
@@ -19,20 +19,31 @@ TABLE = dict(zip((0.0, 5.0, 10.0, 20.0, 30.0, 40.0),
 
 
 def test_fit_reproduces_the_table_exactly() -> None:
+    """Times in the table count from the accepting read, ``accept_delay_s`` after the
+    pulse where the walk starts."""
     p = RelaxationParams()
     fit = fit_levels(p)
     t0 = np.exp(fit.log_t0)
+    d = p.accept_delay_s
+
+    def tau(t: float, i: int) -> float:
+        return float(np.log1p((t + d) / t0[i]) - np.log1p(d / t0[i]))
+
     for i, (s1, sd) in enumerate(zip(p.sigma_1s_S, p.sigma_1day_S, strict=True)):
         sp = min(p.sigma_prog_S, 0.8 * s1)
-        at_1s = np.sqrt(sp**2 + fit.rate_S2[i] * np.log1p(1.0 / t0[i]))
-        at_day = np.sqrt(sp**2 + fit.rate_S2[i] * np.log1p(DAY_S / t0[i]))
+        at_1s = np.sqrt(sp**2 + fit.rate_S2[i] * tau(1.0, i))
+        at_day = np.sqrt(sp**2 + fit.rate_S2[i] * tau(DAY_S, i))
         assert at_1s == pytest.approx(s1, rel=1e-6)
         assert at_day == pytest.approx(sd, rel=1e-6)
 
 
-def _programmed_levels(seed: int = 3) -> tuple[SimBackend, list[Cells], list[np.ndarray]]:
+def _programmed_levels(seed: int = 3, lf: bool = True
+                       ) -> tuple[SimBackend, list[Cells], list[np.ndarray]]:
     """Cells placed at each level with the ±1 µS uniform spread write-verify leaves."""
-    be = SimBackend("default_180nm", seed=seed)
+    preset = load_preset("default_180nm")
+    if not lf:
+        preset = preset.with_changes(read={"lf_relative_sigma": 0.0})
+    be = SimBackend(preset, seed=seed)
     rng = np.random.default_rng(seed)
     groups, targets = [], []
     for k, level in enumerate(LEVELS_uS):
@@ -46,12 +57,13 @@ def _programmed_levels(seed: int = 3) -> tuple[SimBackend, list[Cells], list[np.
 
 @pytest.mark.parametrize(("when_s", "column"), [(1.0, 0), (DAY_S, 1)])
 def test_ensemble_spread_matches_neurram_fit(when_s: float, column: int) -> None:
-    """Spread around the target at 1 s and 1 day within 10 % of the fitted figures."""
+    """Spread of averaged reads around the target at 1 s and 1 day within 10 % of the fitted
+    figures: the table is what reads measured, so the low-frequency read noise is in it."""
     be, groups, targets = _programmed_levels()
     be.clock.wait(when_s)
     for level, c, target in zip(LEVELS_uS, groups, targets, strict=True):
         ok = healthy(be.macro, c)
-        dev = (be.macro.conductance(c) - target)[ok]
+        dev = (be.read(c, n_average=8) - target)[ok]
         expected = TABLE[level][column]
         assert np.std(dev) == pytest.approx(expected, rel=0.10), (level, when_s)
 
@@ -72,12 +84,14 @@ def test_mean_shift_at_one_hour_matches_cmo_fit() -> None:
     for level, c, t in zip(LEVELS_uS, groups, targets, strict=True):
         if level < 8:
             continue
-        shift = np.mean(be.macro.conductance(c) - t) / uS
+        ok = healthy(be.macro, c)  # stuck cells do not relax
+        shift = np.mean((be.macro.conductance(c) - t)[ok]) / uS
         assert shift == pytest.approx(-0.73, abs=0.08), level
 
 
 def test_repeated_reads_are_correlated_through_relaxation() -> None:
-    be, groups, targets = _programmed_levels(seed=6)
+    """(Low-frequency read noise off: this is about the relaxation walk alone.)"""
+    be, groups, targets = _programmed_levels(seed=6, lf=False)
     c, t = groups[2], targets[2]
     be.clock.wait(600.0)
     a = be.read(c, n_average=1)

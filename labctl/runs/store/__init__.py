@@ -8,9 +8,10 @@ The on-disk layout is documented in ``docs/run-file-schema.md``.
 """
 
 from labctl.core.calibration_record import FAULT_CODES, CalibrationRecord, calibration_dir
+from labctl.runs.store.lock import RunFileBusy, RunFileLock
 from labctl.runs.store.reader import Record, RunReader
 from labctl.runs.store.schema import SCHEMA_VERSION, Kind
 from labctl.runs.store.writer import RunWriter
 
-__all__ = ["FAULT_CODES", "SCHEMA_VERSION", "CalibrationRecord", "Kind", "Record", "RunReader",
-           "RunWriter", "calibration_dir"]
+__all__ = ["FAULT_CODES", "SCHEMA_VERSION", "CalibrationRecord", "Kind", "Record", "RunFileBusy",
+           "RunFileLock", "RunReader", "RunWriter", "calibration_dir"]

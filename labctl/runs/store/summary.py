@@ -6,13 +6,14 @@ Works on any committed prefix, so it also describes the file a killed run left b
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from labctl.core import yamlio
 from labctl.core.errors import ConfigError
 from labctl.core.quantity_text import NOT_MEASURED, display, quantity
 from labctl.runs.store.reader import Record, RunReader
-from labctl.runs.store.schema import SCHEMA_VERSION, Kind
+from labctl.runs.store.schema import READABLE_VERSIONS, Kind
 
 
 def run_status(rd: RunReader) -> str:
@@ -21,6 +22,8 @@ def run_status(rd: RunReader) -> str:
     recs = rd.all()
     if recs and recs[-1].kind == Kind.RUN_END:
         return str(recs[-1].payload.get("status", "?"))
+    if rd.damage:
+        return "damaged: what can be read ends without a RUN_END record (see 'unreadable')"
     return "truncated (no RUN_END: the process was killed or is still running)"
 
 
@@ -41,58 +44,93 @@ def step_names(rd: RunReader) -> list[tuple[str, str]]:
     return out
 
 
-def summarize(rd: RunReader) -> list[str]:
+@dataclass
+class StepSummary:
+    index: int
+    name: str
+    routine: str
+    state: str
+    results: list[tuple[str, str]]
+
+
+@dataclass
+class RunSummary:
+    """What ``labctl show`` says about one run file, as data (rendered by the command)."""
+
+    header: list[tuple[str, str]]
+    steps: list[StepSummary]
+    events: list[str]
+    ending: list[tuple[str, str]]
+    damage: list[str]
+
+
+def describe(rd: RunReader) -> RunSummary:
     a = rd.attrs
     recs = rd.all()
-    lines = [
-        f"run file   {rd.path}  (schema {a.get('schema_version')}, this labctl reads "
-        f"≤ {SCHEMA_VERSION})",
-        f"status     {run_status(rd)}",
-        f"records    {len(recs)} committed"
-        + (f" ({rd.n_rows_on_disk - len(recs)} uncommitted tail rows ignored)"
-           if rd.n_rows_on_disk > len(recs) else ""),
-        f"run id     {a.get('run_id', '?')}  created {a.get('created_utc', '?')}  "
-        f"labctl {a.get('labctl_version', '?')}  resumed {a.get('resume_count', 0)}×",
-        f"where      host {a.get('host', '?')}  user {a.get('user', '?')}",
-        f"protocol   {a.get('protocol_name', '?')}  ({a.get('protocol_source', '?')})",
-        f"station    {a.get('station_source', '?')}  backend {a.get('backend', '?')}  "
-        f"seed {a.get('seed', '?')}",
-        f"chip       {a.get('chip_id', '?')}",
+    header = [
+        ("run file", f"{rd.path}  (schema {a.get('schema_version')}, this labctl reads "
+                     f"{', '.join(map(str, READABLE_VERSIONS))})"),
+        ("status", run_status(rd)),
+        ("records", f"{len(recs)} committed"
+         + (f" ({rd.n_rows_on_disk - len(recs)} uncommitted tail rows ignored)"
+            if rd.n_rows_on_disk > len(recs) and not rd.damage else "")),
+        ("run id", f"{a.get('run_id', '?')}  created {a.get('created_utc', '?')}  "
+                   f"labctl {a.get('labctl_version', '?')}  resumed {a.get('resume_count', 0)}×"),
+        ("where", f"host {a.get('host', '?')}  user {a.get('user', '?')}"),
+        ("protocol", f"{a.get('protocol_name', '?')}  ({a.get('protocol_source', '?')})"),
+        ("station", f"{a.get('station_source', '?')}  backend {a.get('backend', '?')}  "
+                    f"seed {a.get('seed', '?')}"),
+        ("chip", str(a.get("chip_id", "?"))),
     ]
     if recs:
         t0, t1 = recs[0].t_wall_s, recs[-1].t_wall_s
-        lines.append(f"time       {_utc(t0)} → {_utc(t1)} UTC: {t1 - t0:.1f} s of wall time")
-        lines.append(f"chip clock {_clock_text(rd, recs[0].t_chip_s, recs[-1].t_chip_s)}")
+        header.append(("time", f"{_utc(t0)} → {_utc(t1)} UTC: {t1 - t0:.1f} s of wall time"))
+        header.append(("chip clock", _clock_text(rd, recs[0].t_chip_s, recs[-1].t_chip_s)))
     shape = _chip_shape(rd)
     if shape is not None:
         counts = rd.pulse_counts(shape)
         n_reads = int(sum(int(r.row["read_count"]) for r in recs if r.kind == Kind.READ))
-        lines.append(f"operations {int(counts.sum())} cell-pulses on {int((counts > 0).sum())} "
-                     f"cells (max {int(counts.max())} on one cell), {n_reads} cell-read results")
-    names = step_names(rd)
-    lines.append("steps")
-    for i, (routine, name) in enumerate(names):
+        header.append(("operations", f"{int(counts.sum())} cell-pulses on "
+                                     f"{int((counts > 0).sum())} cells (max {int(counts.max())} "
+                                     f"on one cell), {n_reads} cell-read results"))
+    steps = []
+    for i, (routine, name) in enumerate(step_names(rd)):
         mine = [r for r in recs if r.step == i]
-        lines.append(f"  [{i + 1}] {name} ({routine}): {_step_state(mine)}")
-        for res in [r for r in mine if r.kind == Kind.RESULT][-1:]:
-            lines += [f"        {name} = {text}" for name, text in
-                      (display(k, v) for k, v in res.payload.items() if k != "outcome_codes")]
+        results = [display(k, v) for res in [r for r in mine if r.kind == Kind.RESULT][-1:]
+                   for k, v in res.payload.items() if k != "outcome_codes"]
+        steps.append(StepSummary(i, name, routine, _step_state(mine), results))
+    events = []
     for r in recs:
         if r.kind in (Kind.EVENT, Kind.RESUME):
             p = r.payload
             what = p.get("message") or (
                 f"resumed (#{p.get('resume')}) at step {p.get('first_step', 0) + 1},"
                 f" replayed {r.payload.get('replayed_pulses', 0)} cell-pulses onto the simulator")
-            lines.append(f"event      #{r.seq} {what}")
+            events.append(f"#{r.seq} {what}")
+    ending: list[tuple[str, str]] = []
     if recs and recs[-1].kind == Kind.RUN_END:
         end = recs[-1].payload
         if end.get("message"):
-            lines.append(f"ended      {end['message']}")
+            ending.append(("ended", str(end["message"])))
         led = end.get("ledger") or {}
         if led:
-            lines.append(f"ledger     {_ledger_text(led)}")
-        safe = "reached" if end.get("safe_state_reached") else "NOT confirmed"
-        lines.append(f"safe state {safe}")
+            ending.append(("ledger", _ledger_text(led)))
+        ending.append(("safe state",
+                       "reached" if end.get("safe_state_reached") else "NOT confirmed"))
+    return RunSummary(header, steps, events, ending, list(rd.damage))
+
+
+def summarize(rd: RunReader) -> list[str]:
+    """The summary as plain text lines (``key       value``)."""
+    s = describe(rd)
+    lines = [f"{k:<10} {v}" for k, v in s.header]
+    lines += [f"unreadable {d}" for d in s.damage]
+    lines.append("steps")
+    for st in s.steps:
+        lines.append(f"  [{st.index + 1}] {st.name} ({st.routine}): {st.state}")
+        lines += [f"        {k} = {v}" for k, v in st.results]
+    lines += [f"event      {e}" for e in s.events]
+    lines += [f"{k:<10} {v}" for k, v in s.ending]
     return lines
 
 

@@ -1,0 +1,67 @@
+"""``labctl fit``: fit a simulator preset (a digital twin) to a chip's own measurements.
+
+Input: the run file of ``protocols/twin.yaml``, or a CSV of measurements taken elsewhere in
+the format of :mod:`calibration.twin_data` (docs/simulator.md). Output: a preset YAML with
+the preset's own section and field names, loadable as a station's ``preset:``; standard
+errors, sources and the parameters the data cannot identify are listed under its ``fit:``
+key (and printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from calibration import twin_data as td
+
+NAME = "fit"
+HELP = "fit a simulator preset to a twin run file (or a CSV of measurements)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="RUN.h5|DATA.csv",
+                   help="run file of protocols/twin.yaml, or a CSV in the documented format")
+    p.add_argument("--out", required=True, metavar="PRESET.yaml", help="preset file to write")
+    p.add_argument("--name", default="fitted", help="preset name (default: fitted)")
+    p.add_argument("--export-csv", metavar="DATA.csv",
+                   help="also write the measurements as CSV (the import format)")
+
+
+def load_table(path: str) -> td.Table:
+    """The twin measurement table of a run file or a CSV."""
+    from calibration import twin_data as td
+
+    if path.lower().endswith(".csv"):
+        return td.load_csv(path)
+    from labctl.runs.store.reader import RunReader
+
+    with RunReader(path) as rd:
+        named = [(n, rec.array(n)) for rec in rd.all() for n in rec.array_names()]
+    return td.from_named_arrays(named, path)
+
+
+def main(args: argparse.Namespace) -> int:
+    from calibration import fitting
+    from calibration import twin_data as td
+
+    table = load_table(args.data)
+    if args.export_csv:
+        td.write_csv(table, args.export_csv)
+    fit = fitting.fit_twin(table)
+    src = Path(args.data).name
+    path = fitting.write_twin_preset(fit, args.out, name=args.name,
+                                     description=f"fitted by labctl fit to {src}")
+    print(f"fitted {len(fit.estimates)} parameters from {len(table)} measurement rows:")
+    for key, e in fit.estimates.items():
+        if isinstance(e.value, list):
+            vals = ", ".join(f"{v:.4g}" for v in e.value)
+            print(f"  {key:40s} [{vals}]")
+        else:
+            print(f"  {key:40s} {e.value:.4g} ± {e.stderr:.2g}")
+    print(f"not identified by these data ({len(fit.unidentified)}; simulator defaults kept):")
+    for key, why in fit.unidentified.items():
+        print(f"  {key}: {why}")
+    print(f"preset written to {path}")
+    return 0
