@@ -163,4 +163,6 @@ def test_killed_run_is_readable_and_resumes_without_repeating_a_pulse(
     resumed = _contents(cut)
     assert resumed["pulses"].tobytes() == ref["pulses"].tobytes()  # NaN compliance: bytes
     assert resumed["reads"].tobytes() == ref["reads"].tobytes()
-    assert resumed["results"] == ref["results"]
+    for step, res in ref["results"].items():  # the ledger's cost figures count this process
+        same = {k: v for k, v in res.items() if not _is_cost(k)}
+        assert same == {k: v for k, v in resumed["results"][step].items() if not _is_cost(k)}
