@@ -26,7 +26,6 @@ from labctl.core.errors import (
     EnvelopeViolation,
     InstrumentFault,
     InstrumentTimeout,
-    RequestRejected,
 )
 
 T = TypeVar("T")
@@ -43,6 +42,13 @@ def parse_scpi_error(reply: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(2)
 
 
+def parse_idn(reply: str) -> dict[str, str | None]:
+    """``*IDN?`` (IEEE 488.2 §10.14): manufacturer, model, serial, firmware."""
+    parts: list[str | None] = [p.strip() for p in reply.split(",")]
+    parts += [None] * 4
+    return dict(zip(("vendor", "model", "serial", "firmware"), parts[:4]))
+
+
 def fmt(x: float) -> str:
     """Shortest text that reads back as exactly the same float64 (Python's ``repr``), so a
     value sent as SCPI/TSP text reaches the instrument — and the simulator — bit-exact."""
@@ -56,52 +62,50 @@ def parse_float(reply: str, what: str) -> float:
         raise CommunicationError(f"{what}: expected a number, got {reply!r}") from None
 
 
-def check_readings(name: str, data: np.ndarray, n: int, compliance_A: float) -> None:
-    """Plausibility of a binary block of currents. SCPI/TSP binary blocks carry no checksum,
-    so a corrupted byte can only be caught by what it does to the numbers: a wrong count, a
-    non-finite value, or a current beyond what the source's limit allows (an SMU cannot
-    measure much above its compliance). Corruption of low mantissa bytes stays undetected
-    (and below the instrument's resolution)."""
-    if data.size != n:
-        raise CommunicationError(f"{name}: expected {n} readings, got {data.size}")
-    if not np.all(np.isfinite(data)) or float(np.max(np.abs(data))) > 1.5 * compliance_A:
+def verify_block(name: str, raw: bytes, n: int, compliance_A: float,
+                 instrument_count: int, instrument_mean_A: float) -> np.ndarray:
+    """The ``n`` float64 readings of a ``#0`` indefinite-length binary block, or an error.
+
+    A ``#0`` block (IEEE 488.2 §8.7.10, indefinite length) carries no length and no
+    checksum: it is read by its known size, 2 + 8n + 1 bytes, and is only a number when
+    every verifiable property holds — the ``#0`` header, the terminating newline, the count
+    the instrument reported for its buffer, finite values, currents the source's limit
+    allows (an SMU cannot measure much above its compliance), and the mean of the
+    readings equal to the mean the instrument computed itself and sent as text. The mean
+    is what catches corrupted mantissa bytes that stay finite and in range.
+    """
+    if len(raw) != 2 + 8 * n + 1 or raw[:2] != b"#0" or raw[-1:] != b"\n":
+        raise CommunicationError(f"{name}: malformed binary block ({len(raw)} bytes, starts "
+                                 f"{raw[:4]!r}, ends {raw[-2:]!r}; expected #0 + {8 * n} "
+                                 "bytes + newline)")
+    if instrument_count != n:
+        raise CommunicationError(f"{name}: the instrument holds {instrument_count} readings, "
+                                 f"expected {n}")
+    data = np.frombuffer(raw[2:-1], dtype="<f8").astype(np.float64)
+    if not np.all(np.isfinite(data)) or float(np.max(np.abs(data), initial=0.0)) > (
+            1.5 * compliance_A):
         k = int(np.argmax(~np.isfinite(data) | (np.abs(data) > 1.5 * compliance_A)))
         raise CommunicationError(
             f"{name}: implausible reading {float(data[k])!r} at point {k + 1} (limit "
             f"{compliance_A:g} A): garbled binary block or overrange")
+    mean = float(np.mean(data)) if n else 0.0
+    scale = float(np.max(np.abs(data), initial=0.0))
+    if not abs(mean - instrument_mean_A) <= 1e-12 * scale + 1e-300:
+        raise CommunicationError(f"{name}: binary block does not match the instrument's own "
+                                 f"mean ({mean!r} vs {instrument_mean_A!r} A): garbled block")
+    return data
 
 
-def form_delay_s(name: str, width_s: float, integration_s: float, overhead_s: float,
-                 max_on_s: float) -> float:
-    """The source delay that makes one forming point's real on-time equal ``width_s``.
+def cached(param: Any) -> Any:
+    """A parameter's cached value only while qcodes still trusts it, else ``None``:
+    ``cache.get(get_if_invalid=False)`` would hand back an invalidated value."""
+    return param.cache.get(get_if_invalid=False) if param.cache.valid else None
 
-    An SMU sweep point holds its level for the source delay, then the integration
-    (NPLC / line frequency), then the instrument's per-point overhead (stated by the
-    driver), so on-time = ``(delay + integration) + overhead``. The delay is chosen so
-    that this sum, evaluated in float64 in exactly that order, *is* ``width_s`` (the
-    virtual instruments evaluate the same sum, so the simulated pulse gets the width the
-    caller asked for, bit for bit). Refused before anything is sent: a width shorter
-    than integration + overhead (the SMU cannot make it; the on-time would silently be
-    longer) and a real on-time beyond the envelope's ``max_on_s``.
-    """
-    shortest = integration_s + overhead_s
-    if not width_s >= shortest:
-        raise RequestRejected(
-            f"{name}: a forming point cannot be shorter than the SMU's integration "
-            f"({integration_s:g} s) + overhead ({overhead_s:g} s) = {shortest:g} s; "
-            f"width {width_s:g} s refused (use the board topology for shorter FORM pulses)")
-    d = max(0.0, width_s - integration_s - overhead_s)
-    for _ in range(64):  # walk the last bits until the instrument-side sum is exact
-        on = (d + integration_s) + overhead_s
-        if on == width_s:
-            break
-        d = float(np.nextafter(d, np.inf if on < width_s else -np.inf))
-        d = max(d, 0.0)
-    on = (d + integration_s) + overhead_s
-    if on > max_on_s:
-        raise EnvelopeViolation("FORM on-time", f"delay + integration + overhead ≤ "
-                                f"{max_on_s:g} s (max_width_s)", f"{on:g} s")
-    return d
+
+def ensure(param: Any, value: Any) -> None:
+    """Send ``value`` unless the instrument is known (valid cache) to hold it already."""
+    if cached(param) != value:
+        param(value)
 
 
 class Limit(Validator[float]):
@@ -138,25 +142,6 @@ class Limit(Validator[float]):
         return f"<Limit {self._lo:g}..{self._hi:g} {self._unit}>"
 
 
-class FormTiming:
-    """Real on-time of a FORM point on an SMU: source delay + integration (NPLC / line
-    frequency) + a stated overhead. Mixed into the SMU drivers, which set ``form_nplc`` and
-    ``form_overhead_s``."""
-
-    form_nplc: float
-    form_overhead_s: float
-    line_frequency_Hz: float
-
-    def form_integration_s(self) -> float:
-        return self.form_nplc / self.line_frequency_Hz
-
-    def form_delay_s(self, width_s: float, max_on_s: float) -> float:
-        """The source delay for a FORM point of ``width_s`` real on-time (see
-        :func:`form_delay_s`); raises before anything is sent."""
-        return form_delay_s(str(getattr(self, "name", type(self).__name__)), width_s,
-                            self.form_integration_s(), self.form_overhead_s, max_on_s)
-
-
 class LinkedVisaInstrument(VisaInstrument):
     """A VISA instrument whose every exchange goes through :meth:`transact`.
 
@@ -174,18 +159,52 @@ class LinkedVisaInstrument(VisaInstrument):
             raise ValueError(f"line_frequency_Hz must be 50 or 60, got {line_frequency_Hz!r}")
         self.line_frequency_Hz = float(line_frequency_Hz)
         self.transactions = 0
-        self._dirty = False
+        self._link_dirty = False
+        self.safe_off_errors: list[str] = []
+        """Why safe-off attempts failed (diagnostics; the caller sees only True/False)."""
+        self.restore_needed = False
+        """Set by every communication fault: no cached setting is trusted, and the next
+        output-on is preceded by a full re-configuration (:meth:`restore`)."""
         kwargs.setdefault("device_clear", False)
         self._visalib_arg: str | None = kwargs.get("visalib")
         self._address_arg = address
         super().__init__(name, address, **kwargs)
 
-    safe_attempts = 3
+    @property
+    def _dirty(self) -> bool:
+        """The link is out of step (a fault or an interrupted exchange): the next exchange
+        reconnects first. Setting it also withdraws trust from every cached setting at
+        once — not only at that reconnect — so nothing between the fault and the next
+        exchange can skip a set because the cache still agrees."""
+        return self._link_dirty
+
+    @_dirty.setter
+    def _dirty(self, value: bool) -> None:
+        self._link_dirty = value
+        if value:
+            self.restore_needed = True
+            for p in getattr(self, "parameters", {}).values():
+                p.cache.invalidate()
+
+    safe_attempts = 5
     """Tries at the safe state: on a flaky link one lost reply must not leave an output on."""
 
     # ---- subclasses say how to check the error queue and how to switch off ----
     def check_errors(self) -> None:
         raise NotImplementedError
+
+    def configure(self) -> None:
+        """Put the instrument in the state the driver relies on; subclasses say how."""
+        raise NotImplementedError
+
+    def restore(self) -> None:
+        """After a communication fault: the instrument may have executed a command whose
+        reply was lost, so every cached setting is forgotten and the fixed configuration is
+        sent again; callers then re-send (and read back) what they need before output-on."""
+        for p in self.parameters.values():
+            p.cache.invalidate()
+        self.configure()
+        self.restore_needed = False
 
     def _safe_off_once(self) -> None:
         raise NotImplementedError
@@ -195,15 +214,6 @@ class LinkedVisaInstrument(VisaInstrument):
     real integration is shorter, so a FORM point's real on-time is *shorter* than planned,
     never longer. Pass ``line_frequency_Hz=60`` under ``init`` for an exact plan."""
 
-    def sweep_timeout_s(self, n: int, delay_s: float, n_average: int) -> float:
-        """A VISA timeout long enough for an n-point sweep to finish before its *OPC? /
-        waitcomplete() answers: each point takes the source delay plus ``n_average``
-        integrations of NPLC/line-frequency, with a 2× margin for autozero and settling,
-        on top of the ordinary timeout."""
-        nplc = self.nplc.cache.get(get_if_invalid=False) or 1.0
-        per_point = delay_s + n_average * float(nplc) / self.line_frequency_Hz
-        return float(self.visa_handle.timeout) / 1000.0 + 2.0 * n * per_point
-
     def safe_off(self) -> bool:
         """Outputs off (and sources to 0 V), reconnecting first if the link is suspect;
         retried, because this is the exchange that must not be lost. True when confirmed
@@ -212,8 +222,9 @@ class LinkedVisaInstrument(VisaInstrument):
             try:
                 self._safe_off_once()
                 return True
-            except Exception:  # any failure: reconnect and try again
+            except Exception as e:  # any failure: reconnect and try again
                 self._dirty = True
+                self.safe_off_errors.append(f"{type(e).__name__}: {e}")
         return False
 
     # ---- the one door to the wire ----

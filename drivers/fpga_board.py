@@ -38,12 +38,16 @@ class BoardUnsupported(InstrumentError):
 
 
 class FpgaTestBoard(Instrument):
-    """The switch-matrix / gate-DAC / pulse / ADC board behind a pyserial URL."""
+    """The switch-matrix / gate-DAC / pulse / ADC board behind a pyserial URL.
 
-    def __init__(self, name: str, url: str, *, timeout_s: float = 5.0,
+    ``address`` is the pyserial URL (``/dev/ttyUSB0``, ``socket://host:port``), named like
+    every qcodes instrument's address; ``url`` keeps it."""
+
+    def __init__(self, name: str, address: str, *, timeout_s: float = 5.0,
                  baudrate: int = 921600, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
-        self.url = url
+        url = address
+        self.url = address
         self.timeout_s = timeout_s
         self.safe_timeout_s = 2.0
         """Timeout for the abort frame of the safe state (see :meth:`safe_off`)."""

@@ -145,12 +145,13 @@ class InstrumentBackend(BackendBase):
         else:
             caps = Capabilities(
                 batched_pulse=True, batched_read=True, mvm=True, device_side_verify=False,
-                virtual_clock=virtual, energy_model=False, round_trips_per_batch=12,
+                virtual_clock=virtual, energy_model=False, round_trips_per_batch=11,
                 notes="board routes; the SMU reads with one instrument-run sweep per batch "
-                      "(11-12 exchanges incl. ROUTE) and forms in pulse mode (2600B: one sweep; "
-                      "2450: one exchange per cell, ~9 more per batch, so each cell's FORM "
+                      "(9-11 exchanges incl. ROUTE; the block is verified against the "
+                      "instrument's count and mean) and forms in pulse mode (2600B: one sweep, "
+                      "~12 exchanges; 2450: one exchange per cell + ~9, so each cell's FORM "
                       "returns to 0 V before the board switches), the pulse generator fires "
-                      "one burst per (amplitude, width) group (6-12 exchanges each)")
+                      "one burst per (amplitude, width) group (6-10 exchanges each)")
         super().__init__(chip, envelope, clock, caps)
         self._ledger.energy_J = float("nan")
         self._ledger.pulse_energy_J = float("nan")

@@ -39,13 +39,11 @@ DRIVERS = {
     "Keithley2450": ("drivers.keithley2450", "Keithley2450"),
     "Keithley2600B": ("drivers.keithley2600b", "Keithley2600B"),
     "Keysight33500B": ("drivers.keysight33500b", "Keysight33500B"),
-    "Keysight81150A": ("drivers.keysight33500b", "Keysight81150A"),
 }
 VIRTUAL_PORTS = {"FpgaTestBoard": "board", "Keithley2450": "smu2450",
-                 "Keithley2600B": "smu2600b", "Keysight33500B": "pulsegen",
-                 "Keysight81150A": "pulsegen"}
+                 "Keithley2600B": "smu2600b", "Keysight33500B": "pulsegen"}
 ROLES = {"board": ("FpgaTestBoard",), "smu": ("Keithley2450", "Keithley2600B"),
-         "pulsegen": ("Keysight33500B", "Keysight81150A")}
+         "pulsegen": ("Keysight33500B",)}
 
 
 _COUNTER = itertools.count(1)
@@ -56,6 +54,26 @@ SET_BY_BUILDER = {"name", "address", "url", "timeout", "timeout_s", "visalib",
 the envelope): not allowed under ``init``."""
 QCODES_INIT_KEYS = {"terminator", "device_clear", "metadata", "label", "pyvisa_sim_file"}
 """Keyword arguments every QCoDeS ``VisaInstrument`` accepts through ``**kwargs``."""
+
+
+IDN_MODELS = {"Keithley2450": ("2450",),
+              "Keithley2600B": ("2601B", "2602B", "2604B", "2611B", "2612B", "2614B", "2634B",
+                                "2635B", "2636B"),
+              "Keysight33500B": ("3350", "3351", "3352")}
+"""What the model field of ``*IDN?`` (IEEE 488.2 §10.14) contains for each driver."""
+
+
+def check_identity(src: str, role: str, drv: str, address: str,
+                   idn: dict[str, str | None]) -> None:
+    """Refuse an instrument whose ``*IDN?`` is not a model the configured driver speaks
+    to — before anything is configured on it — naming the station key to fix."""
+    model = str(idn.get("model") or "")
+    if not any(m in model.upper() for m in IDN_MODELS.get(drv, ("",))):
+        raise ConfigError(src, f"instruments.{role}.type",
+                          f"the instrument at {address!r} identifies as "
+                          f"{idn.get('vendor')!r} {model!r}, which the {drv} driver does not "
+                          f"drive; expected a model containing "
+                          f"{' / '.join(IDN_MODELS[drv])}. Fix the type or the address")
 
 
 def _driver_class(drv: str) -> Any:
@@ -195,6 +213,7 @@ def build_backend(spec: StationSpec, start_lab: StartLab | None = None) -> Instr
                     kwargs["envelope_max_width_s"] = envelope.max_width_s
                 inst = _connect(src, role, f"{role}_{suffix}", address, cls, kwargs)
                 opened.append(inst)
+                check_identity(src, role, drv, address, inst.idn_info)
                 inst.configure()
             insts[role] = inst
         board: FpgaTestBoard = insts["board"]

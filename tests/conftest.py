@@ -11,9 +11,11 @@ settings.load_profile("labctl")
 
 
 def pytest_addoption(parser):  # type: ignore[no-untyped-def]
-    """Real-instrument addresses for tests/wire/test_hardware.py (skipped when absent)."""
+    """Real-instrument addresses for tests/drivers/test_hardware.py (skipped when absent)."""
     group = parser.getgroup("labctl hardware")
     group.addoption("--board-url", default=None, help="pyserial URL of a real test board")
     group.addoption("--smu-address", default=None, help="VISA address of a real SMU")
     group.addoption("--smu-type", default="Keithley2450", help="Keithley2450 or Keithley2600B")
     group.addoption("--pulsegen-address", default=None, help="VISA address of a real 33500B")
+    group.addoption("--resistor-ohm", default=None, type=float,
+                    help="a known resistor wired across the SMU's HI and LO (docs/bringup.md)")

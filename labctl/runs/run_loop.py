@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -49,6 +49,10 @@ class RunOptions:
     (:mod:`labctl.runs.progress`)."""
     subscribers: tuple[ProgressSubscriber, ...] = ()
     """More progress subscribers (a campaign's display, a test's recorder)."""
+    stop_requested: Callable[[], str | None] | None = None
+    """Asked at every checkpoint: a reason to abort there (hardware to its safe state, the
+    file resumable), or ``None`` to go on. A campaign's dies use it: they cannot receive a
+    signal, as they run on a worker thread."""
 
 
 @dataclass
@@ -303,6 +307,10 @@ class Runner:
             self._pause_point(self._step)
 
     def _pause_point(self, step: Step) -> None:
+        if not self._interrupt and self.opts.stop_requested is not None:
+            reason = self.opts.stop_requested()
+            if reason:
+                self._interrupt, self._terminate = True, reason
         if not self._interrupt:
             return
         self._safe_state()

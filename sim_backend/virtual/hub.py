@@ -24,19 +24,6 @@ F64 = npt.NDArray[np.float64]
 
 LINE_FREQUENCY_HZ = 50.0
 """Mains frequency of the virtual lab (NPLC → seconds)."""
-SMU_POINT_OVERHEAD_S = 50e-6
-"""Per-point overhead of a virtual SMU sweep point beyond source delay and integration
-(autozero off): the figure the SMU drivers state as ``form_overhead_s``."""
-
-
-def smu_on_time_s(delay_s: float, nplc: float, autozero: bool) -> float:
-    """How long a virtual SMU sweep point holds its level on the cell: source delay, then
-    the integration (NPLC / line frequency; with autozero on, two more reference
-    integrations), then the per-point overhead — summed in this order, as the drivers
-    plan it."""
-    t_int = nplc / LINE_FREQUENCY_HZ
-    on = (delay_s + t_int) + SMU_POINT_OVERHEAD_S
-    return on + 2.0 * t_int if autozero else on
 
 
 class ClampTrip(Exception):
@@ -52,6 +39,10 @@ class Hub:
         self.board_errors: deque[tuple[int, str]] = deque(maxlen=64)
         self.source_on_times_s: list[float] = []
         """Real on-time of every SMU point that pulsed a cell (FORM/SET/RESET routes)."""
+        self.read_log: list[F64] = []
+        """Currents every SMU point on a READ route measured, per sweep (ground truth)."""
+        self.pulse_log: list[tuple[str, Cells, F64, F64]] = []
+        """(kind, cells, amplitude V, width s) of every pulse that reached the chip."""
         self.hot_switches = 0
         """Times the board stepped to the next cell while an SMU held a pulse level (the
         source did not return to 0 V between points)."""
@@ -95,7 +86,7 @@ class Hub:
                      n_average: int, *, idle_between: bool = False) -> F64:
         """An SMU sweep point per routed cell: read (READ route) or pulse (others).
 
-        ``width_s`` is the point's real on-time (:func:`smu_on_time_s`);
+        ``width_s`` is the point's real on-time (:func:`labctl.wire.smu_timing.on_time_s`);
         ``idle_between`` says whether the source returns to 0 V after each point (2600B
         pulse mode) — when it does not, every step of the board to the next cell of a
         pulse route happens under voltage and is counted in :attr:`hot_switches`.
@@ -117,6 +108,7 @@ class Hub:
                     sel = np.flatnonzero((v == key[0]) & (gates == key[1]))
                     out[sel] = self.macro.read_current(cells.subset(sel), float(key[0]),
                                                        float(key[1]), n_average)
+                self.read_log.append(out.copy())
             else:
                 assert mode is not None
                 kind = PulseKind(mode)
@@ -127,6 +119,8 @@ class Hub:
                     self.hot_switches += k - 1
                 self.macro.pulse(cells, kind, v.astype(np.float64), gates, np.full(k, width_s),
                                  comp)
+                self.pulse_log.append((kind.value, cells, v.astype(np.float64).copy(),
+                                       np.full(k, width_s)))
         return out
 
     def apply_pulses(self, amplitude_V: float, width_s: float, n: int) -> None:
@@ -145,3 +139,4 @@ class Hub:
             amp = np.full(k, amplitude_V)
             self.check_clamp(kind.terminal, amp)
             self.macro.pulse(cells, kind, amp, gates, np.full(k, width_s), None)
+            self.pulse_log.append((kind.value, cells, amp, np.full(k, width_s)))

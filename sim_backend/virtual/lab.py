@@ -10,9 +10,12 @@ from sim_backend.backend import SimBackend
 from sim_backend.macro import Macro
 from sim_backend.virtual.board import VirtualBoard
 from sim_backend.virtual.hub import Hub
-from sim_backend.virtual.scpi import Virtual2450, Virtual33500B
+from sim_backend.virtual.keithley2450 import Virtual2450
+from sim_backend.virtual.keithley2600b import Virtual2600B
+from sim_backend.virtual.keysight33500b import Virtual33500B
 from sim_backend.virtual.transport import FaultInjector, TcpServer
-from sim_backend.virtual.tsp import Virtual2600B
+
+INSTRUMENT_NAMES = ("board", "smu2450", "smu2600b", "pulsegen")
 
 
 @dataclass
@@ -24,6 +27,8 @@ class VirtualLab:
     hub: Hub = field(init=False)
     board: VirtualBoard = field(init=False)
     servers: dict[str, TcpServer] = field(init=False, default_factory=dict)
+    instruments: dict[str, Any] = field(init=False, default_factory=dict)
+    """The virtual instruments by name, for tests that look inside them."""
 
     @classmethod
     def start(
@@ -34,24 +39,32 @@ class VirtualLab:
         macro: Macro | None = None,
         faults: FaultInjector | None = None,
         chip_id: str | None = None,
+        ports: dict[str, int] | None = None,
     ) -> VirtualLab:
+        """``ports`` binds instruments (``board``, ``smu2450``, ``smu2600b``, ``pulsegen``)
+        to fixed loopback ports; the others get free ones."""
         if macro is None:
             macro = SimBackend(preset, seed, chip_id=chip_id).macro
         lab = cls(macro, faults or FaultInjector(seed))
-        lab._start()
+        unknown = set(ports or {}) - set(INSTRUMENT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown virtual instrument(s) {sorted(unknown)}; "
+                             f"use {', '.join(INSTRUMENT_NAMES)}")
+        lab._start(ports or {})
         return lab
 
-    def _start(self) -> None:
+    def _start(self, ports: dict[str, int]) -> None:
         self.hub = Hub(self.macro)
         self.board = VirtualBoard(self.hub, self.faults)
         smu = Virtual2450(self.hub, self.faults)
         smu_tsp = Virtual2600B(self.hub, self.faults)
         gen = Virtual33500B(self.hub, self.faults)
+        self.instruments = {"smu2450": smu, "smu2600b": smu_tsp, "pulsegen": gen}
         self.servers = {
-            "board": TcpServer("board", self.board.serve),
-            "smu2450": TcpServer("smu2450", smu.serve),
-            "smu2600b": TcpServer("smu2600b", smu_tsp.serve),
-            "pulsegen": TcpServer("pulsegen", gen.serve),
+            "board": TcpServer("board", self.board.serve, ports.get("board", 0)),
+            "smu2450": TcpServer("smu2450", smu.serve, ports.get("smu2450", 0)),
+            "smu2600b": TcpServer("smu2600b", smu_tsp.serve, ports.get("smu2600b", 0)),
+            "pulsegen": TcpServer("pulsegen", gen.serve, ports.get("pulsegen", 0)),
         }
 
     @property

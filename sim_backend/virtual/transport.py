@@ -168,14 +168,33 @@ def serve_lines(
     stop: threading.Event,
     on_line: Callable[[str], bytes | None],
     send: Callable[[bytes], None],
+    *,
+    max_line: int = 1 << 20,
+    on_overflow: Callable[[], None] | None = None,
 ) -> None:
-    """Line-oriented (``\\n``-terminated) request loop for SCPI / TSP instruments."""
+    """Line-oriented (``\\n``-terminated) request loop for SCPI / TSP instruments. A line
+    longer than ``max_line`` bytes is discarded up to its newline (``on_overflow`` is told),
+    so no client can make the server hold more than that."""
     buf = bytearray()
+    skipping = False
     while True:
         data = recv_some(conn, stop)
         if data is None:
             return
         buf += data
+        if skipping:
+            i = buf.find(b"\n")
+            if i < 0:
+                buf.clear()
+                continue
+            del buf[: i + 1]
+            skipping = False
+        if buf.find(b"\n") < 0 and len(buf) > max_line:
+            buf.clear()
+            skipping = True
+            if on_overflow is not None:
+                on_overflow()
+            continue
         while True:
             i = buf.find(b"\n")
             if i < 0:

@@ -134,10 +134,10 @@ def test_board_error_queue_and_clamp_refusal(lab: VirtualLab) -> None:
 def test_smu_instrument_error_surfaces_with_code(lab: VirtualLab) -> None:
     _, wire = formed_pair(lab, "board+smu+pulsegen")
     with wire:  # type: ignore[attr-defined]
-        with pytest.raises(InstrumentError, match=r'-113 "Undefined header'):
-            wire.smu.command(":SOUR:BOGUS 1")  # type: ignore[attr-defined]
-        with pytest.raises(InstrumentError, match=r'-222 "Data out of range"'):
-            wire.smu.command(":SOUR:VOLT 300")  # type: ignore[attr-defined]
+        with pytest.raises(InstrumentError, match=r'error -113 .{0,2}"Undefined header'):
+            wire.smu.write(":SOUR:BOGUS 1")  # type: ignore[attr-defined]
+        with pytest.raises(InstrumentError, match=r'error -222 .{0,2}"Data out of range'):
+            wire.smu.write(":SOUR:VOLT 300")  # type: ignore[attr-defined]
 
 
 def test_watchdog_aborts_a_silent_host(lab: VirtualLab) -> None:
@@ -261,7 +261,8 @@ def test_ctrl_c_never_splits_a_visa_query_from_its_reply(lab: VirtualLab) -> Non
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGINT delivery to the main thread")
-def test_forced_ctrl_c_between_write_and_read_resyncs_the_link(lab: VirtualLab) -> None:
+def test_forced_ctrl_c_between_write_and_read_resyncs_the_link(
+        lab: VirtualLab, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second Ctrl+C forces a KeyboardInterrupt through DelayedKeyboardInterrupt while the
     query waits for its (delayed) reply. The link is then marked dirty, so the next query
     reconnects and gets its own answer — not the stale reply to the interrupted one."""
@@ -274,8 +275,18 @@ def test_forced_ctrl_c_between_write_and_read_resyncs_the_link(lab: VirtualLab) 
         nplc = smu.nplc()
         assert nplc != 1.5e-4
         lab.faults.schedule("smu2450", "delay")
-        for t in (0.05, 0.1):  # the second SIGINT is the forceful one
-            threading.Timer(t, os.kill, (os.getpid(), signal.SIGINT)).start()
+        pick = lab.faults._pick
+
+        def pick_then_interrupt(instrument: str) -> str | None:
+            # The instrument has the query and delays its reply: only now is the client
+            # certainly waiting, however loaded the machine. The second SIGINT is forceful.
+            kind = pick(instrument)
+            if kind == "delay":
+                for t in (0.05, 0.1):
+                    threading.Timer(t, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return kind
+
+        monkeypatch.setattr(lab.faults, "_pick", pick_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
             smu.compliance_A()  # its reply arrives 0.4 s later, after the interrupt
         assert smu._dirty is True

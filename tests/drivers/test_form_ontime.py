@@ -1,7 +1,9 @@
-"""FORM through an SMU: every point is on the cell for exactly the requested width (source
-delay + integration + stated overhead), never the ~21 ms that a 1 PLC integration with
-autozero adds; a width the SMU cannot make, or an on-time beyond ``max_width_s``, is
-refused before anything is sent; the 2600B returns to 0 V between cells."""
+"""FORM through an SMU: every point is on the cell for exactly the requested width (the
+on-time model of labctl.wire.smu_timing: delay + integration + overhead + end latency),
+never the ~21 ms that a 1 PLC integration with autozero adds nor the 2450's source
+auto-delay; a width the SMU cannot make (too short, or in the 2450's 0–50 µs delay gap) or
+an on-time beyond ``max_width_s`` is refused before anything is sent; the source is back
+at 0 V between cells."""
 
 from __future__ import annotations
 
@@ -10,12 +12,19 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from drivers._link import form_delay_s
 from labctl.core.cells import Cells
 from labctl.core.envelope import SafetyEnvelope
 from labctl.core.errors import EnvelopeViolation, RequestRejected
+from labctl.wire.smu_timing import (
+    KEITHLEY_2450,
+    KEITHLEY_2600B,
+    SmuTiming,
+    auto_delay_2450_s,
+    form_delay_s,
+    on_time_s,
+    shortest_on_time_s,
+)
 from sim_backend.virtual import VirtualLab
-from sim_backend.virtual.hub import smu_on_time_s
 from tests.drivers.helpers import open_wire, small_lab
 
 CELLS = Cells.block(0, range(3), range(4))
@@ -27,8 +36,9 @@ def lab() -> Iterator[VirtualLab]:
         yield lab
 
 
-@pytest.mark.parametrize("smu", ["2450", "2600B"])
-@pytest.mark.parametrize("width_s", [5e-4, 1e-3, 3.3e-4])
+@pytest.mark.parametrize(("smu", "width_s"), [("2450", 5e-4), ("2450", 1e-3), ("2450", 3.5e-4),
+                                              ("2600B", 5e-4), ("2600B", 1e-3),
+                                              ("2600B", 8e-5)])
 def test_form_on_time_is_the_requested_width(lab: VirtualLab, smu: str, width_s: float) -> None:
     env = SafetyEnvelope()
     with open_wire(lab, "board+smu+pulsegen", smu=smu, envelope=env) as wire:
@@ -45,10 +55,9 @@ def test_form_on_time_is_the_requested_width(lab: VirtualLab, smu: str, width_s:
 def test_form_shorter_than_the_smu_can_make_is_refused_before_sending(
         lab: VirtualLab, smu: str) -> None:
     with open_wire(lab, "board+smu+pulsegen", smu=smu) as wire:
-        shortest = (wire.smu.form_integration_s()  # type: ignore[union-attr]
-                    + wire.smu.form_overhead_s)  # type: ignore[union-attr]
+        shortest = shortest_on_time_s(wire.smu.timing, 50.0)  # type: ignore[union-attr]
         n0 = wire.transactions()
-        with pytest.raises(RequestRejected, match="cannot be shorter"):
+        with pytest.raises(RequestRejected, match="lasts at least"):
             wire.pulse(CELLS, "FORM", 3.3, 1.5, shortest * 0.9, 1e-4)
         assert wire.transactions() == n0
         assert lab.hub.source_on_times_s == []
@@ -70,7 +79,7 @@ def test_mixed_widths_refused_as_a_whole_before_any_group_runs(lab: VirtualLab) 
 def test_the_old_form_sweep_would_have_been_caught(lab: VirtualLab) -> None:
     """The defect: width sent as the source delay at the default 1 PLC with autozero. The
     virtual SMUs model integration, so the on-time they report shows it."""
-    assert smu_on_time_s(1e-3, 1.0, True) > 0.06  # 1 ms + 3 × 20 ms + overhead
+    assert on_time_s(KEITHLEY_2450, 1e-3, 1.0, 50.0, autozero=True) > 0.06  # 1 ms + 3 × 20 ms
     with open_wire(lab, "board+smu+pulsegen", smu="2450") as wire:
         wire.board.route("FORM", CELLS.tile, CELLS.row, CELLS.col, np.full(len(CELLS), 1.5))
         wire.smu.sweep(np.full(len(CELLS), 3.0), delay_s=1e-3,  # type: ignore[union-attr]
@@ -79,17 +88,45 @@ def test_the_old_form_sweep_would_have_been_caught(lab: VirtualLab) -> None:
         assert min(lab.hub.source_on_times_s) > 20 * SafetyEnvelope().max_width_s
 
 
-def test_on_time_plan_is_exact_and_bounded() -> None:
+@pytest.mark.parametrize("timing", [KEITHLEY_2450, KEITHLEY_2600B])
+def test_on_time_plan_is_exact_and_bounded(timing: SmuTiming) -> None:
     rng = np.random.default_rng(0)
-    ti, o = 0.01 / 50.0, 50e-6
-    for w in rng.uniform(ti + o, 1e-2, 2000):
-        d = form_delay_s("smu", float(w), ti, o, 1e-2)
-        assert d >= 0.0
-        assert (d + ti) + o == w
+    shortest = shortest_on_time_s(timing, 50.0)
+    gap = (shortest, shortest + timing.min_nonzero_delay_s)
+    for w in rng.uniform(shortest, 1e-2, 2000):
+        try:
+            d = form_delay_s(timing, float(w), 50.0, 1e-2)
+        except RequestRejected:
+            assert gap[0] < w < gap[1]  # only the delays the instrument cannot program
+            continue
+        assert d == 0.0 or d >= timing.min_nonzero_delay_s
+        on = on_time_s(timing, d, timing.min_nplc, 50.0, autozero=False)
+        assert 0.0 <= w - on <= 4 * np.spacing(w)  # exact, or a few ulp short, never longer
     with pytest.raises(EnvelopeViolation, match="FORM on-time"):
-        form_delay_s("smu", 1e-3, ti, o, 9e-4)
-    with pytest.raises(RequestRejected, match="cannot be shorter"):
-        form_delay_s("smu", 1e-4, ti, o, 1e-3)
+        form_delay_s(timing, 1e-3, 50.0, 9e-4)
+    with pytest.raises(RequestRejected, match="lasts at least"):
+        form_delay_s(timing, shortest * 0.99, 50.0, 1e-3)
+
+
+def test_2450_delay_gap_is_refused_before_sending(lab: VirtualLab) -> None:
+    """A 2450 sweep delay is 0 or 50 µs–10 ks: widths needing 0 < delay < 50 µs are not
+    made (the virtual 2450 would answer -222 as the real one does)."""
+    with open_wire(lab, "board+smu+pulsegen", smu="2450") as wire:
+        n0 = wire.transactions()
+        w = shortest_on_time_s(KEITHLEY_2450, 50.0) + 20e-6
+        with pytest.raises(RequestRejected, match="cannot program"):
+            wire.pulse(CELLS, "FORM", 3.3, 1.5, w, 1e-4)
+        assert wire.transactions() == n0
+
+
+def test_auto_delay_is_what_the_2450_adds_unless_switched_off() -> None:
+    """The manual's voltage-source auto-delay table (2450-901-01 p. 2-111)."""
+    assert auto_delay_2450_s(10e-9) == 50e-3
+    assert auto_delay_2450_s(1e-6) == 3e-3
+    assert auto_delay_2450_s(100e-6) == 1e-3
+    with_auto = on_time_s(KEITHLEY_2450, 1e-4, 0.01, 50.0, autozero=False,
+                          auto_delay_s=auto_delay_2450_s(1e-4))
+    assert with_auto > SafetyEnvelope().max_width_s  # over-forming: why it is switched off
 
 
 @pytest.mark.parametrize("smu", ["2450", "2600B"])

@@ -37,3 +37,30 @@ def test_serve_sim_prints_addresses_serves_and_stops_on_ctrl_c() -> None:
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_serve_sim_binds_fixed_ports() -> None:
+    import socket
+
+    with socket.socket() as s:  # a base port that is free right now
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+    if base > 65000:
+        base = 40000 + base % 20000
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "serve-sim", "--base-port",
+                             str(base)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        text = ""
+        for line in proc.stdout:
+            text += line
+            if "Ctrl+C" in line or "rror" in line:
+                break
+        assert f"socket://127.0.0.1:{base}" in text
+        assert f"TCPIP0::127.0.0.1::{base + 1}::SOCKET" in text
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)

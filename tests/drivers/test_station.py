@@ -133,3 +133,18 @@ def test_instrument_station_honours_chip_id(topology: str) -> None:
             assert be.chip.chip_id == "lot42-wafer3-die18"
         with build_backend(spec({"topology": topology}, inst)) as be:
             assert be.chip.chip_id != "lot42-wafer3-die18"
+
+
+def test_idn_mismatch_names_the_station_key() -> None:
+    """A 2600B driver pointed at a 2450: refused on ``*IDN?`` before anything is configured,
+    naming ``instruments.smu.type``."""
+    with VirtualLab.start("default_180nm", 0) as lab:
+        a = lab.addresses
+        s = spec({"topology": "board+smu+pulsegen"},
+                 {"board": {"type": "FpgaTestBoard", "address": a["board"]},
+                  "smu": {"type": "Keithley2600B", "address": a["smu2450"], "visalib": "@py"},
+                  "pulsegen": {"type": "Keysight33500B", "address": a["pulsegen"],
+                               "visalib": "@py"}})
+        with pytest.raises(ConfigError, match=r"instruments\.smu\.type.*2450"):
+            build_backend(s)
+        assert not lab.instruments["smu2450"].output

@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "wire": "labctl.app.bench.wire",
     "inference": "labctl.app.bench.inference",
     "runs": "labctl.app.bench.runs",
+    "dies": "labctl.app.bench.dies",
 }
 
 

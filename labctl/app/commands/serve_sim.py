@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faults", default="", metavar="KIND=P,...",
                    help="damage replies at random, e.g. garble=0.01,drop=0.005 (kinds: garble, "
                         "truncate, drop, delay); for testing a client's error handling")
+    p.add_argument("--base-port", type=int, default=None, metavar="PORT",
+                   help="bind fixed ports: board PORT, smu2450 PORT+1, smu2600b PORT+2, "
+                        "pulsegen PORT+3 (default: free ports)")
     p.add_argument("--fault-seed", type=int, default=0, help="seed of the fault generator")
     p.add_argument("--fault-delay", type=float, default=1.0, metavar="S",
                    help="how late a 'delay' fault sends its reply, seconds (default 1)")
@@ -61,7 +64,13 @@ def main(args: argparse.Namespace) -> int:
     from sim_backend.virtual import FaultInjector, start_lab
 
     faults = FaultInjector(args.fault_seed, rates, args.fault_delay)
-    lab = start_lab(preset, seed, chip_id=chip_id, faults=faults)
+    ports = None
+    if args.base_port is not None:
+        if not 1024 <= args.base_port <= 65532:
+            raise ConfigError("--base-port", "base-port", "must be a port in 1024..65532")
+        ports = {name: args.base_port + k for k, name in
+                 enumerate(("board", "smu2450", "smu2600b", "pulsegen"))}
+    lab = start_lab(preset, seed, chip_id=chip_id, faults=faults, ports=ports)
     try:
         print(f"virtual instruments on 127.0.0.1 (preset {preset}, seed {seed}, "
               f"chip {lab.macro.chip.chip_id}):")

@@ -59,7 +59,8 @@ def _fapl(attempts: int) -> h5p.PropFAID:
 def bounded_attempts_available() -> bool:
     """Whether :func:`open_for_reading` can bound the attempts in this process."""
     lib = _hdf5_library()
-    return lib is not None and lib.H5Iis_valid(h5p.create(h5p.FILE_ACCESS).id) > 0
+    fapl = h5p.create(h5p.FILE_ACCESS)  # held: the id is closed when the object goes
+    return lib is not None and lib.H5Iis_valid(fapl.id) > 0
 
 
 def open_for_reading(path: Path) -> h5py.File:
