@@ -65,7 +65,7 @@ Progress = Callable[[int, int, str], None]
 class DiffParams:
     width: int = 14
     """Hidden width (the paper's 14)."""
-    train_steps: int = 6000
+    train_steps: int = 12000
     batch: int = 512
     lr: float = 1e-2
     noise_sigma: float = 0.1

@@ -70,7 +70,8 @@ class FWParams:
     """Row copies per input: the copies' independent programming and relaxation errors
     average down (the multi-cell remedy). Every copy is rewritten on every update, so
     writes cost ``replicas`` × more. Measured on chip seed 0 at 1,024 pairs, 1 h after the
-    last write: recall 0.58 / 0.70 / 0.76 with 1 / 2 / 4 copies (float 0.82)."""
+    last write (simulator with a frozen clock): recall 0.58 / 0.70 / 0.76 with 1 / 2 / 4
+    copies (float 0.82)."""
     curve: tuple[int, ...] = (256, 512)
     """Further episodes (pair counts) for the recall-vs-N curve, on the same cells."""
     write_s_per_cell: float = 1.3e-6

@@ -107,9 +107,12 @@ class NFParams:
     digital_first: bool = True
     """Keep the 2-input first layer digital: two rows give too little signal over the
     periphery's output noise (and it is 2·width MACs per pixel of the total)."""
-    mapping: str = "residual"
-    """"differential", "residual" or "haq" (binary multi-cell): the mapping whose figures
-    are ``psnr_chip_db``."""
+    mapping: str = "haq"
+    """"haq" (binary multi-cell, the paper's), "residual" or "differential": the mapping
+    whose figures are ``psnr_chip_db``. Worst gap to float over chips 0–4 at 1 h (bench):
+    HAQ 0.17 dB, residual 0.75, one pair 1.47 on the simulator with a frozen clock and no
+    IR drop; HAQ 2.41, residual 0.72, one pair 1.45 on the current one (running clock, 1/f
+    noise, IR drop) — docs/inference.md."""
     compare_mappings: bool = True
     """Also program the other mappings on the same chip and report each
     (``psnr_chip_db_<mapping>``): a like-for-like comparison on the same cells' statistics."""
