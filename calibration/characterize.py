@@ -34,7 +34,7 @@ from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 from labctl.core.routine_params import Float, Int, Param, ParamError
 
 PARAMS: dict[str, Param] = {
-    **reg.PARAMS,
+    **reg.PULSE_PARAMS,
     "n_levels": Int("levels programmed across the window", min=2, max=256, default=8),
     "low_S": Float("lowest level", unit="S", min=0.0, max=1e-3, default=5e-6),
     "high_S": Float("highest level", unit="S", min=0.0, max=1e-3, default=40e-6),

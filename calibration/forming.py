@@ -26,7 +26,7 @@ PENDING, FORMED, UNFORMABLE = 0, 1, 2
 OUTCOMES = {"pending": PENDING, "formed": FORMED, "unformable": UNFORMABLE}
 
 PARAMS: dict[str, Param] = {
-    **reg.PARAMS,
+    **reg.PULSE_PARAMS,
     "bitline_V": Float("FORM bit-line amplitude", unit="V", min=0.5, max=5.0, default=3.3),
     "gate_start_V": Float("first gate voltage of the ramp", unit="V", min=0.0, max=6.0,
                           default=1.3),
@@ -96,7 +96,7 @@ def iterate(be: Backend, cells: Cells, p: Mapping[str, Any],
 
 def default_params() -> dict[str, Any]:
     """The ramp parameters of :data:`PARAMS` at their defaults (no region)."""
-    return {k: v.default for k, v in PARAMS.items() if k not in reg.PARAMS}
+    return {k: v.default for k, v in PARAMS.items() if k not in reg.PULSE_PARAMS}
 
 
 def form_direct(be: Backend, cells: Cells, p: Mapping[str, Any] | None = None,

@@ -33,7 +33,7 @@ from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 from labctl.core.routine_params import Bool, Float, Int, Param, ParamError
 
 PARAMS: dict[str, Param] = {
-    **reg.PARAMS,
+    **reg.PULSE_PARAMS,
     "target": TARGET,
     "policy": POLICY,
     "reset": ramp_section("RESET amplitude ramp (source line, gate fully on)", 1.2, 2.5, 5.0,

@@ -15,6 +15,17 @@ REGION = Section("the block of cells to work on", {
     "cols": IntPair("column range [start, stop) (stop exclusive)", min=0, default=[0, 16]),
 }, default={})
 PARAMS: dict[str, Param] = {"region": REGION}
+"""For routines that only read: a read disturbs nothing, so a default block is harmless."""
+
+PULSE_REGION = Section(
+    "the block of cells to pulse — always given explicitly: forming and programming are "
+    "irreversible, so a routine that pulses never picks its cells by default", {
+        "tile": Int("tile index", min=0),
+        "rows": IntPair("row range [start, stop) (stop exclusive)", min=0),
+        "cols": IntPair("column range [start, stop) (stop exclusive)", min=0),
+    })
+PULSE_PARAMS: dict[str, Param] = {"region": PULSE_REGION}
+"""For routines that pulse cells (forming, verify_write, characterize, refresh)."""
 
 
 def check_region(region: Mapping[str, Any], chip: ChipInfo) -> None:

@@ -39,7 +39,7 @@ OUTCOMES = pg.OUTCOMES
 KNOWN_BAD = [FAULT_CODES[k] for k in ("unformed", "stuck_lrs", "stuck_hrs")]
 
 PARAMS: dict[str, Param] = {
-    **reg.PARAMS,
+    **reg.PULSE_PARAMS,
     "target": TARGET,
     "policy": POLICY,
     "tolerance_S": Float("acceptance band half-width (NeuRRAM: ±1 µS)", unit="S",

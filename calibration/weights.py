@@ -17,6 +17,14 @@ No device coefficients live here: the gate ladder's gate → compliance-cap rela
 policy's (its parameters, or the ``v_th_V`` / ``beta_A_per_V2`` a characterization fitted
 into the record's ``programming.device_model.transistor``).
 
+Interrupting and resuming: inside a run, ``be`` is the runner's recording backend, so every
+forming and verify-write batch this programmer applies is recorded before it is applied,
+Ctrl+C or SIGTERM stops it before its next batch, and ``labctl run --resume`` continues the
+programming where it stopped by re-executing the step against that record — a cell that had
+verified is never pulsed again (``labctl/runs/fast_forward.py``). Nothing here has to yield
+checkpoints for that; what it needs is to be deterministic: the same cells, targets and reads
+give the same pulses.
+
 Settings for weights (measured with ``labctl bench --only inference``, docs/inference.md):
 acceptance band ±0.5 µS aiming at ±0.25 µS, 3 reads averaged per verify. The calibration
 default ±1 µS / 0.5 µS needs ≈ 25 % fewer pulses but gave a worse diffusion SWD ratio on the

@@ -4,7 +4,10 @@ instruments``).
 The ``instruments`` section follows QCoDeS' station-file convention — instrument name →
 ``type`` (driver class), ``address`` and driver keyword arguments under ``init`` — with the
 instrument names fixed to the roles they play: ``board`` (always), ``smu`` and ``pulsegen``
-(topology ``board+smu+pulsegen``). Every malformed key raises a ``ConfigError`` naming it.
+(topology ``board+smu+pulsegen``). Types, ranges and allowed keys are checked by the station
+schema (:mod:`labctl.core.station_schema`, every problem at once); this module adds what only
+the drivers know: driver class names, the roles they can play and each driver's keyword
+arguments under ``init``.
 
 With ``station.virtual: true`` the builder, once the station is validated, starts the
 virtual instruments through the ``start_lab`` callable its caller hands in and points every
@@ -24,14 +27,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from drivers.fpga_board import FpgaTestBoard
-from drivers.instrument_backend import TOPOLOGIES, InstrumentBackend, chip_from_ident
+from drivers.instrument_backend import InstrumentBackend, chip_from_ident
 from labctl.core.envelope import SafetyEnvelope
-from labctl.core.errors import CommunicationError, ConfigError, RequestRejected
+from labctl.core.errors import CommunicationError, ConfigError, ConfigErrors, RequestRejected
+from labctl.core.station_schema import InstrumentStation, validate_station
 from labctl.core.station_spec import StationSpec
+from labctl.core.validation import did_you_mean
 
-STATION_KEYS = {"backend", "topology", "virtual", "preset", "seed",
-                "chip_id", "envelope", "chip", "watchdog_s", "read_compliance_A"}
-INSTRUMENT_KEYS = {"type", "address", "visalib", "timeout", "init"}
 DRIVERS = {
     "FpgaTestBoard": ("drivers.fpga_board", "FpgaTestBoard"),
     "Keithley2450": ("drivers.keithley2450", "Keithley2450"),
@@ -138,101 +140,46 @@ def _connect(src: str, role: str, name: str, address: str, cls: Any,
 def build_backend(spec: StationSpec, start_lab: StartLab | None = None) -> InstrumentBackend:
     """The :class:`InstrumentBackend` a station describes; ``start_lab`` starts the virtual
     instruments of a ``virtual: true`` station (the composition root supplies it)."""
-    src, st = spec.source, spec.station
-    for key in st:
-        if key not in STATION_KEYS:
-            raise ConfigError(src, f"station.{key}", "unknown key for an instrument station; "
-                              f"allowed: {', '.join(sorted(STATION_KEYS))}")
-    topology = st.get("topology", "board")
-    if topology not in TOPOLOGIES:
-        raise ConfigError(src, "station.topology", f"must be one of {', '.join(TOPOLOGIES)}")
-    virtual = st.get("virtual", False)
-    if not isinstance(virtual, bool):
-        raise ConfigError(src, "station.virtual", "must be true or false")
-    env_data = st.get("envelope", {}) or {}
-    if not isinstance(env_data, Mapping):
-        raise ConfigError(src, "station.envelope", "must be a mapping of limits")
-    envelope = SafetyEnvelope.from_mapping(env_data, source=f"{src} (station.envelope)")
-    if not virtual and "preset" in st:
-        raise ConfigError(src, "station.preset", "a simulator preset only applies to a "
-                          "virtual station (virtual: true); an instrument station drives a real "
-                          "chip: remove it")
-    chip_over = st.get("chip", {}) or {}
-    if not isinstance(chip_over, Mapping):
-        raise ConfigError(src, "station.chip", "must be a mapping of ChipInfo fields")
-    chip_over = dict(chip_over)
-    if "chip_id" in st:
-        chip_id = st["chip_id"]
-        if not isinstance(chip_id, str) or not chip_id.strip():
-            raise ConfigError(src, "station.chip_id", "must be a non-empty string naming the "
-                              "socketed die (its calibration record is keyed by it)")
-        if "chip_id" in chip_over and chip_over["chip_id"] != chip_id:
-            raise ConfigError(src, "station.chip_id", f"{chip_id!r} disagrees with "
-                              f"station.chip.chip_id {chip_over['chip_id']!r}; give one")
-        chip_over["chip_id"] = chip_id
-    watchdog = st.get("watchdog_s", 0.0)
-    if isinstance(watchdog, bool) or not isinstance(watchdog, int | float) or watchdog < 0:
-        raise ConfigError(src, "station.watchdog_s", "must be a non-negative number of seconds")
-    read_comp = st.get("read_compliance_A")
-    if read_comp is not None and (isinstance(read_comp, bool)
-                                  or not isinstance(read_comp, int | float)):
-        raise ConfigError(src, "station.read_compliance_A", "must be a current in amperes")
-
+    src = spec.source
+    station, inst = validate_station({"station": spec.station,
+                                      "instruments": spec.instruments or None}, src)
+    assert isinstance(station, InstrumentStation)
+    virtual = station.virtual
+    envelope = SafetyEnvelope.from_mapping(station.envelope.model_dump(),
+                                           source=f"{src} (station.envelope)")
+    chip_over = {k: v for k, v in station.chip.model_dump().items() if v is not None}
+    if station.chip_id is not None:
+        chip_over["chip_id"] = station.chip_id
+    topology = station.topology
     needed = ("board",) if topology == "board" else ("board", "smu", "pulsegen")
-    instruments = spec.instruments
-    for name in instruments:
-        if name not in ROLES:
-            raise ConfigError(src, f"instruments.{name}", "instrument names are roles: "
-                              "board, smu, pulsegen")
-    for role in needed:
-        if role not in instruments:
-            raise ConfigError(src, f"instruments.{role}", f"topology {topology} needs it")
+    problems: list[tuple[str, str]] = []
     parsed: dict[str, tuple[str, Mapping[str, Any]]] = {}
     for role in needed:
-        cfg = instruments[role]
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(src, f"instruments.{role}", "must be a mapping")
-        for key in cfg:
-            if key not in INSTRUMENT_KEYS:
-                raise ConfigError(src, f"instruments.{role}.{key}",
-                                  f"unknown key; allowed: {', '.join(sorted(INSTRUMENT_KEYS))}")
-        if not virtual and "address" not in cfg:
-            raise ConfigError(src, f"instruments.{role}.address", "missing (a VISA resource "
-                              "string, or a pyserial URL for the board)")
-        if not virtual and not isinstance(cfg["address"], str):
-            raise ConfigError(src, f"instruments.{role}.address", "must be a string (a VISA "
-                              "resource string, or a pyserial URL for the board), got "
-                              f"{cfg['address']!r}; quote it in YAML")
-        if virtual and "address" in cfg:
-            raise ConfigError(src, f"instruments.{role}.address", "a virtual station's "
-                              "addresses come from the virtual lab; remove it")
-        t = cfg.get("timeout", 1.0)
-        if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
-            raise ConfigError(src, f"instruments.{role}.timeout", "must be a positive number "
-                              "of seconds")
-        if "visalib" in cfg and (role == "board" or not isinstance(cfg["visalib"], str)):
-            raise ConfigError(src, f"instruments.{role}.visalib", "a VISA library string such "
-                              "as '@py' (VISA instruments only)")
-        init = cfg.get("init", {}) or {}
-        if not isinstance(init, Mapping):
-            raise ConfigError(src, f"instruments.{role}.init", "must be a mapping of keyword "
-                              "arguments")
-        drv = _driver_name(src, role, cfg.get("type"))
+        cfg = getattr(inst, role)
+        try:
+            drv = _driver_name(src, role, cfg.type)
+        except ConfigError as e:
+            problems.append((e.key, e.problem))
+            continue
         allowed = allowed_init_keys(drv)
-        for key in init:
+        for key in cfg.init:
             if key not in allowed:
-                raise ConfigError(src, f"instruments.{role}.init.{key}",
-                                  f"not a keyword argument of {drv}; allowed: "
-                                  f"{', '.join(sorted(allowed))}")
-        lf = init.get("line_frequency_Hz", 50)
+                problems.append((f"instruments.{role}.init.{key}",
+                                 f"not a keyword argument of {drv}"
+                                 f"{did_you_mean(key, sorted(allowed))}; allowed: "
+                                 f"{', '.join(sorted(allowed))}"))
+        lf = cfg.init.get("line_frequency_Hz", 50)
         if isinstance(lf, bool) or lf not in (50, 60):
-            raise ConfigError(src, f"instruments.{role}.init.line_frequency_Hz",
-                              f"must be 50 or 60 (Hz), got {lf!r}")
-        parsed[role] = (drv, cfg)
-
+            problems.append((f"instruments.{role}.init.line_frequency_Hz",
+                             f"must be 50 or 60 (Hz), got {lf!r}"))
+        parsed[role] = (drv, cfg.model_dump(exclude_unset=True))
+    if problems:
+        raise ConfigErrors(src, problems)
+    watchdog = station.watchdog_s
+    read_comp = station.read_compliance_A
     if virtual and start_lab is None:
-        raise ConfigError(src, "station.virtual", "this program cannot start virtual "
-                          "instruments; open the station with labctl.runs.backends.open_backend")
+        raise ConfigError(src, "station.virtual", "a virtual station is opened through "
+                          "labctl's open_backend, which starts the virtual lab")
     lab = start_lab(spec) if virtual and start_lab is not None else None
     suffix = next(_COUNTER)  # QCoDeS instrument names are process-wide: keep them unique
     opened: list[Any] = []

@@ -52,9 +52,10 @@ def load_preset(name_or_path: str | Path) -> Preset:
     if not path.is_file():
         raise ConfigError(key, "preset", f"not a named preset ({', '.join(NAMED)}) nor a file")
     try:
-        data = yamlio.load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(str(path), "(syntax)", f"not valid YAML: {e}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), "(file)", f"cannot read it as UTF-8 text: {e}") from None
+    data = yamlio.load(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(str(path), "(top level)", "a preset file must be a mapping")
     data = dict(data)

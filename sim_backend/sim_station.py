@@ -6,60 +6,51 @@ from collections.abc import Mapping
 from typing import Any
 
 from labctl.core.envelope import SafetyEnvelope
-from labctl.core.errors import ConfigError
+from labctl.core.errors import ConfigError, ConfigErrors
+from labctl.core.station_schema import SimStation, validate_station
 from labctl.core.station_spec import StationSpec
+from labctl.core.validation import did_you_mean
 from sim_backend.backend import SimBackend
 from sim_backend.preset import Preset
-from sim_backend.presets import load_preset
-
-SIM_KEYS = {"backend", "chip_id", "preset", "seed", "envelope", "overrides"}
+from sim_backend.presets import NAMED, load_preset
 
 
 def build_backend(spec: StationSpec) -> SimBackend:
-    st = spec.station
-    for key in st:
-        if key not in SIM_KEYS:
-            raise ConfigError(
-                spec.source,
-                f"station.{key}",
-                f"unknown key for a sim station; allowed: {', '.join(sorted(SIM_KEYS))}",
-            )
-    seed = st.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(
-            spec.source, "station.seed", f"must be a non-negative integer, got {seed!r}"
-        )
-    preset_ref = st.get("preset", "default_180nm")
-    if not isinstance(preset_ref, str):
-        raise ConfigError(spec.source, "station.preset", "must be a preset name or file path")
+    """A simulated chip from a validated sim station (types and ranges: the station schema,
+    :mod:`labctl.core.station_schema`); the preset and its overrides are checked here, where
+    the preset's fields are known."""
+    station, _ = validate_station({"station": spec.station}, spec.source)
+    assert isinstance(station, SimStation)
+    preset_ref = station.preset
     if spec.path is not None and preset_ref.endswith((".yaml", ".yml")):
         candidate = spec.path.parent / preset_ref
         preset_ref = str(candidate) if candidate.is_file() else preset_ref
-    preset = load_preset(preset_ref)
-    overrides = st.get("overrides", {}) or {}
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(spec.source, "station.overrides", "must map preset sections to values")
-    if overrides:
+    try:
+        preset = load_preset(preset_ref)
+    except ConfigError as e:
+        if e.source != preset_ref:
+            raise  # a preset file's own error names that file and its key
+        raise ConfigError(spec.source, "station.preset",
+                          f"{preset_ref!r}: {e.problem}"
+                          f"{did_you_mean(preset_ref, list(NAMED))}") from None
+    if station.overrides:
         merged: dict[str, Any] = preset.to_dict()
-        for section, values in overrides.items():
+        problems: list[tuple[str, str]] = []
+        for section, values in station.overrides.items():
             if section not in merged:
-                raise ConfigError(
-                    spec.source, f"station.overrides.{section}", "unknown preset section"
-                )
-            if isinstance(merged[section], dict):
+                problems.append((f"station.overrides.{section}", "unknown preset section"
+                                 f"{did_you_mean(section, list(merged))}; allowed: "
+                                 f"{', '.join(merged)}"))
+            elif isinstance(merged[section], dict):
                 if not isinstance(values, Mapping):
-                    raise ConfigError(
-                        spec.source, f"station.overrides.{section}", "must be a mapping"
-                    )
-                merged[section] = {**merged[section], **values}
+                    problems.append((f"station.overrides.{section}", "must be a mapping"))
+                else:
+                    merged[section] = {**merged[section], **values}
             else:
                 merged[section] = values
+        if problems:
+            raise ConfigErrors(spec.source, problems)
         preset = Preset.from_dict(merged, source=f"{spec.source} (station.overrides)")
-    env_data = st.get("envelope", {}) or {}
-    if not isinstance(env_data, Mapping):
-        raise ConfigError(spec.source, "station.envelope", "must be a mapping of limits")
-    envelope = SafetyEnvelope.from_mapping(env_data, source=f"{spec.source} (station.envelope)")
-    chip_id = st.get("chip_id")
-    if chip_id is not None and not isinstance(chip_id, str):
-        raise ConfigError(spec.source, "station.chip_id", "must be a string")
-    return SimBackend(preset, seed, envelope=envelope, chip_id=chip_id)
+    envelope = SafetyEnvelope.from_mapping(station.envelope.model_dump(),
+                                           source=f"{spec.source} (station.envelope)")
+    return SimBackend(preset, station.seed, envelope=envelope, chip_id=station.chip_id)

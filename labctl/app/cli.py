@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "export": "labctl.app.commands.export",
     "docs": "labctl.app.commands.docs",
     "serve-sim": "labctl.app.commands.serve_sim",
+    "schema": "labctl.app.commands.schema",
 }
 
 
@@ -82,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a file the command reads or writes: say which, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"labctl {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"labctl {args.command}: interrupted; hardware left in its safe state", file=sys.stderr

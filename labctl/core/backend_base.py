@@ -30,16 +30,20 @@ MAX_AVERAGE = 10_000
 
 
 def real_array(value: npt.ArrayLike, name: str) -> npt.NDArray[np.floating[Any]]:
-    """``value`` as a real floating array, or :class:`RequestRejected` naming ``name``."""
+    """``value`` as a real floating array, or :class:`RequestRejected` naming ``name``.
+
+    float32 and float64 pass through unchanged (the MVM hot path keeps float32 inputs); any
+    other dtype — integers, longdouble, float16 — becomes float64, so what is checked against
+    the envelope is exactly what the primitive gets."""
     try:
         a = np.asarray(value)
     except (ValueError, TypeError) as e:
         raise RequestRejected(f"{name} must be a numeric array: {e}") from None
-    if a.dtype.kind in "iu":
-        return a.astype(np.float64)
-    if a.dtype.kind != "f":
+    if a.dtype.kind not in "iuf":
         raise RequestRejected(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return a
+    if a.dtype in (np.float32, np.float64):
+        return a
+    return a.astype(np.float64)
 
 
 def _tile_index(tile: object, n_tiles: int) -> int:
@@ -78,10 +82,15 @@ def _real_scalar(value: object, name: str) -> float:
 
 
 def _positive(value: object, name: str) -> float:
+    """A positive finite real number: ``"1e-4"``, ``True`` or an array is refused, never
+    converted."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer
+                                                              | np.floating):
+        raise RequestRejected(f"{name} must be a positive number, got {value!r}")
     try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise RequestRejected(f"{name} must be a positive number, got {value!r}") from None
+        v = float(value)
+    except OverflowError:
+        raise RequestRejected(f"{name} must be a positive, finite number") from None
     if not (v > 0 and np.isfinite(v)):
         raise RequestRejected(f"{name} must be a positive, finite number, got {value!r}")
     return v

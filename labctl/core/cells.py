@@ -129,10 +129,11 @@ def _int_array(value: object, name: str) -> IntArray:
         raise AddressError(f"{name} indices must be integers, not booleans (use Cells.from_mask)")
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise AddressError(f"{name} indices must be whole numbers")
+            raise AddressError(f"{name} indices must be whole numbers (a fractional index is "
+                               "refused, never truncated)")
     elif a.dtype.kind not in "iu" and a.size:
         raise AddressError(f"{name} indices must be integers, got dtype {a.dtype}")
-    if a.size and a.dtype.kind in "uf" and np.max(a) >= 2**62:
+    if a.size and a.dtype.kind in "uf" and np.max(np.abs(a)) >= 2**62:
         raise AddressError(f"{name} index too large")
     return np.ascontiguousarray(a, dtype=np.int64).reshape(-1)
 
@@ -144,7 +145,7 @@ def _as_index(sel: slice | range | npt.ArrayLike, n: int | None, what: str) -> I
         return np.arange(*sel.indices(n if n is not None else int(sel.stop)), dtype=np.int64)
     if isinstance(sel, range):
         return np.arange(sel.start, sel.stop, sel.step, dtype=np.int64)
-    return np.asarray(sel, dtype=np.int64).reshape(-1)
+    return _int_array(sel, what)  # rejects 1.5, True, strings: never truncated
 
 
 def broadcast_param(value: npt.ArrayLike, n: int, name: str) -> FloatArray:

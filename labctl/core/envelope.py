@@ -20,8 +20,26 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.core.errors import ConfigError, EnvelopeViolation
+from labctl.core.validation import shown
 
 TERMINALS = ("BL", "SL", "WL")
+
+RATED_MAX: dict[str, float] = {
+    "max_bitline_V": 10.0,
+    "max_sourceline_V": 10.0,
+    "max_gate_V": 10.0,
+    "max_read_V": 10.0,
+    "max_width_s": 1.0,
+    "min_width_s": 1.0,
+    "max_compliance_A": 0.1,
+}
+"""Plausibility bounds on an envelope: no station may declare limits beyond these. Voltages:
+the pulse sources labctl drives a chip's terminals with are rated ±10 V (Keysight 33500B
+and 81150A into high impedance; the test board's DACs below that), and a 1T1R test chip
+breaks down far below. Widths: forming pulses are milliseconds (NeuRRAM, Wan et al. 2022,
+https://doi.org/10.1038/s41586-022-04992-8); a second is already a DC stress. Compliance: a
+1T1R cell draws at most a few mA; 0.1 A is the SMUs' 100 mA range. A file asking for 400 V
+or 1e6 s is a typo or a wrong unit, refused before anything opens."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,11 @@ class SafetyEnvelope:
                 raise ConfigError(
                     "safety envelope", f.name, f"must be a positive number, got {v!r}"
                 )
+            if v > RATED_MAX[f.name]:
+                raise ConfigError(
+                    "safety envelope", f.name, f"{v:g} is beyond what any instrument labctl "
+                    f"drives is rated for (at most {RATED_MAX[f.name]:g}); check the unit"
+                )
         if self.min_width_s > self.max_width_s:
             raise ConfigError("safety envelope", "min_width_s", "must not exceed max_width_s")
 
@@ -83,8 +106,11 @@ class SafetyEnvelope:
         values: dict[str, float] = {}
         for key, raw in data.items():
             if isinstance(raw, bool) or not isinstance(raw, int | float):
-                raise ConfigError(source, key, f"must be a number, got {raw!r}")
-            values[key] = float(raw)
+                raise ConfigError(source, key, f"must be a number, got {shown(raw)}")
+            try:
+                values[key] = float(raw)
+            except OverflowError:
+                raise ConfigError(source, key, f"must be a number, got {shown(raw)}") from None
         try:
             return cls(**values)
         except ConfigError as e:
@@ -106,14 +132,15 @@ class SafetyEnvelope:
     ) -> None:
         """Reject values outside [0, limit] (or [−limit, limit]); ``limit_name`` says which
         limit it is when it is not the envelope itself (e.g. a DAC's full scale)."""
-        v = np.asarray(values)
+        v = as_float64(values, name)
         lo = -limit_V if allow_negative else 0.0
         if v.size == 0:
             return
         # Fast path: two reductions (NaN propagates through min/max and fails the test).
+        # In float64 whatever arrived: a float32 comparison would round the limit up
+        # (0.3 → 0.30000001), letting values a few nV above it through.
         if v.min() >= lo and v.max() <= limit_V:
             return
-        v = v.astype(np.float64)
         _check_finite(name, v)
         bad = (v < lo) | (v > limit_V)
         if bad.any():
@@ -133,7 +160,7 @@ class SafetyEnvelope:
         """Check a pulse on ``terminal`` (``BL`` or ``SL``) with its gate, width and compliance."""
         self.check_voltage(f"{terminal} amplitude", amplitude_V, self.terminal_limit_V(terminal))
         self.check_voltage("gate (WL)", gate_V, self.max_gate_V)
-        w = np.asarray(width_s, dtype=np.float64)
+        w = as_float64(width_s, "width")
         _check_finite("width", w)
         bad = (w < self.min_width_s) | (w > self.max_width_s)
         if bad.any():
@@ -148,7 +175,7 @@ class SafetyEnvelope:
             self.check_compliance(compliance_A)
 
     def check_compliance(self, compliance_A: npt.ArrayLike) -> None:
-        c = np.asarray(compliance_A, dtype=np.float64)
+        c = as_float64(compliance_A, "compliance")
         _check_finite("compliance", c)
         bad = (c <= 0) | (c > self.max_compliance_A)
         if bad.any():
@@ -162,6 +189,20 @@ class SafetyEnvelope:
     def check_read(self, read_V: npt.ArrayLike, gate_V: npt.ArrayLike) -> None:
         self.check_voltage("read voltage", read_V, self.max_read_V, allow_negative=True)
         self.check_voltage("gate (WL)", gate_V, self.max_gate_V)
+
+
+def as_float64(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
+    """``values`` as float64, refusing what is not a real number (strings, booleans, objects,
+    complex) instead of converting it. Checks run on the float64 values that will be applied:
+    a backend hands the converted array on, never the caller's float32 or longdouble."""
+    try:
+        a = np.asarray(values)
+    except (ValueError, TypeError) as e:
+        raise EnvelopeViolation(name, "real numbers", f"an unreadable value ({e})") from None
+    if a.dtype.kind not in "iuf":
+        raise EnvelopeViolation(name, "real numbers", f"values of dtype {a.dtype}",
+                                int(a.size), hint="Give numbers (not strings or booleans).")
+    return a.astype(np.float64, copy=False)
 
 
 def _check_finite(name: str, v: np.ndarray) -> None:

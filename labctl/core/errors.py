@@ -57,7 +57,20 @@ class ConfigError(RequestRejected):
         self.source = source
         self.key = key
         self.problem = problem
+        self.problems = [(key, problem)]
         super().__init__(f"{source}: key '{key}': {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """Several problems in one file, all found in one pass: ``problems`` holds every
+    (dotted key, problem); ``key`` / ``problem`` are the first, for code that reads one."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        super().__init__(source, *problems[0])
+        self.problems = list(problems)
+        if len(self.problems) > 1:
+            lines = "".join(f"\n  key '{k}': {p}" for k, p in self.problems)
+            self.args = (f"{source}: {len(self.problems)} problems:{lines}",)
 
 
 class AddressError(RequestRejected):

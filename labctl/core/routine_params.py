@@ -1,26 +1,40 @@
 """Declarative parameter specs: what a routine accepts, checked before anything runs.
 
 A routine declares its parameters once as a mapping of name → :class:`Param` (type, unit,
-range, default, doc). :func:`validate` then checks a protocol's parameter mapping
-completely — unknown keys, missing keys, wrong types, out-of-range values — and fills in the
-defaults. Errors are :class:`ParamError` naming the dotted key and the allowed range; the
-protocol loader turns them into ``ConfigError(file, key, problem)``. The same specs print as
-documentation (:func:`describe`), so the docs cannot drift from the checks.
+range, default, doc). From that declaration :func:`model_for` builds a pydantic v2 model
+(https://docs.pydantic.dev/latest/concepts/strict_mode/), and :func:`validate` checks a
+protocol's parameter mapping with it completely — unknown keys (with the closest allowed
+key suggested), missing keys, wrong types, out-of-range values — reporting every problem at
+once, and fills in the defaults. Errors are :class:`ParamErrors` naming each dotted key and
+its allowed range in the words of the declaration; the protocol loader turns them into one
+``ConfigErrors(file, problems)``. The same specs print as documentation (:func:`describe`)
+and as the JSON Schema editors use (``labctl schema``), so neither can drift from the checks.
 
-Numbers: protocol files are read with YAML 1.2 floats (``labctl.core.yamlio``), so ``1e-6`` is a
-number; float parameters also accept a string that parses as a finite number, so a mapping
-loaded by plain PyYAML (YAML 1.1: ``1e-6`` is a string) validates the same way.
+Types are strict: protocol files are read as YAML 1.2 (``labctl.core.yamlio``), so ``1e-6`` is a
+number and ``"1e-6"`` (quoted), ``true`` or ``12.5`` where an integer belongs are errors,
+never converted.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from labctl.core.errors import LabctlError
+from labctl.core.validation import did_you_mean, shown
 
 
 class _Required:
@@ -38,7 +52,18 @@ class ParamError(LabctlError):
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
         self.problem = problem
+        self.problems = [(key, problem)]
         super().__init__(f"{key}: {problem}")
+
+
+class ParamErrors(ParamError):
+    """Several parameters failed their specs, all found in one pass; ``problems`` holds
+    every (dotted key, problem), ``key`` / ``problem`` the first."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(*problems[0])
+        self.problems = list(problems)
+        self.args = ("; ".join(f"{k}: {p}" for k, p in self.problems),)
 
 
 @dataclass(frozen=True)
@@ -118,100 +143,157 @@ def Tagged(doc: str, variants: Mapping[str, Mapping[str, Param]], *,
     return Param("tagged", doc, default, variants=variants)
 
 
-# ---- validation ----
+# ---- validation: pydantic models generated from the declarations ----
 def validate(spec: Mapping[str, Param], data: Any, *, base_dir: Path | None = None,
              prefix: str = "") -> dict[str, Any]:
-    """Check ``data`` against ``spec`` and return it with defaults filled in."""
+    """Check ``data`` against ``spec`` and return it with defaults filled in.
+
+    Every problem is found in one pass (pydantic) and raised together as
+    :class:`ParamErrors`, each with its dotted key (``prefix`` + the path inside ``data``),
+    the allowed values and, for a misspelt key, the closest allowed one."""
     if data is None:
         data = {}
-    if not isinstance(data, Mapping):
-        raise ParamError(prefix.rstrip(".") or "(params)",
-                         f"must be a mapping of parameters, got {type(data).__name__}")
-    for key in data:
-        if key not in spec:
-            allowed = ", ".join(spec) or "(none)"
-            raise ParamError(f"{prefix}{key}", f"unknown key; allowed: {allowed}")
-    out: dict[str, Any] = {}
-    for name, p in spec.items():
-        key = f"{prefix}{name}"
-        if name in data:
-            out[name] = _check(p, data[name], key, base_dir)
-        elif p.default is REQUIRED:
-            raise ParamError(key, f"missing; must be {p.allowed()} — {p.doc}")
-        elif p.kind in ("section", "tagged") and isinstance(p.default, Mapping):
-            out[name] = _check(p, p.default, key, base_dir)
-        else:
-            out[name] = p.default
-    return out
+    model = model_for(spec)
+    try:
+        out = model.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as e:
+        raise ParamErrors([_problem(spec, err, prefix) for err in e.errors()]) from None
+    return _plain(out)
 
 
-def _check(p: Param, v: Any, key: str, base_dir: Path | None) -> Any:
-    def bad(got: Any = v) -> ParamError:
-        return ParamError(key, f"must be {p.allowed()}; got {got!r}")
+def _plain(model: BaseModel) -> dict[str, Any]:
+    # Tagged variants carry their ``kind`` as a field; model_dump keeps declaration order.
+    return model.model_dump()
 
+
+_MODELS: dict[int, tuple[Mapping[str, Param], type[BaseModel]]] = {}
+
+
+def model_for(spec: Mapping[str, Param], name: str = "Params") -> type[BaseModel]:
+    """The pydantic model of a parameter spec (built once per spec object): strict types
+    (a seed is an integer; ``"1e-4"`` or ``true`` is not a number), inclusive ranges, finite
+    numbers, no unknown keys. Also the source of the JSON Schema (``labctl schema``)."""
+    hit = _MODELS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    fields_: dict[str, Any] = {}
+    for key, p in spec.items():
+        default: Any = ... if p.default is REQUIRED else p.default
+        fields_[key] = (_annotation(p, f"{name}_{key}"),
+                        Field(default=default, description=_describe_one(p),
+                              validate_default=p.kind in ("section", "tagged")
+                              and default is not ...))
+    model: type[BaseModel] = create_model(name, __config__=_CONFIG, **fields_)
+    _MODELS[id(spec)] = (spec, model)
+    return model
+
+
+_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+_INT64 = 2**63 - 1
+
+
+def _annotation(p: Param, name: str) -> Any:
     if p.kind == "float":
-        if isinstance(v, bool):
-            raise bad()
-        if isinstance(v, str):
-            try:
-                v = float(v)
-            except ValueError:
-                raise bad() from None
-        if not isinstance(v, int | float) or not math.isfinite(v):
-            raise bad()
-        _range(p, float(v), bad)
-        return float(v)
+        return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=p.min, le=p.max)]
     if p.kind == "int":
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise bad()
-        _range(p, v, bad)
-        return int(v)
+        return Annotated[int, Field(strict=True, ge=-_INT64 if p.min is None else p.min,
+                                    le=_INT64 if p.max is None else p.max)]
     if p.kind == "bool":
-        if not isinstance(v, bool):
-            raise bad()
-        return v
+        return Annotated[bool, Field(strict=True)]
     if p.kind == "str":
-        if not isinstance(v, str):
-            raise bad()
-        return v
+        return Annotated[str, Field(strict=True)]
     if p.kind == "choice":
-        if not isinstance(v, str) or v not in p.choices:
-            raise bad()
-        return v
+        return Literal[p.choices]
     if p.kind == "int_pair":
-        if (not isinstance(v, list | tuple) or len(v) != 2
-                or any(isinstance(x, bool) or not isinstance(x, int) for x in v)):
-            raise bad()
-        lo, hi = int(v[0]), int(v[1])
-        _range(p, lo, bad)
-        _range(p, hi, bad)
-        if hi <= lo:
-            raise ParamError(key, f"stop must exceed start; got {[lo, hi]}")
-        return [lo, hi]
+        item = Annotated[int, Field(strict=True, ge=p.min, le=_INT64 if p.max is None
+                                    else p.max)]
+        return Annotated[list[item], Field(min_length=2, max_length=2),
+                         AfterValidator(_ordered_pair)]
     if p.kind == "path":
-        if not isinstance(v, str) or not v:
-            raise bad()
-        path = Path(v)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if not path.is_file():
-            raise ParamError(key, f"file not found: {path}")
-        return str(path)
+        return Annotated[str, Field(strict=True, min_length=1), AfterValidator(_existing_file)]
     if p.kind == "section":
-        return validate(p.fields, v, base_dir=base_dir, prefix=f"{key}.")
-    # tagged
-    if not isinstance(v, Mapping):
-        raise bad(type(v).__name__)
-    tag = v.get("kind")
-    if not isinstance(tag, str) or tag not in p.variants:
-        raise ParamError(f"{key}.kind", f"must be one of {', '.join(p.variants)}; got {tag!r}")
-    rest = {k: x for k, x in v.items() if k != "kind"}
-    return {"kind": tag, **validate(p.variants[tag], rest, base_dir=base_dir, prefix=f"{key}.")}
+        return model_for(p.fields, name)
+    variants = []
+    for tag, fields_ in p.variants.items():
+        with_kind = {"kind": Param("choice", "variant", choices=(tag,)), **fields_}
+        variants.append(model_for(_frozen_variant(p, tag, with_kind), f"{name}_{tag}"))
+    return Annotated[Union[tuple(variants)], Field(discriminator="kind")]  # noqa: UP007
 
 
-def _range(p: Param, x: float, bad: Any) -> None:
-    if (p.min is not None and x < p.min) or (p.max is not None and x > p.max):
-        raise bad()
+_VARIANTS: dict[tuple[int, str], Mapping[str, Param]] = {}
+
+
+def _frozen_variant(p: Param, tag: str, spec: Mapping[str, Param]) -> Mapping[str, Param]:
+    """One spec object per (tagged param, tag), so its model is built once."""
+    return _VARIANTS.setdefault((id(p.variants), tag), spec)
+
+
+def _ordered_pair(v: list[int]) -> list[int]:
+    if v[1] <= v[0]:
+        raise PydanticCustomError("pair_order", "stop must exceed start; got {pair}",
+                                  {"pair": str(v)})
+    return v
+
+
+def _existing_file(v: str, info: ValidationInfo) -> str:
+    base = (info.context or {}).get("base_dir")
+    path = Path(v)
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    if not path.is_file():
+        raise PydanticCustomError("file_not_found", "file not found: {path}",
+                                  {"path": str(path)})
+    return str(path)
+
+
+def _describe_one(p: Param) -> str:
+    return f"{p.doc} — {p.allowed()}"
+
+
+def _problem(spec: Mapping[str, Param], err: Any, prefix: str) -> tuple[str, str]:
+    """A pydantic error as (dotted key, message in the words of the spec)."""
+    loc: tuple[Any, ...] = tuple(err["loc"])
+    cur: Mapping[str, Param] | None = spec
+    param: Param | None = None
+    parts: list[str] = []
+    i = 0
+    while i < len(loc):
+        el = loc[i]
+        if param is not None and param.kind == "tagged" and el in param.variants:
+            cur, param = {"kind": Param("choice", "variant", choices=(el,)),
+                          **param.variants[el]}, None
+        elif param is not None and param.kind == "section":
+            cur, param = param.fields, None
+            continue
+        elif param is not None and param.kind == "int_pair":
+            break
+        else:
+            parts.append(str(el))
+            param = cur.get(el) if cur is not None and isinstance(el, str) else None
+            if param is None:
+                cur = cur if i == len(loc) - 1 else None
+        i += 1
+    key = prefix + ".".join(parts) if parts else (prefix.rstrip(".") or "(params)")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = list(cur or {})
+        return key, f"unknown key{did_you_mean(parts[-1], allowed)}; allowed: " \
+                    f"{', '.join(allowed) or '(none)'}"
+    if kind in ("union_tag_invalid", "union_tag_not_found") and param is not None:
+        tag = err.get("ctx", {}).get("tag")
+        hint = did_you_mean(str(tag), list(param.variants)) if tag is not None else ""
+        return f"{key}.kind", f"must be one of {', '.join(param.variants)}{hint}; got {tag!r}"
+    if kind in ("pair_order", "file_not_found"):
+        return key, str(err["msg"])
+    if param is None:
+        if kind in ("model_type", "dict_type", "model_attributes_type"):
+            return key, f"must be a mapping of parameters, got {type(err['input']).__name__}"
+        return key, str(err["msg"])
+    if kind == "missing":
+        return key, f"missing; must be {param.allowed()} — {param.doc}"
+    if param.kind in ("section", "tagged"):
+        return key, f"must be {param.allowed()}; got {type(err['input']).__name__}"
+    return key, f"must be {param.allowed()}; got {shown(err['input'])}"
 
 
 def describe(spec: Mapping[str, Param], indent: str = "") -> list[str]:

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from labctl.core import yamlio
 from labctl.core.errors import ConfigError
+from labctl.core.station_schema import validate_station
 
-BACKENDS = ("sim", "instruments")
 DEFAULT_STATION: dict[str, Any] = {
     "station": {
         "backend": "sim",
@@ -56,15 +54,12 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(str(p), "(file)", f"{what} file not found")
     try:
-        data = yamlio.load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            str(p), "(syntax)", f"not valid YAML{where}: {getattr(e, 'problem', e)}"
-        ) from None
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(str(p), "(file)", "not a UTF-8 text file") from None
+    except OSError as e:
+        raise ConfigError(str(p), "(file)", f"cannot read it: {e.strerror or e}") from None
+    data = yamlio.load(text, str(p))
     if not isinstance(data, dict):
         raise ConfigError(
             str(p), "(top level)", f"must be a mapping of keys, got {type(data).__name__}"
@@ -73,23 +68,13 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
 
 
 def parse_station(data: Mapping[str, Any], source: str, path: Path | None = None) -> StationSpec:
-    for key in data:
-        if key not in ("station", "instruments"):
-            raise ConfigError(
-                source, str(key), "unknown top-level key; allowed: station, instruments"
-            )
-    st = data.get("station")
-    if not isinstance(st, Mapping):
-        raise ConfigError(source, "station", "missing, or not a mapping")
-    backend = st.get("backend", "sim")
-    if backend not in BACKENDS:
-        raise ConfigError(
-            source, "station.backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}"
-        )
-    instruments = data.get("instruments", {}) or {}
-    if not isinstance(instruments, Mapping):
-        raise ConfigError(source, "instruments", "must be a mapping of instrument name → settings")
-    return StationSpec(source, backend, st, instruments, path)
+    """Validate a station document (:func:`labctl.core.station_schema.validate_station`:
+    every problem at once) and wrap it. Also used for the station a run file recorded, so a
+    resume trusts that file no more than a station file."""
+    station, _ = validate_station(data, source)
+    st = data["station"]
+    instruments = data.get("instruments") or {}
+    return StationSpec(source, str(getattr(station, "backend", "sim")), st, instruments, path)
 
 
 def load_station(path: str | Path | None) -> StationSpec:

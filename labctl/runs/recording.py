@@ -4,12 +4,14 @@ Routines see this instead of the real backend, so recording cannot be forgotten.
 are written *before* they are applied (write-ahead: after a kill, the file names every
 pulse that may have reached the chip); reads are written after they return, with their
 results. MVMs are passed through unrecorded (the run store records programming, not
-inference).
+inference). Before every batch the runner's stop check runs, so Ctrl+C and SIGTERM stop any
+routine — also a workload programming millions of cells through direct pulses — at the next
+cell batch, in the safe state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from labctl.core.clock import Clock
 from labctl.core.envelope import SafetyEnvelope
 from labctl.core.ledger import Ledger
 from labctl.core.routine import PulseBatch
+from labctl.runs.fast_forward import FastForward
 from labctl.runs.store.schema import PULSE_DTYPE, PULSE_KIND_CODES, READ_DTYPE, Kind
 from labctl.runs.store.writer import RunWriter
 
@@ -73,10 +76,25 @@ def write_ahead(writer: RunWriter, backend: BackendBase, kind: Kind, step: int,
 class RecordingBackend:
     """Implements the :class:`~labctl.core.backend.Backend` interface over ``inner``."""
 
-    def __init__(self, inner: BackendBase, writer: RunWriter) -> None:
+    def __init__(self, inner: BackendBase, writer: RunWriter,
+                 stop_check: Callable[[], None] | None = None) -> None:
         self._inner = inner
         self._writer = writer
         self.step = -1
+        self._stop_check = stop_check
+        """Called before every pulse, read and MVM batch: raises to stop the run there (a
+        Ctrl+C or SIGTERM is honoured at the next cell batch, whatever the routine)."""
+        self.fast_forward: FastForward | None = None
+        """While set and active, calls are answered from the run file (resume by
+        re-execution, :mod:`labctl.runs.fast_forward`) and nothing is written."""
+
+    @property
+    def fast_forwarding(self) -> bool:
+        return self.fast_forward is not None and self.fast_forward.active
+
+    def _before_batch(self) -> None:
+        if self._stop_check is not None:
+            self._stop_check()
 
     @property
     def chip(self) -> ChipInfo:
@@ -101,12 +119,29 @@ class RecordingBackend:
     def pulse(self, cells: Cells, kind: PulseKind | str, amplitude_V: npt.ArrayLike,
               gate_V: npt.ArrayLike, width_s: npt.ArrayLike,
               compliance_A: npt.ArrayLike | None = None) -> None:
+        self._before_batch()
+        if self.fast_forward is not None and self.fast_forward.active:
+            kind = PulseKind(kind)
+            rows = pulse_rows(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+            self._inner.envelope.check_pulse(kind.terminal, rows["amplitude_V"],
+                                             rows["gate_V"], rows["width_s"],
+                                             None if compliance_A is None
+                                             else rows["compliance_A"])
+            if self.fast_forward.pulse(rows):
+                self._inner.pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
+            return
         batch = PulseBatch(cells, PulseKind(kind), amplitude_V, gate_V, width_s, compliance_A)
         write_ahead(self._writer, self._inner, Kind.PULSE, self.step, [batch], {})
         self._inner.pulse(cells, kind, amplitude_V, gate_V, width_s, compliance_A)
 
     def read(self, cells: Cells, read_V: float | None = None, gate_V: float | None = None,
              n_average: int = 1) -> FloatArray:
+        self._before_batch()
+        if self.fast_forward is not None and self.fast_forward.active:
+            g_rec = self.fast_forward.read(cells, read_V, gate_V, n_average)
+            if not self.fast_forward.live_chip:  # a rebuilt simulated chip: keep its history
+                self._inner.read(cells, read_V, gate_V, n_average)
+            return g_rec
         t_start = self.clock.now()  # the chip's clock runs during the read (replay needs start)
         g = self._inner.read(cells, read_V, gate_V, n_average)
         self._writer.record(Kind.READ, step=self.step, t_chip_s=t_start,
@@ -117,6 +152,7 @@ class RecordingBackend:
     def mvm(self, tile: int, inputs_V: npt.ArrayLike, *, rows: slice = slice(None),
             cols: slice = slice(None), differential: bool = False,
             adc_range_A: float | None = None) -> npt.NDArray[np.floating[Any]]:
+        self._before_batch()
         return self._inner.mvm(tile, inputs_V, rows=rows, cols=cols, differential=differential,
                                adc_range_A=adc_range_A)
 

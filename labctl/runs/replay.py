@@ -10,7 +10,10 @@ nothing is replayed: the chip is the state.
 Which operations are replayed is decided by :func:`plan_resume`: everything up to the
 interrupted step's last checkpoint (or its start), minus the reads that step made after it —
 the resumed routine makes those reads again, and replaying them too would give the simulated
-cells reads the uninterrupted run never made.
+cells reads the uninterrupted run never made. A step that pulsed cells directly after its
+last checkpoint (an inference workload programming its weights) is instead re-executed from
+that checkpoint against the record of what it did since (:mod:`labctl.runs.fast_forward`):
+nothing recorded is pulsed again on a live chip.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class ResumePlan:
     skip: set[int] = field(default_factory=set)
     not_replayed: list[int] = field(default_factory=list)
     """Reads of the interrupted step after its last checkpoint (new in this resume)."""
+    reexecute: list[int] = field(default_factory=list)
+    """Pulses and reads of the interrupted step after its last checkpoint when it pulsed
+    directly: the resumed step re-executes them against the record, in this order."""
 
 
 def plan_resume(reader: RunReader, n_steps: int) -> ResumePlan:
@@ -68,14 +74,12 @@ def plan_resume(reader: RunReader, n_steps: int) -> ResumePlan:
         cut = max((r.seq for r in recs if r.kind not in (Kind.READ, Kind.EVENT)), default=0)
     late_pulses = [r for r in mine if r.kind == Kind.PULSE and r.seq > cut]
     if late_pulses:
-        routine = begin[-1].payload.get("routine", "?") if begin else "?"
-        raise CannotResume(
-            f"step {first + 1} ({routine}) pulsed cells directly, outside a checkpoint (record "
-            f"{late_pulses[0].seq}), after its last checkpoint; resuming could repeat those "
-            "pulses, so this run cannot be resumed mid-step (routines that program through "
-            "direct pulses, such as the inference workloads, are resumable only at step "
-            "boundaries). The file stays readable (labctl show / plot); start a new run of the "
-            "protocol instead.")
+        # The step pulsed cells directly after its last checkpoint (a workload programming
+        # its weights): it is resumed by re-executing it from that checkpoint against the
+        # record of everything it did since (labctl.runs.fast_forward).
+        tail = [r.seq for r in mine if r.kind in (Kind.PULSE, Kind.READ) and r.seq > cut
+                and r.seq not in skip]
+        return ResumePlan(first, state, bool(begin), cut, skip, [], tail)
     late_reads = [r.seq for r in mine if r.kind == Kind.READ and r.seq > cut]
     return ResumePlan(first, state, bool(begin), cut, skip | set(late_reads), late_reads)
 

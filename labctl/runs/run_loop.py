@@ -25,6 +25,7 @@ from labctl.core.backend import BackendBase
 from labctl.core.calibration_record import CalibrationRecord
 from labctl.core.errors import RunInterrupted, StorageFault
 from labctl.core.routine import Checkpoint, ResumeState, RoutineSpec, StepContext
+from labctl.runs.fast_forward import ResumeDiverged
 from labctl.runs.progress import ProgressSubscriber, open_progress
 from labctl.runs.protocol import Protocol, Step
 from labctl.runs.recording import RecordingBackend, write_ahead
@@ -73,7 +74,8 @@ class Runner:
         self.writer = writer
         self.seed = seed
         self.opts = opts
-        self.rec = RecordingBackend(backend, writer)
+        self.rec = RecordingBackend(backend, writer, stop_check=self._stop_check)
+        self._step: Step | None = None
         self.calibration = calibration
         self._interrupt = False
         self._terminate: str | None = None
@@ -182,6 +184,7 @@ class Runner:
     def _run_step(self, step: Step, resume: ResumeState | None, *, begun: bool) -> None:
         spec = self.registry[step.routine]
         self.rec.step = step.index
+        self._step = step
         self._pause_point(step)  # step boundaries are checkpoints too
         if not begun:
             self.writer.record(Kind.STEP_BEGIN, step=step.index, t_chip_s=self.backend.clock.now(),
@@ -203,6 +206,11 @@ class Runner:
             self.progress(step.index, ck.done, ck.total)
         for sub in self._subscribers:
             sub.end(key)
+        if self.rec.fast_forwarding:
+            raise ResumeDiverged(f"resuming re-executed step {step.index + 1} ({step.name}), "
+                                 "which ended before repeating everything its record holds; "
+                                 "it does not repeat itself exactly. Stopped in the safe state; "
+                                 "start a new run of the protocol.")
         if ctx.calibration_changed:
             self.calibration.note(str(self.writer.path), step.routine)
             try:
@@ -217,21 +225,39 @@ class Runner:
                            payload={"status": "completed"})
 
     def _commit(self, step: Step, ck: Checkpoint) -> None:
+        if self.rec.fast_forwarding and not ck.pulses:
+            return  # the checkpoint this resume starts from, yielded again
+        if self.rec.fast_forwarding:
+            raise ResumeDiverged(f"resuming re-executed step {step.index + 1} ({step.name}), "
+                                 "which reached a checkpoint its record does not hold; it does "
+                                 "not repeat itself exactly. Stopped in the safe state; start "
+                                 "a new run of the protocol.")
         write_ahead(self.writer, self.backend, Kind.CHECKPOINT, step.index, ck.pulses,
                     {"meta": dict(ck.meta), "done": ck.done, "total": ck.total},
                     arrays=dict(ck.state))
 
     # ---- StepSink ----
+    # While a resumed step re-executes what its record holds, what it saves is already in
+    # the file: nothing is written twice.
     def save_arrays(self, step: int, arrays: Mapping[str, npt.ArrayLike]) -> None:
+        if self.rec.fast_forwarding:
+            return
         self.writer.record(Kind.ARRAY, step=step, t_chip_s=self.backend.clock.now(),
                            payload={"names": list(arrays)}, arrays=arrays)
 
     def save_result(self, step: int, figures: Mapping[str, Any]) -> None:
         self.step_results.setdefault(step, {}).update(figures)
+        if self.rec.fast_forwarding:
+            return
         self.writer.record(Kind.RESULT, step=step, t_chip_s=self.backend.clock.now(),
                            payload=dict(figures))
 
     def event(self, step: int, message: str, **data: Any) -> None:
+        if self.rec.fast_forwarding:
+            return
+        self._note(step, message, **data)
+
+    def _note(self, step: int, message: str, **data: Any) -> None:
         self.writer.record(Kind.EVENT, step=step, t_chip_s=self.backend.clock.now(),
                            payload={"message": message, **data})
 
@@ -257,11 +283,11 @@ class Runner:
                 raise KeyboardInterrupt
             self._interrupt = True
             if signum == signal.SIGINT:
-                print("\nlabctl: Ctrl+C — pausing at the next checkpoint (Ctrl+C again to stop "
+                print("\nlabctl: Ctrl+C — pausing at the next cell batch (Ctrl+C again to stop "
                       "now)", file=sys.stderr, flush=True)
             else:  # SIGTERM (kill, systemd, a scheduler) or SIGHUP (the terminal went away)
                 self._terminate = signal.Signals(signum).name
-                print(f"\nlabctl: {self._terminate} — aborting at the next checkpoint",
+                print(f"\nlabctl: {self._terminate} — aborting at the next cell batch",
                       file=sys.stderr, flush=True)
 
         signums = [signal.SIGINT, signal.SIGTERM]
@@ -274,6 +300,12 @@ class Runner:
             for sig, h in old.items():
                 signal.signal(sig, h)
 
+    def _stop_check(self) -> None:
+        """Before every pulse, read and MVM batch of a routine (the recording backend calls
+        it): a pending Ctrl+C or SIGTERM stops the step there, whatever the routine."""
+        if self._interrupt and self._step is not None:
+            self._pause_point(self._step)
+
     def _pause_point(self, step: Step) -> None:
         if not self._interrupt and self.opts.stop_requested is not None:
             reason = self.opts.stop_requested()
@@ -284,13 +316,13 @@ class Runner:
         self._safe_state()
         where = f"step {step.index + 1} ({step.name})"
         if self._terminate:
-            self.event(step.index, f"aborted at a checkpoint ({self._terminate})")
-            raise RunInterrupted(f"aborted at a checkpoint in {where} ({self._terminate})",
-                                 aborted=True)
+            self._note(step.index, f"aborted at a checkpoint ({self._terminate})")
+            raise RunInterrupted(f"aborted before the next cell batch in {where} "
+                                 f"({self._terminate})", aborted=True)
         if not self.interactive:
-            self.event(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
-            raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
-        self.event(step.index, "paused at a checkpoint")
+            self._note(step.index, "aborted at a checkpoint (Ctrl+C, no terminal to ask)")
+            raise RunInterrupted(f"aborted before the next cell batch in {where}", aborted=True)
+        self._note(step.index, "paused at a checkpoint")
         with contextlib.ExitStack() as held:
             for sub in self._subscribers:
                 held.enter_context(sub.hold())
@@ -298,13 +330,13 @@ class Runner:
 
     def _ask(self, step: Step, where: str) -> None:
         while True:
-            print(f"labctl: paused at a checkpoint in {where}; hardware in its safe state. "
-                  "[r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)
+            print(f"labctl: paused before the next cell batch in {where}; hardware in its "
+                  "safe state. [r]esume or [a]bort? ", end="", file=sys.stderr, flush=True)
             answer = sys.stdin.readline().strip().lower()
             if answer in ("r", "resume"):
                 self._interrupt = False
-                self.event(step.index, "resumed after pause")
+                self._note(step.index, "resumed after pause")
                 return
             if answer in ("a", "abort", ""):
-                self.event(step.index, "aborted at a checkpoint by the user")
-                raise RunInterrupted(f"aborted at a checkpoint in {where}", aborted=True)
+                self._note(step.index, "aborted at a checkpoint by the user")
+                raise RunInterrupted(f"aborted before the next cell batch in {where}", aborted=True)

@@ -24,15 +24,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from labctl.core.backend import BackendBase
-from labctl.core.calibration_record import CalibrationRecord
+from labctl.core.calibration_record import CalibrationRecord, calibration_dir
 from labctl.core.errors import ConfigError
+from labctl.core.output_paths import check_writable_dir
 from labctl.core.routine import RoutineSpec
+from labctl.core.station_schema import SEED_MAX, seed_of
 from labctl.core.station_spec import StationSpec, chip_state_in_process, load_station, parse_station
+from labctl.core.validation import shown
 from labctl.runs import backends
 from labctl.runs import registry as routine_registry
+from labctl.runs.fast_forward import FastForward, recorded_ops
 from labctl.runs.progress import resolve_mode
 from labctl.runs.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.runs.replay import plan_resume, replay
@@ -66,6 +71,7 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
     protocol = load_protocol(opts.protocol, reg)                    # 1. the file, no backend
     spec, seed = _effective_station(opts.station, opts.seed)        # 2. the station file
     out = Path(opts.out) if opts.out else _default_out(protocol)
+    _check_outputs(out, opts)              # writable, before the lock file and any operation
     lock = RunFileLock.acquire(out)        # held until the run's file is closed for good
     try:
         if out.exists():
@@ -131,7 +137,7 @@ def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
             if chip_state_in_process(spec):
                 raise ConfigError(str(opts.station), "station", "a run on real instruments "
                                   "cannot be resumed on a simulated or virtual station")
-        seed = int(attrs.get("seed", 0))
+        seed = _recorded_seed(attrs.get("seed", 0), str(path))
         if rd.complete:
             lock.release()
             return RunOutcome(path, "nothing-to-do", "the run had already completed")
@@ -139,8 +145,10 @@ def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
             raise ConfigError(str(path), "(file)", "damaged: " + "; ".join(rd.damage) + " — a "
                               "resume could repeat pulses the unreadable part recorded; "
                               "start a new run (labctl show / export read what is there)")
+        _check_outputs(None, opts)
         _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
+        reexecute = recorded_ops(rd, plan.reexecute)
         backend = backends.open_backend(spec)
         try:
             if backend.chip.chip_id != attrs.get("chip_id"):
@@ -166,11 +174,15 @@ def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
         backend.close()
         raise
     runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
+    if reexecute:
+        replayed = chip_state_in_process(spec) and backend.capabilities.virtual_clock
+        runner.rec.fast_forward = FastForward(reexecute, live_chip=not replayed)
     try:
         writer.record(Kind.RESUME, t_chip_s=backend.clock.now(), payload={
             "resume": n_resumed, "first_step": plan.first_step, "cut_seq": plan.cut_seq,
             "checkpoint_seq": plan.resume_state.checkpoint_seq if plan.resume_state else None,
-            "not_replayed": plan.not_replayed, "host": socket.gethostname(),
+            "not_replayed": plan.not_replayed, "reexecuted": len(reexecute),
+            "host": socket.gethostname(),
             "ledger_after_replay": ledger_after_replay, **stats})
     except BaseException:
         writer.release()
@@ -182,6 +194,23 @@ def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
 
 # ---------------------------------------------------------------- the runner
 # ---------------------------------------------------------------- helpers
+def _recorded_seed(raw: Any, source: str) -> int:
+    """The seed a run file recorded (an int64 attribute), checked like a station's."""
+    if isinstance(raw, bool | np.bool_) or not isinstance(raw, int | np.integer) \
+            or not 0 <= int(raw) <= SEED_MAX:
+        raise ConfigError(source, "seed", f"the recorded seed must be an integer from 0 to "
+                          f"2**63 - 1, got {shown(raw)}; the file is damaged or was edited")
+    return int(raw)
+
+
+def _check_outputs(out: Path | None, opts: RunOptions) -> None:
+    """The run file's directory and the calibration-record directory are writable — checked
+    before the backend opens, so no step forms cells and then cannot save its results."""
+    if out is not None:
+        check_writable_dir(out.parent, "--out")
+    check_writable_dir(calibration_dir(opts.calibration_dir), "--calibration-dir")
+
+
 def _load_calibration(backend: BackendBase, opts: RunOptions) -> CalibrationRecord:
     c = backend.chip
     return CalibrationRecord.load(c.chip_id, (c.n_tiles, c.n_rows, c.n_cols),
@@ -207,10 +236,10 @@ def _effective_station(station: str | None, seed: int | None) -> tuple[StationSp
     spec = load_station(station)
     st = dict(spec.station)
     if seed is None:
-        raw = st.get("seed", 0)
-        seed = raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
-    if seed < 0:
-        raise ConfigError("labctl run", "--seed", f"must be a non-negative integer, got {seed}")
+        seed = seed_of(st, spec.source)  # validated by load_station
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError("labctl run", "--seed", f"must be an integer from 0 to 2**63 - 1, "
+                          f"got {shown(seed)}")
     if spec.backend == "sim":
         if seed != st.get("seed", 0) and "chip_id" in st:
             # A different seed is a different simulated chip: it must not share the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labctl.core.errors import ConfigError
+from labctl.core.station_schema import seed_of
 from labctl.core.station_spec import StationSpec
 from sim_backend.virtual.lab import VirtualLab
 from sim_backend.virtual.transport import FaultInjector
@@ -25,11 +25,6 @@ def start_lab_for_station(spec: StationSpec) -> VirtualLab:
     """The virtual lab a ``virtual: true`` instrument station describes (its ``preset``,
     ``seed`` and ``chip_id``)."""
     st = spec.station
-    seed = st.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(spec.source, "station.seed",
-                          f"must be a non-negative integer, got {seed!r}")
-    preset = st.get("preset", "default_180nm")
-    if not isinstance(preset, str):
-        raise ConfigError(spec.source, "station.preset", "must be a preset name")
+    seed = seed_of(st, spec.source)  # validated with the station (labctl.core.station_schema)
+    preset = str(st.get("preset", "default_180nm"))
     return start_lab(preset, seed, chip_id=st.get("chip_id"))

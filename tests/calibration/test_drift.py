@@ -99,7 +99,7 @@ def test_refresh_restores_accuracy(drifted_day: dict[str, float]) -> None:
 
 def test_compensate_and_refresh_routines(tmp_path: Path, cal_dir: Path) -> None:
     target = "{kind: random_uniform, low_S: 1.0e-6, high_S: 40.0e-6}"
-    region = "{rows: [0, 32], cols: [0, 32]}"
+    region = "{tile: 0, rows: [0, 32], cols: [0, 32]}"
     res, arr = run_protocol(tmp_path, f"""
 steps:
   - routine: forming
@@ -133,7 +133,7 @@ def test_refresh_refuses_a_target_other_than_the_programmed_one(tmp_path: Path,
     instrument station another --seed), it refuses before touching the chip."""
     from labctl.runs.store import CalibrationRecord
 
-    region = "{rows: [0, 8], cols: [0, 8]}"
+    region = "{tile: 0, rows: [0, 8], cols: [0, 8]}"
     run_protocol(tmp_path, f"""
 steps:
   - routine: forming

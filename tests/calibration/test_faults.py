@@ -55,11 +55,11 @@ station:
   overrides:
     faults: {stuck_lrs_rate: 0.02, stuck_hrs_rate: 0.01, unformable_rate: 0.01}
 """
-    region = "{rows: [0, 16], cols: [0, 32]}"
+    region = "{tile: 0, rows: [0, 16], cols: [0, 32]}"
     res, arr = run_protocol(tmp_path, f"""
 steps:
   - routine: forming
-    params: {{region: {{rows: [0, 16], cols: [0, 128]}}, formed_threshold_S: 2.0e-6}}
+    params: {{region: {{tile: 0, rows: [0, 16], cols: [0, 128]}}, formed_threshold_S: 2.0e-6}}
   - routine: verify_write
     params: {{region: {region}, target: {{kind: random_uniform, low_S: 2.0e-6,
               high_S: 38.0e-6}}}}

@@ -31,10 +31,10 @@ station:
 PROTOCOL = """
 steps:
   - routine: forming
-    params: {region: {rows: [0, 64], cols: [0, 128]}, formed_threshold_S: 2.0e-6}
+    params: {region: {tile: 0, rows: [0, 64], cols: [0, 128]}, formed_threshold_S: 2.0e-6}
   - routine: characterize
     params:
-      region: {rows: [0, 64], cols: [0, 128]}
+      region: {tile: 0, rows: [0, 64], cols: [0, 128]}
       n_levels: 8
       low_S: 5.0e-6
       high_S: 40.0e-6

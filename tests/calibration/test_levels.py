@@ -20,10 +20,10 @@ REF_1DAY = np.array([2.76, 3.72, 3.91, 3.37, 2.65]) * uS
 CHARACTERIZE = """
 steps:
   - routine: forming
-    params: {region: {rows: [0, 64], cols: [0, 128]}, formed_threshold_S: 2.0e-6}
+    params: {region: {tile: 0, rows: [0, 64], cols: [0, 128]}, formed_threshold_S: 2.0e-6}
   - routine: characterize
     params:
-      region: {rows: [0, 64], cols: [0, 128]}
+      region: {tile: 0, rows: [0, 64], cols: [0, 128]}
       n_levels: 8
       low_S: 5.0e-6
       high_S: 40.0e-6
@@ -86,7 +86,8 @@ def test_characterize_rejects_bad_times(tmp_path: Path, cal_dir: Path) -> None:
     from sim_backend import SimBackend
 
     p = tmp_path / "bad.yaml"
-    p.write_text("routine: characterize\nparams: {t_mid_s: 0.5}\n", encoding="utf-8")
+    p.write_text("routine: characterize\nparams: {region: {tile: 0, rows: [0, 4], cols: [0, 4]}, "
+                 "t_mid_s: 0.5}\n", encoding="utf-8")
     reg = load_registry()
     proto = load_protocol(p, reg)
     be = SimBackend("ideal")

@@ -71,14 +71,14 @@ def _sigint_after(reg: dict[str, RoutineSpec], routine: str, k: int) -> dict[str
 RESUMABLE = """
 steps:
   - routine: forming
-    params: {region: {rows: [0, 16], cols: [0, 32]}, formed_threshold_S: 2.0e-6}
+    params: {region: {tile: 0, rows: [0, 16], cols: [0, 32]}, formed_threshold_S: 2.0e-6}
   - routine: verify_write
-    params: {region: {rows: [0, 16], cols: [0, 16]}, target: {kind: random_uniform}}
+    params: {region: {tile: 0, rows: [0, 16], cols: [0, 16]}, target: {kind: random_uniform}}
   - routine: refresh
-    params: {region: {rows: [0, 16], cols: [0, 16]}, target: {kind: random_uniform},
+    params: {region: {tile: 0, rows: [0, 16], cols: [0, 16]}, target: {kind: random_uniform},
              interval_s: 3600.0, n_rounds: 2}
   - routine: characterize
-    params: {region: {rows: [0, 16], cols: [16, 32]}, n_levels: 4}
+    params: {region: {tile: 0, rows: [0, 16], cols: [16, 32]}, n_levels: 4}
 """
 
 

@@ -93,10 +93,10 @@ def test_policy_selected_in_protocol(tmp_path: Path, cal_dir: Path) -> None:
     res, arr = run_protocol(tmp_path, """
 steps:
   - routine: forming
-    params: {region: {rows: [0, 16], cols: [0, 16]}, formed_threshold_S: 2.0e-6}
+    params: {region: {tile: 0, rows: [0, 16], cols: [0, 16]}, formed_threshold_S: 2.0e-6}
   - routine: verify_write
     params:
-      region: {rows: [0, 16], cols: [0, 16]}
+      region: {tile: 0, rows: [0, 16], cols: [0, 16]}
       target: {kind: random_uniform, low_S: 2.0e-6, high_S: 38.0e-6}
       policy: {kind: pulse_width, width_start_s: 2.0e-8}
 """)
@@ -112,7 +112,7 @@ def test_gate_policy_uses_its_own_set_width_and_refuses_an_unused_set_section() 
     from sim_backend import SimBackend
 
     chip = SimBackend("ideal").chip
-    base = {"region": {"rows": [0, 4], "cols": [0, 4]},
+    base = {"region": {"tile": 0, "rows": [0, 4], "cols": [0, 4]},
             "target": {"kind": "uniform", "g_S": 10e-6}}
     p = validate(verify_write.PARAMS, {**base, "policy": {"kind": "gate", "set_width_s": 2e-7}})
     policy = verify_write.make_policy(p["policy"], p["set"], p["reset"])

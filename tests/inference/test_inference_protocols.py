@@ -15,7 +15,7 @@ import pytest
 
 from labctl.core.errors import ConfigError
 from labctl.runs.protocol import load_protocol
-from labctl.runs.replay import CannotResume, plan_resume
+from labctl.runs.replay import plan_resume
 from labctl.runs.run_loop import RunOptions
 from labctl.runs.runner import load_registry, run
 from labctl.runs.store.reader import RunReader
@@ -143,25 +143,36 @@ def test_wire_path_equals_simulator(tmp_path: Path,
         assert same == {k: v for k, v in wire["results"][step].items() if not _is_cost(k)}
 
 
-def test_killed_run_is_readable_and_resume_refused(sim_run: tuple[Path, dict[str, Any]],
-                                                   tmp_path: Path) -> None:
-    """A copy of the run cut just after the first direct pulse of the neural-field step
-    stands for a process killed mid-programming: show still reads it, resume is refused."""
-    import h5py
-
-    src, _ = sim_run
-    cut = tmp_path / "killed.h5"
-    with RunReader(src) as rd:
-        first_pulse = next(r.seq for r in rd.all() if r.kind == Kind.PULSE)
+def test_killed_run_is_readable_and_resumes_without_repeating_a_pulse(
+        sim_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """A copy of the run cut just after the 3rd direct pulse batch of the neural-field step
+    stands for a process killed mid-programming: show still reads it, and the resume
+    re-executes the step against its record, then goes on: the finished file holds exactly
+    the pulses and reads of the uninterrupted run."""
     import shutil
 
+    import h5py
+
+    src, ref = sim_run
+    cut = tmp_path / "killed.h5"
+    with RunReader(src) as rd:
+        third_pulse = [r.seq for r in rd.all() if r.kind == Kind.PULSE][2]
     shutil.copy(src, cut)
     with h5py.File(cut, "r+") as f:  # drop every record after it: the committed prefix
         rec = f["log/records"]
-        rec.resize((first_pulse,))
+        rec.resize((third_pulse,))
     with RunReader(cut) as rd:
         text = "\n".join(summarize(rd))
         assert "truncated" in text
-        assert "not resumable" in text
-        with pytest.raises(CannotResume, match=r"step 1 \(neural_field\).*start a new run"):
-            plan_resume(rd, 3)
+        assert "re-executed against its record" in text
+        plan = plan_resume(rd, 3)
+        assert plan.first_step == 0 and len(plan.reexecute) >= 3
+    outcome = run(RunOptions(resume=str(cut), calibration_dir=str(tmp_path / "cal"),
+                             interactive=False, progress=False))
+    assert outcome.status == "completed", outcome.message
+    resumed = _contents(cut)
+    assert resumed["pulses"].tobytes() == ref["pulses"].tobytes()  # NaN compliance: bytes
+    assert resumed["reads"].tobytes() == ref["reads"].tobytes()
+    for step, res in ref["results"].items():  # the ledger's cost figures count this process
+        same = {k: v for k, v in res.items() if not _is_cost(k)}
+        assert same == {k: v for k, v in resumed["results"][step].items() if not _is_cost(k)}

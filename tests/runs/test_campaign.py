@@ -199,8 +199,9 @@ def test_bad_requests_fail_before_any_cluster(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="protocol file not found"):
         run_campaign(tmp_path / "missing.yaml", tmp_path / "d", n_dies=2)
     lab = tmp_path / "lab.yaml"
-    lab.write_text("station: {backend: instruments}\n"
-                   "instruments: {smu: {type: Keithley2450, address: 'TCPIP0::1::INSTR'}}\n")
+    lab.write_text("station: {backend: instruments}\n"  # a valid station: board topology
+                   "instruments: {board: {type: FpgaTestBoard, address: 'socket://10.0.0.5:5000'}}"
+                   "\n")
     lab2 = tmp_path / "lab2.yaml"
     lab2.write_text(lab.read_text())
     with pytest.raises(ConfigError, match="one instrument cannot serve two dies"):
@@ -328,7 +329,8 @@ def test_wafer_plan_builds_each_die_around_the_base_station(tmp_path: Path) -> N
         with open_backend(str(tmp_path / "c" / e.station)) as be:
             assert be.chip.chip_id == e.chip_id
     lab = tmp_path / "lab.yaml"
-    lab.write_text("station: {backend: instruments}\n")
+    lab.write_text("station: {backend: instruments}\n"
+                   "instruments: {board: {type: FpgaTestBoard, address: COM3}}\n")
     with pytest.raises(ConfigError, match="--stations"):
         plan_wafer(tmp_path / "d", KILL_PROTOCOL, 2, 0, lab)
 

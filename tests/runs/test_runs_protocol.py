@@ -35,7 +35,9 @@ def test_param_specs() -> None:
     spec = {"a_S": Float("a", unit="S", min=0.0, max=1e-5, default=1e-6),
             "n": Int("n", min=1, max=3),
             "s": Section("s", {"x": Int("x", default=2)}, default={})}
-    assert validate(spec, {"n": 2, "a_S": "1e-6"}) == {"a_S": 1e-6, "n": 2, "s": {"x": 2}}
+    assert validate(spec, {"n": 2, "a_S": 1e-6}) == {"a_S": 1e-6, "n": 2, "s": {"x": 2}}
+    with pytest.raises(ParamError, match=r"a_S: must be a number .*; got '1e-6'"):
+        validate(spec, {"n": 2, "a_S": "1e-6"})  # a quoted number is a string, never converted
     with pytest.raises(ParamError, match=r"a_S: must be a number with 0 S ≤ value ≤ 1e-05 S"):
         validate(spec, {"n": 1, "a_S": 1})
     with pytest.raises(ParamError, match=r"^n: missing"):
@@ -55,7 +57,7 @@ def test_param_specs() -> None:
      "≤ 0.01 s"),
     ("steps:\n  - routine: nope\n", "steps[0].routine", "must be one of"),
     ("routine: forming\nextra: 1\n", "extra", "unknown top-level key"),
-    ("routine: forming\nparams: {region: {rows: [4, 2]}}\n", "params.region.rows",
+    ("routine: forming\nparams: {region: {tile: 0, rows: [4, 2]}}\n", "params.region.rows",
      "stop must exceed start"),
     ("routine: verify_write\nparams: {target: {kind: stripes}}\n", "params.target.kind",
      "checkerboard"),
@@ -71,8 +73,9 @@ def test_config_errors_name_file_key_and_range(tmp_path: Path, text: str, key: s
     with pytest.raises(ConfigError) as ei:
         load_protocol(p, REGISTRY)
     assert ei.value.source == str(p)
-    assert ei.value.key == key
-    assert fragment in ei.value.problem
+    found = dict(ei.value.problems)
+    assert key in found, ei.value.problems
+    assert fragment in found[key]
 
 
 def _run_cli(tmp_path: Path, proto: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -85,10 +88,12 @@ def test_chip_dependent_errors_before_any_action(tmp_path: Path, opened: list[An
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Region outside the chip, or a voltage over the safety envelope: ConfigError after the
     backend opens and before it does anything."""
-    for text in ("routine: forming\nparams: {region: {tile: 0, rows: [0, 300]}}\n",
-                 "routine: forming\nparams: {bitline_V: 4.5}\n",
-                 "routine: verify_write\nparams: {reset: {stop_V: 3.5}}\n",
-                 "routine: verify_write\nparams: {target: {kind: uniform, g_S: 50.0e-6}}\n"):
+    region = "region: {tile: 0, rows: [0, 4], cols: [0, 4]}"
+    for text in ("routine: forming\nparams: {region: {tile: 0, rows: [0, 300], cols: [0, 4]}}\n",
+                 f"routine: forming\nparams: {{{region}, bitline_V: 4.5}}\n",
+                 f"routine: verify_write\nparams: {{{region}, reset: {{stop_V: 3.5}}}}\n",
+                 f"routine: verify_write\nparams: {{{region}, target: {{kind: uniform, "
+                 "g_S: 50.0e-6}}\n"):
         p = write(tmp_path / "bad.yaml", text)
         code, err = _run_cli(tmp_path, p, capsys)
         assert code == 2, err

@@ -159,18 +159,33 @@ def test_error_mid_step_ends_in_safe_state(tmp_path: Path, cal_dir: Path) -> Non
         assert "on fire" in end["message"]
 
 
-def test_direct_pulse_after_checkpoint_blocks_resume(tmp_path: Path) -> None:
+def test_direct_pulse_after_checkpoint_resumes_by_reexecution(tmp_path: Path) -> None:
+    """Pulses after the last checkpoint: the step is re-executed against its record, and a
+    re-execution that asks for anything else stops before pulsing (ResumeDiverged)."""
     from labctl.core.cells import Cells
+    from labctl.runs.fast_forward import FastForward, ResumeDiverged, recorded_ops
     from labctl.runs.recording import pulse_rows
 
     p = tmp_path / "d.h5"
+    cells = Cells.block(0, range(1), range(2))
+    rows = pulse_rows(cells, "SET", 1.0, 2.0, 1e-6, None)
     with RunWriter.create(p, {"chip_id": "c"}) as w:
         w.record(Kind.STEP_BEGIN, step=0)
         w.record(Kind.CHECKPOINT, step=0, arrays={"x": np.zeros(2)})
-        w.record(Kind.PULSE, step=0, pulses=pulse_rows(Cells.block(0, range(1), range(2)),
-                                                       "SET", 1.0, 2.0, 1e-6, None))
-    with RunReader(p) as rd, pytest.raises(CannotResume):
-        plan_resume(rd, 1)
+        w.record(Kind.PULSE, step=0, pulses=rows)
+    with RunReader(p) as rd:
+        plan = plan_resume(rd, 1)
+        assert plan.first_step == 0 and plan.not_replayed == []
+        ops = recorded_ops(rd, plan.reexecute)
+    assert [op.kind for op in ops] == [Kind.PULSE]
+    ff = FastForward(ops, live_chip=True)
+    assert ff.pulse(rows.copy()) is False and not ff.active  # matched, not applied again
+    other = pulse_rows(cells, "SET", 1.1, 2.0, 1e-6, None)
+    with pytest.raises(ResumeDiverged, match="pulse cells twice"):
+        FastForward(ops, live_chip=True).pulse(other)
+    with pytest.raises(ResumeDiverged):
+        FastForward(ops, live_chip=False).read(cells, None, None, 1)
+    assert issubclass(ResumeDiverged, CannotResume)
     assert issubclass(CannotResume, LabctlError)
 
 
@@ -180,7 +195,8 @@ def test_resume_refuses_other_station_or_protocol(tmp_path: Path, cal_dir: Path,
     reg = _with_sigint_after(load_registry(), "forming", 0)
     run(RunOptions(protocol=str(KILL_PROTOCOL), out=str(out), interactive=False,
                    progress=False), registry=reg)
-    other = write(tmp_path / "other.yaml", "routine: forming\n")
+    other = write(tmp_path / "other.yaml", "routine: forming\n"
+                  "params: {region: {tile: 0, rows: [0, 2], cols: [0, 2]}}\n")
     capsys.readouterr()
     assert cli_main(["run", str(other), "--resume", str(out)]) == 2
     assert "differs from the protocol recorded" in capsys.readouterr().err
@@ -221,10 +237,10 @@ def test_hardware_style_resume_rereads_and_never_replays(
     proto = write(tmp_path / "fake.yaml", """
 steps:
   - routine: forming
-    params: {region: {rows: [0, 8], cols: [0, 8]}, formed_threshold_S: 2.0e-6}
+    params: {region: {tile: 0, rows: [0, 8], cols: [0, 8]}, formed_threshold_S: 2.0e-6}
   - routine: verify_write
     params:
-      region: {rows: [0, 8], cols: [0, 8]}
+      region: {tile: 0, rows: [0, 8], cols: [0, 8]}
       target: {kind: checkerboard, low_S: 5.0e-6, high_S: 25.0e-6}
 """)
     chips: dict[str, np.ndarray] = {}  # chip name → its state, outliving every "process"
@@ -256,8 +272,10 @@ steps:
     np.testing.assert_array_equal(chips["dut"], chips["ref"])
 
 
-def test_sigint_in_a_step_without_checkpoints_stops_at_the_step_boundary(
+def test_sigint_in_a_step_without_checkpoints_stops_at_its_next_batch(
         tmp_path: Path, cal_dir: Path) -> None:
+    """Ctrl+C inside a routine that yields no checkpoint before its reads: the stop comes at
+    its next backend call (the recording backend checks), not at the end of the step."""
     reg = load_registry()
     spec = reg["read_map"]
 
@@ -272,8 +290,9 @@ def test_sigint_in_a_step_without_checkpoints_stops_at_the_step_boundary(
                        interactive=False, progress=False), registry=poked)
     assert o.status == "aborted"
     with RunReader(out) as rd:
-        assert {r.step for r in rd.of_kind(Kind.STEP_END)} == {0, 1, 2}
-        assert not rd.of_kind(Kind.STEP_BEGIN, step=3)
+        assert {r.step for r in rd.of_kind(Kind.STEP_END)} == {0, 1}
+        assert rd.of_kind(Kind.STEP_BEGIN, step=2)
+        assert not rd.of_kind(Kind.READ, step=2)  # stopped before its first read
     o2 = run(RunOptions(resume=str(out), progress=False), registry=reg)
     assert o2.status == "completed"
     with RunReader(out) as rd:
@@ -293,7 +312,9 @@ def test_replay_only_when_the_chip_lives_in_this_process() -> None:
     from labctl.core.station_spec import chip_state_in_process, parse_station
 
     assert chip_state_in_process(parse_station({"station": {"backend": "sim"}}, "x"))
-    virtual = {"station": {"backend": "instruments", "virtual": True}}
+    board = {"board": {"type": "FpgaTestBoard"}}
+    virtual = {"station": {"backend": "instruments", "virtual": True}, "instruments": board}
     assert chip_state_in_process(parse_station(virtual, "x"))
-    live = {"station": {"backend": "instruments"}, "instruments": {}}
+    live = {"station": {"backend": "instruments"},
+            "instruments": {"board": {"type": "FpgaTestBoard", "address": "COM3"}}}
     assert not chip_state_in_process(parse_station(live, "x"))

@@ -40,6 +40,10 @@ def main(args: argparse.Namespace) -> int:
 
     if args.json_path and not Path(args.json_path).resolve().parent.is_dir():
         raise RequestRejected(f"--json {args.json_path}: its folder does not exist")
+    if args.json_path:  # checked before minutes of benchmarks, not after
+        from labctl.core.output_paths import check_writable_dir
+
+        check_writable_dir(Path(args.json_path).resolve().parent, "--json")
     only = list(dict.fromkeys(args.only)) if args.only else None
     try:
         display = open_progress(args.progress)

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from labctl.app.plots import plot_paths, run_files
     from labctl.core.errors import RequestRejected
+    from labctl.core.output_paths import check_writable_dir
     from labctl.runs.campaign_summary import is_campaign
 
     paths = [Path(p) for p in args.run_files]
@@ -33,17 +34,25 @@ def main(args: argparse.Namespace) -> int:
     if campaigns:
         from labctl.app.campaign_plots import plot_campaign
 
-        for root in campaigns:
+        outs = {}
+        for root in campaigns:  # every output folder checked before the first figure
             out = Path(args.outdir) if args.outdir else root / "plots"
             if args.outdir and len(campaigns) > 1:
                 out = out / root.name
+            outs[root] = check_writable_dir(out, "--outdir")
+        for root, out in outs.items():
             for p in plot_campaign(root, out, only=args.result):
                 print(p)
         paths = [p for p in paths if p not in campaigns]
         if not paths:
             return 0
-    if not run_files(paths):
+    files = run_files(paths)
+    if not files:
         raise RequestRejected(f"no run files (*.h5) in {', '.join(map(str, paths))}")
+    # Every output folder is checked before the first figure is drawn.
+    for where in ([Path(args.outdir)] if args.outdir
+                  else [f.with_name(f.stem + "_plots") for f in files]):
+        check_writable_dir(where, "--outdir")
     done = plot_paths(paths, Path(args.outdir) if args.outdir else None)
     for run, written in done.items():
         for p in written:

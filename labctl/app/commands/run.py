@@ -2,8 +2,8 @@
 
 Exit codes: 0 completed (or nothing left to resume); 2 a labctl error — invalid input
 (raised before anything was applied to the chip) or an instrument fault during the run;
-130 aborted by Ctrl+C at a checkpoint (the file can be resumed). Every failure still ends in
-the safe state and a RUN_END record.
+130 aborted by Ctrl+C or SIGTERM before the next cell batch (the file can be resumed). Every
+failure still ends in the safe state and a RUN_END record.
 
 With ``--dies N`` or ``--stations FILE...`` it runs a campaign over many dies on Dask
 (:mod:`labctl.runs.campaign`); ``--resume DIR`` finishes one. A campaign exits 0 when every

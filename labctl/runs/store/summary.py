@@ -9,8 +9,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from labctl.core import yamlio
+from labctl.core.errors import ConfigError
 from labctl.core.quantity_text import NOT_MEASURED, display, quantity
 from labctl.runs.store.reader import Record, RunReader
 from labctl.runs.store.schema import READABLE_VERSIONS, Kind
@@ -29,9 +29,9 @@ def run_status(rd: RunReader) -> str:
 
 def step_names(rd: RunReader) -> list[tuple[str, str]]:
     """(routine, name) of each protocol step, from the recorded protocol text."""
-    try:
-        data = yaml.safe_load(str(rd.attrs.get("protocol_text", "")))
-    except yaml.YAMLError:
+    try:  # a run file is data from elsewhere too: the same bounded YAML 1.2 reader
+        data = yamlio.load(str(rd.attrs.get("protocol_text", "")), str(rd.path))
+    except ConfigError:
         return []
     if not isinstance(data, dict):
         return []
@@ -167,8 +167,9 @@ def _step_state(mine: list[Record]) -> str:
     ck = [r for r in mine if r.kind == Kind.CHECKPOINT]
     last_ck = ck[-1].seq if ck else 0
     if any(r.kind == Kind.PULSE and r.seq > last_ck for r in mine):
-        return (f"interrupted after direct pulses ({len(ck)} checkpoints); not resumable "
-                "mid-step — start a new run")
+        n = sum(len(r.pulses()) for r in mine if r.kind == Kind.PULSE and r.seq > last_ck)
+        return (f"interrupted after {n} directly applied pulses; resumable (the step is "
+                "re-executed against its record, nothing is pulsed twice)")
     if ck:
         p = ck[-1].payload
         return (f"interrupted after {len(ck)} checkpoints ({p.get('done')}/{p.get('total')} "
