@@ -32,6 +32,29 @@ from labctl.runs.recording import RecordingBackend, write_ahead
 from labctl.runs.store.schema import Kind
 from labctl.runs.store.writer import RunWriter
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+"""Ctrl+C, kill / a scheduler, and a lost terminal: the signals a run handles itself."""
+
+
+def _on_main_thread() -> bool:
+    """Signal handlers can only be installed there (a campaign runs dies in threads too)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _stop_signals_handled_by(handler: Callable[[int, FrameType | None], None]
+                             ) -> Iterator[None]:
+    """Install ``handler`` for every stop signal; the previous handlers come back after."""
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
 
 @dataclass
 class RunOptions:
@@ -153,9 +176,7 @@ class Runner:
         """While the run file is being finished, a signal must not cut the process between a
         RUN_END that says "completed" and an exit that says otherwise: it is noted, and the
         file decides what is reported."""
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
+        if not _on_main_thread():
             yield
             return
 
@@ -163,15 +184,8 @@ class Runner:
             print(f"\nlabctl: {signal.Signals(signum).name} while finishing the run file; "
                   "finishing it first", file=sys.stderr, flush=True)
 
-        signums = [signal.SIGINT, signal.SIGTERM]
-        if hasattr(signal, "SIGHUP"):
-            signums.append(signal.SIGHUP)
-        old = {sig: signal.signal(sig, note) for sig in signums}
-        try:
+        with _stop_signals_handled_by(note):
             yield
-        finally:
-            for sig, h in old.items():
-                signal.signal(sig, h)
 
     def _safe_state(self) -> bool:
         try:
@@ -272,9 +286,7 @@ class Runner:
     # ---- Ctrl+C: pause at the next checkpoint ----
     @contextlib.contextmanager
     def _sigint(self) -> Iterator[None]:
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
+        if not _on_main_thread():
             yield
             return
 
@@ -290,15 +302,8 @@ class Runner:
                 print(f"\nlabctl: {self._terminate} — aborting at the next cell batch",
                       file=sys.stderr, flush=True)
 
-        signums = [signal.SIGINT, signal.SIGTERM]
-        if hasattr(signal, "SIGHUP"):
-            signums.append(signal.SIGHUP)
-        old = {sig: signal.signal(sig, handler) for sig in signums}
-        try:
+        with _stop_signals_handled_by(handler):
             yield
-        finally:
-            for sig, h in old.items():
-                signal.signal(sig, h)
 
     def _stop_check(self) -> None:
         """Before every pulse, read and MVM batch of a routine (the recording backend calls
