@@ -79,7 +79,11 @@ def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
                     recall_by_chunk_float=out["recall_by_chunk_float"],
                     recall_by_chunk_chip=out["recall_by_chunk_chip"],
                     writes_per_cell=out["writes_per_cell"])
-    ctx.result(**scalars(out), seed=p["seed"], **ledger_figures("query", out["ledger_query"]))
+    curve = {f"recall_{kind}_n{n}": float(v)
+             for kind in ("float", "chip")
+             for n, v in zip(out["curve_n"], out[f"curve_recall_{kind}"])}
+    ctx.result(**scalars(out), **curve, seed=p["seed"],
+               **ledger_figures("query", out["ledger_query"]))
 
 
 FAST_WEIGHTS = RoutineSpec("fast_weights", _workload.__doc__ or "", FW_PARAMS, _run_fw, _check_fw)

@@ -219,20 +219,20 @@ def test_a_chip_run_needs_a_programmer() -> None:
 
 
 def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The aggregation over chips (mean, worst), on stand-in chip results."""
+    """The aggregation over dies (mean, worst), on stand-in per-die results."""
     from labctl.app.bench import SECTIONS
     from labctl.app.bench import inference as bi
 
     assert SECTIONS["inference"] == "labctl.app.bench.inference"
 
-    def nf(seed: int, quick: bool) -> dict[str, float]:
+    def nf(seed: int) -> dict[str, float]:
         return {"psnr_float_db": 26.0, "psnr_chip_db": 25.9 - 0.1 * seed,
                 "psnr_gap_db": 0.1 + 0.1 * seed, "psnr_prior_db": 24.0, "psnr_fbp_db": 18.0,
                 "energy_J_per_pixel_chip": 1e-9, "digital_energy_J_per_pixel_model": 1e-8,
                 "digital_host_time_s_per_pixel": 1e-6, "psnr_chip_db_haq": 25.8,
-                "cells_used_haq": 10.0}
+                "cells_used_haq": 10.0, "age_at_use_s": 3600.0}
 
-    def df(seed: int, quick: bool) -> dict[str, float]:
+    def df(seed: int) -> dict[str, float]:
         keys = ("swd_float", "swd_chip", "swd_floor", "outlier_fraction_chip",
                 "outlier_fraction_float", "analog_layers_fraction", "cfg_accuracy_float",
                 "unguided_accuracy_float", "cfg_accuracy_chip", "swd_chip_continuous",
@@ -242,9 +242,9 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
                 "device_time_s_per_sample_chip", "digital_host_time_s_per_sample",
                 "digital_energy_J_per_sample_model")
         return {**dict.fromkeys(keys, 1.0), "swd_ratio": 1.0 + 0.1 * seed,
-                "n_samples": 10000.0}
+                "n_samples": 10000.0, "age_at_use_s": 7200.0}
 
-    def fw(seed: int, quick: bool) -> dict[str, float]:
+    def fw(seed: int) -> dict[str, float]:
         keys = ("state_over_kv_cache", "onetime_pulses", "onetime_energy_J",
                 "write_pulses_per_token", "write_energy_J_per_token",
                 "write_device_time_s_per_token", "writes_per_cell_max")
@@ -252,16 +252,22 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
                 "recall_chip": 0.7 + 0.01 * seed,
                 "recall_float_n512": 1.0, "recall_chip_n512": 0.99}
 
-    monkeypatch.setattr(bi, "neural_field_chip", nf)
-    monkeypatch.setattr(bi, "cone_beam_chip", nf)
-    monkeypatch.setattr(bi, "diffusion_chip", df)
-    monkeypatch.setattr(bi, "fast_weights_chip", fw)
-    monkeypatch.setattr(bi, "WORKERS", 1)
+    makers = {"nf": nf, "nf3d": nf, "diff": df, "fw": fw}
     seen: list[tuple[float, float, str]] = []
+
+    def rows(workloads: tuple[bi.Workload, ...], n_dies: int, quick: bool,
+             progress: bi.ProgressFn | None = None) -> dict[str, bi.Rows]:
+        assert [w.key for w in workloads] == list(makers) and n_dies == 5 and not quick
+        for i in range(len(workloads) * n_dies):
+            assert progress is not None
+            progress(i + 1, len(workloads) * n_dies, "dies")
+        return {w.key: [makers[w.key](s) for s in range(n_dies)] for w in workloads}
+
+    monkeypatch.setattr(bi, "campaign_rows", rows)
     out = bi.run(progress=lambda d, t, w: seen.append((d, t, w)))
     assert [d for d, _, _ in seen] == list(range(1, 21))
     assert out["inference_n_chips"] == 5
-    assert out["inference_age_at_use_s"] >= 3600
+    assert out["inference_age_at_use_s"] == 3600  # the youngest of the workloads' ages
     assert out["nf_psnr_gap_db_worst"] == pytest.approx(0.5)
     assert out["nf_psnr_gap_db_mean"] == pytest.approx(0.3)
     assert out["nf_psnr_gap_db_worst_haq"] == pytest.approx(0.2)
@@ -279,3 +285,31 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
                 "diff_outlier_fraction_float", "diff_n_samples", "diff_analog_layers_fraction",
                 "fw_recall_float_n1024", "fw_recall_chip_n1024", "fw_recall_chip_n512"):
         assert np.isfinite(out[key]), key
+
+
+def test_bench_runs_each_workload_as_a_campaign_of_dies(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: object) -> None:
+    """The real many-dies engine under the bench: a tiny fast-weight protocol over two
+    simulated dies (one Dask worker), each die its own chip, seed and run file; the rows are
+    the dies' recorded results, the recall-vs-N curve included."""
+    from labctl.app.bench import inference as bi
+
+    monkeypatch.setattr(bi, "WORKERS", 1)
+    monkeypatch.setenv("LABCTL_BENCH_KEEP", str(tmp_path))
+    tiny = bi.Workload("fw", "fast_weights", 7,
+                       {"vocab": 16, "n_pairs": 8, "d_model": 8, "d_key": 8, "hidden": 8,
+                        "chunk": 4, "curve_points": 1, "replicas": 1})
+    seen: list[float] = []
+    rows = bi.campaign_rows((tiny,), 2, False, lambda d, t, w: seen.append(d))
+    assert seen[-1] == 2
+    fw = rows["fw"]
+    assert len(fw) == 2
+    assert fw[0]["seed"] != fw[1]["seed"]  # independent workload seeds, one per die
+    for r in fw:
+        assert r["age_at_use_s"] == bi.AGE_AT_USE_S
+        assert 0.0 <= r["recall_chip"] <= 1.0 and 0.0 <= r["recall_chip_n4"] <= 1.0
+        assert r["onetime_pulses"] > 0
+    from pathlib import Path
+
+    dies = sorted((Path(str(tmp_path)) / "inference" / "fw" / "dies").glob("d*.h5"))
+    assert len(dies) == 2

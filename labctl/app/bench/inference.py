@@ -1,14 +1,18 @@
 """Bench section ``inference``: the seed papers' three workloads at their set-ups, float
-beside chip, over ``N_CHIPS`` simulated chip instances (``default_180nm``, chip seeds
-0 … N−1, each workload on its own fresh chip with the workload seed equal to the chip
-seed), each chip used ``age_at_use_s`` (1 h) after its programming ends. Every chip figure is
-reported as the mean over chips and the worst chip.
+beside chip, over ``N_CHIPS`` simulated dies of a wafer, run through the many-dies engine
+(:func:`labctl.runs.campaign.start_campaign`, Dask): each workload is one campaign of its
+protocol over ``N_CHIPS`` dies drawn by the wafer model around ``default_180nm`` (die-to-die
+spread of thickness, threshold voltage, β and fault rate), each die a fresh chip with its
+own run file and its own workload seed (the run's seed, which the campaign draws per die),
+every chip used ``age_at_use_s`` (1 h) after its programming ends. The workloads' wafers
+are independent (wafer seeds ``WAFER_SEEDS``). Every chip figure is reported as the mean
+over dies and the worst die.
 
 - Neural field (2-D, 128 × 128 area-sampled phantom, 20 noisy views, breathing prior):
   ``nf_psnr_float_db`` (mean), ``nf_psnr_gap_db_mean`` / ``_worst`` (float − chip, the
   ``mapping`` of the workload), the same gap for every mapping programmed on the same chip
   (``nf_psnr_gap_db_mean_<mapping>``), ``nf_psnr_prior_db``, ``nf_psnr_fbp_db``.
-- The 3-D cone-beam case (24³ volume, 20 views, residual pairs): ``nf3d_psnr_float_db``,
+- The 3-D cone-beam case (24³ volume, 20 views): ``nf3d_psnr_float_db``,
   ``nf3d_psnr_gap_db_mean`` / ``_worst``, ``nf3d_psnr_prior_db``.
 - Diffusion (14-wide score MLP, every layer analog, 10,000 samples):
   ``diff_swd_ratio_mean`` / ``_worst`` (chip / float SWD), ``diff_outlier_fraction_chip`` /
@@ -19,25 +23,25 @@ reported as the mean over chips and the worst chip.
   and 1,024 pairs (``fw_recall_{float,chip}_n<N>``), one-time programming cost apart from
   per-token writes.
 
-Targets (worst chip): NF gap ≤ 0.5 dB, SWD ratio ≤ 1.25, FW recall ≥ 0.9 × float.
+Targets (worst die): NF gap ≤ 0.5 dB, SWD ratio ≤ 1.25, FW recall ≥ 0.9 × float.
 
-Chips run in worker processes (``WORKERS``), one chip per task: :func:`over_chips` is the
-one place that knows how chips are spread, so a campaign engine can replace it. ``quick``
-runs 2 chips with shortened training (a smoke run; its figures are not the targets').
+``quick`` runs 2 dies with shortened training (a smoke run; its figures are not the
+targets'). The campaigns' directories (run files, ``summary.nc``) go to a temporary
+directory, or are kept under ``$LABCTL_BENCH_KEEP`` when that is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from labctl.core.backend import BackendBase
-from labctl.core.station_spec import parse_station
-from labctl.runs.backends import open_backend
+import yaml
 
 N_CHIPS = 5
 WORKERS = 2
@@ -45,126 +49,118 @@ AGE_AT_USE_S = 3600.0
 CONE_N = 24
 """Side of the 3-D cone-beam volume (24³ voxels, 20 views of 24 × 24 detector pixels)."""
 
-ChipFn = Callable[[int, bool], dict[str, float]]
+Rows = list[dict[str, float]]
+ProgressFn = Callable[[float, float, str], None]
 
 
-def _chip(seed: int) -> BackendBase:
-    """A fresh simulated chip, through the station factory (no direct simulator import)."""
-    spec = parse_station({"station": {"backend": "sim", "preset": "default_180nm",
-                                      "seed": seed}}, "bench inference")
-    return open_backend(spec)
+@dataclass(frozen=True)
+class Workload:
+    """One workload's campaign: its routine, the parameters the bench sets (the routine's
+    defaults otherwise) and those ``quick`` shortens."""
+
+    key: str
+    routine: str
+    wafer_seed: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    quick: Mapping[str, Any] = field(default_factory=dict)
+
+    def protocol(self, quick: bool) -> dict[str, Any]:
+        params = {**self.params, **(self.quick if quick else {}),
+                  "age_at_use_s": AGE_AT_USE_S, "seed": -1}
+        return {"name": self.key, "routine": self.routine, "params": params}
 
 
-def _single_thread() -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-
-
-def over_chips(fn: ChipFn, seeds: Sequence[int], quick: bool, workers: int = WORKERS,
-               done: Callable[[], None] | None = None) -> list[dict[str, float]]:
-    """``fn(seed, quick)`` for every chip seed, in worker processes (one BLAS thread each),
-    in seed order; ``done()`` after each chip."""
-    if workers <= 1 or len(seeds) <= 1:
-        rows = []
-        for s in seeds:
-            rows.append(fn(s, quick))
-            if done is not None:
-                done()
-        return rows
-    with ProcessPoolExecutor(max_workers=min(workers, len(seeds), os.cpu_count() or 1),
-                             initializer=_single_thread) as ex:
-        futures = [ex.submit(fn, s, quick) for s in seeds]
-        for f in as_completed(futures):
-            f.result()
-            if done is not None:
-                done()
-        return [f.result() for f in futures]
+WORKLOADS = (
+    Workload("nf", "neural_field", 0, {"compare_mappings": True},
+             {"prior_steps": 60, "finetune_steps": 20}),
+    Workload("nf3d", "neural_field", 1,
+             {"geometry": "cone3d", "n": CONE_N, "compare_mappings": False,
+              "prior_steps": 200, "finetune_steps": 60},
+             {"prior_steps": 40, "finetune_steps": 10}),
+    Workload("diff", "diffusion", 2, {}, {"train_steps": 1500, "reference_steps": 200}),
+    Workload("fw", "fast_weights", 3, {"curve_points": 1}),
+)
+WAFER_SEEDS = {w.key: w.wafer_seed for w in WORKLOADS}
 
 
-def neural_field_chip(seed: int, quick: bool) -> dict[str, float]:
-    from calibration.weights import make_program_fn
-    from labctl.inference.field_recon import run_neural_field
-
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
-    if quick:
-        p.update(prior_steps=60, finetune_steps=20, n=128)
-    out = run_neural_field(_chip(seed), p, program_fn=make_program_fn())
-    return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
+def run(quick: bool = False, progress: ProgressFn | None = None) -> dict[str, float]:
+    n_dies = 2 if quick else N_CHIPS
+    rows = campaign_rows(WORKLOADS, n_dies, quick, progress)
+    return collect(rows)
 
 
-def cone_beam_chip(seed: int, quick: bool) -> dict[str, float]:
-    """The 3-D cone-beam case at a size this machine runs in about a minute per chip."""
-    from calibration.weights import make_program_fn
-    from labctl.inference.field_recon import run_neural_field
+def campaign_rows(workloads: tuple[Workload, ...], n_dies: int, quick: bool,
+                  progress: ProgressFn | None = None) -> dict[str, Rows]:
+    """Each workload as a campaign over ``n_dies`` dies on one local Dask cluster of
+    ``WORKERS`` workers; the per-die scalar results of each (``{key: [row per die]}``)."""
+    from labctl.runs.campaign import dask_client, start_campaign
 
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "geometry": "cone3d",
-                         "n": CONE_N, "compare_mappings": False, "prior_steps": 200,
-                         "finetune_steps": 60}
-    if quick:
-        p.update(prior_steps=40, finetune_steps=10)
-    out = run_neural_field(_chip(3000 + seed), p, program_fn=make_program_fn())
-    return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
+    total = len(workloads) * n_dies
+    out: dict[str, Rows] = {}
+    with _campaign_root() as root, dask_client(WORKERS, None) as client:
+        for k, w in enumerate(workloads):
+            proto = root / f"{w.key}.yaml"
+            proto.write_text(yaml.safe_dump(w.protocol(quick), sort_keys=False),
+                             encoding="utf-8")
 
+            def tick(done: float, _total: float, what: str, base: int = k * n_dies,
+                     name: str = w.routine) -> None:
+                if progress is not None:
+                    progress(base + done, total, f"inference: {name} dies, {what}")
 
-def diffusion_chip(seed: int, quick: bool) -> dict[str, float]:
-    from calibration.weights import make_program_fn
-    from labctl.inference.diffusion_run import run_diffusion
-
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
-    if quick:
-        p.update(train_steps=1500, reference_steps=200)
-    out = run_diffusion(_chip(1000 + seed), p, program_fn=make_program_fn())
-    return {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
-
-
-def fast_weights_chip(seed: int, quick: bool) -> dict[str, float]:
-    from calibration.weights import make_program_fn
-    from labctl.inference.fast_weight_memory import run_fast_weights
-
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "curve": (512,)}
-    out = run_fast_weights(_chip(2000 + seed), p, program_fn=make_program_fn())
-    res = {k: float(v) for k, v in out.items() if isinstance(v, int | float)}
-    for n, f, c in zip(out["curve_n"], out["curve_recall_float"], out["curve_recall_chip"]):
-        res[f"recall_float_n{n}"] = float(f)
-        res[f"recall_chip_n{n}"] = float(c)
-    return res
+            r = start_campaign(proto, root / w.key, n_dies=n_dies, seed=w.wafer_seed,
+                               progress=tick, client=client)
+            if r.n_failed:
+                bad = {str(d): str(m) for d, m, s in zip(r.summary["die_id"].values,
+                       r.summary["message"].values, r.summary["status"].values)
+                       if s != "completed"}
+                raise RuntimeError(f"bench inference: {w.routine} failed on dies {bad} "
+                                   f"(run files under {root / w.key})")
+            out[w.key] = die_rows(r.summary, w.key)
+    return out
 
 
-def _mean(rows: list[dict[str, float]], key: str) -> float:
+@contextlib.contextmanager
+def _campaign_root() -> Iterator[Path]:
+    keep = os.environ.get("LABCTL_BENCH_KEEP")
+    if keep:
+        root = Path(keep) / "inference"
+        root.mkdir(parents=True, exist_ok=False)
+        yield root
+        return
+    with tempfile.TemporaryDirectory(prefix="labctl-bench-inference-") as tmp:
+        yield Path(tmp)
+
+
+def die_rows(summary: Any, step: str) -> Rows:
+    """One dict per die of the campaign summary's ``STEP.KEY`` figures (``KEY`` → value)."""
+    prefix = f"{step}."
+    names = [n for n in summary.data_vars if str(n).startswith(prefix)]
+    return [{str(n)[len(prefix):]: float(summary[n].values[i]) for n in names}
+            for i in range(summary.sizes["die"])]
+
+
+def _mean(rows: Rows, key: str) -> float:
     return float(np.mean([r[key] for r in rows]))
 
 
-def _extreme(rows: list[dict[str, float]], key: str, worst: str) -> float:
+def _extreme(rows: Rows, key: str, worst: str) -> float:
     vals = [r[key] for r in rows]
     return float(max(vals) if worst == "max" else min(vals))
 
 
-def run(quick: bool = False,
-        progress: Callable[[float, float, str], None] | None = None) -> dict[str, float]:
-    seeds = list(range(2 if quick else N_CHIPS))
-    total = 4 * len(seeds)
-    count = [0]
-
-    def done_with(what: str) -> Callable[[], None]:
-        def tick() -> None:
-            count[0] += 1
-            if progress is not None:
-                progress(count[0], total, f"inference: {what} chips")
-        return tick
-
-    nf = over_chips(neural_field_chip, seeds, quick, WORKERS, done_with("neural-field"))
-    cb = over_chips(cone_beam_chip, seeds, quick, WORKERS, done_with("cone-beam"))
-    df = over_chips(diffusion_chip, seeds, quick, WORKERS, done_with("diffusion"))
-    fw = over_chips(fast_weights_chip, seeds, quick, WORKERS, done_with("fast-weight"))
+def collect(rows: Mapping[str, Rows]) -> dict[str, float]:
+    """The section's figures from the per-die rows of each workload."""
+    nf, cb, df, fw = rows["nf"], rows["nf3d"], rows["diff"], rows["fw"]
     for r in nf:
         for k in [k for k in r if k.startswith("psnr_chip_db_")]:
             r["gap_" + k[len("psnr_chip_db_"):]] = r["psnr_float_db"] - r[k]
     for r in fw:
         r["ratio"] = r["recall_chip"] / r["recall_float"]
     out: dict[str, float] = {
-        "inference_n_chips": float(len(seeds)),
-        "inference_age_at_use_s": AGE_AT_USE_S,
+        "inference_n_chips": float(len(nf)),
+        "inference_age_at_use_s": min(r["age_at_use_s"] for rs in rows.values() for r in rs
+                                      if "age_at_use_s" in r),
         "nf_psnr_float_db": _mean(nf, "psnr_float_db"),
         "nf_psnr_chip_db": _mean(nf, "psnr_chip_db"),
         "nf_psnr_gap_db_mean": _mean(nf, "psnr_gap_db"),

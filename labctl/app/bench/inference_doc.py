@@ -55,9 +55,11 @@ figure taken right after programming flatters the chip.
 ## The figures, and how they were produced
 
 Measured on {date} ({cpu}, {cpus} CPUs, 1-minute load average {load} at the start) with
-`{command}`: {n_chips} simulated chips, `default_180nm`, chip
-seeds 0–{last_chip}, each workload on its own fresh chip with the workload seed equal to
-the chip seed; every chip used {age_h} h after its programming ended; BLAS on one thread;
+`{command}`: each workload run as a campaign of the many-dies engine (`labctl run PROTOCOL
+--dies {n_chips}`, on Dask) over {n_chips} simulated dies of its own wafer — dies drawn by the
+wafer model around `default_180nm`, with its die-to-die spread of oxide thickness, threshold
+voltage, transistor β and fault rate — each die a fresh chip with its own run file and its
+own workload seed; every chip used {age_h} h after its programming ended; BLAS on one thread;
 the section took {section_seconds:.0f} s). *mean* is over chips, *worst* the
 worst chip.
 
@@ -279,7 +281,7 @@ def render_block(fig: Mapping[str, Any]) -> str:
             f"{_f(fig.get(f'nf_cells_used_{m}'), ',.0f')} |" for m in mappings]
     values = _Figures({k: _Num(v) for k, v in fig.items() if k != "meta"})
     values.update({
-        "n_chips": n_chips, "last_chip": n_chips - 1,
+        "n_chips": n_chips,
         "age_h": _Num(f"{float(fig['inference_age_at_use_s']) / 3600.0:g}"),
         "section_seconds": _Num(meta.get("section_seconds", {}).get("inference")),
         "date": meta.get("date_utc", "(date not recorded)"),
