@@ -87,6 +87,7 @@ class DieOutcome:
 def run_die(task: DieTask) -> DieOutcome:
     """Run (or finish) one die; never raises for a failure of the die itself."""
     t0, c0 = time.perf_counter(), time.process_time()
+    _reset_peak_rss()
     out = DieOutcome(task.die_id, "failed", host=socket.gethostname(), pid=os.getpid())
     try:
         with _die_lock(Path(task.lock_file)):
@@ -183,7 +184,22 @@ def _report(topic: str, msg: dict[str, Any]) -> None:
         pass
 
 
+def _reset_peak_rss() -> None:
+    """Start this process's peak-RSS count afresh, so the die's figure is the die's own
+    (Linux ≥ 4.0: writing 5 to ``/proc/self/clear_refs`` resets ``VmHWM``; proc(5))."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+
+
 def _peak_rss_MB() -> float:
+    """Peak resident set since :func:`_reset_peak_rss`: ``VmHWM`` where Linux offers it.
+    ``getrusage``'s ``ru_maxrss`` is the fallback only: Linux carries it across ``exec`` from
+    the process a worker was forked from, so on a worker started by a large parent it reads
+    the parent's size, not the die's."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     import resource
 
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -20,8 +20,9 @@ same dies run one after another in this process, with no Dask at all. Figures:
   exceed their ratio, which reads any figure taken on a shared machine;
 - ``dies_overhead_ratio_1_worker``: campaign wall time on one worker over the floor (what
   Dask, the manifest and the summary cost per die);
-- ``dies_worker_peak_rss_MB`` and ``dies_memory_per_die_MB``: a worker's peak resident set,
-  and that minus the warmed worker's before the campaign (one die at a time per worker);
+- ``dies_worker_peak_rss_MB`` and ``dies_memory_per_die_MB``: a worker's peak resident set
+  while it runs a die (``VmHWM``, reset as the die starts), and that minus the warmed
+  worker's before the campaign (one die at a time per worker);
 - ``dies_s_per_die_N{n}`` on two workers for growing N, and ``dies_cost_exponent``: the
   least-squares slope of log wall time against log N (1 = linear: nothing in a campaign
   grows faster than its dies; below 1 while fixed per-campaign costs still weigh).
