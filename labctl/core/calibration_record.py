@@ -16,6 +16,7 @@ file + rename) so a killed run never leaves a half-written record. It holds:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -107,10 +108,15 @@ class CalibrationRecord:
         return rec
 
     def save(self, directory: str | Path | None = None) -> Path:
+        """Write the record by rename, so a reader never sees half of one. The HDF5 image is
+        built in memory and written with ordinary file I/O: a full disk is then a plain
+        ``OSError`` and the former record stays as it was. (HDF5 writing to a full disk itself
+        keeps using metadata whose write failed and crashed the process when the file was
+        closed; ``tests/core/test_calibration_record_full_disk.py``.)"""
         p = self.path_for(self.chip_id, directory)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with h5py.File(tmp, "w") as f:
+        image = io.BytesIO()
+        with h5py.File(image, "w") as f:
             f.attrs["format"] = CALIBRATION_FORMAT_NAME
             f.attrs["schema_version"] = CALIBRATION_SCHEMA_VERSION
             f.attrs["chip_id"] = self.chip_id
@@ -124,6 +130,15 @@ class CalibrationRecord:
             g = f.create_group("drift")
             for k, v in self.drift.items():
                 g.create_dataset(k, data=v)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as out:
+                out.write(image.getbuffer())
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, p)
         return p
 
