@@ -27,7 +27,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = ["CampaignResult", "resume_campaign", "run_campaign", "show_campaign"]
-
-ProgressMode = bool | str | Callable[[int, int, str], None] | None
-"""``None`` auto, ``True``/``"bar"``, ``"log"``, ``False``/``"off"``, or a function
-``fn(finished_dies, total_dies, text)`` (:class:`CampaignProgress`)."""
 
 STATION_RESOURCE_PREFIX = "labctl-station-"
 STOP_FILE = "stop"
@@ -101,7 +97,7 @@ def run_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | Non
 def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | None = None,
                    stations: Sequence[str | Path] | None = None, workers: int | None = None,
                    scheduler: str | None = None, seed: int = 0,
-                   progress: ProgressMode = None, base_station: str | Path | None = None,
+                   progress: bool | str | None = None, base_station: str | Path | None = None,
                    client: Client | None = None) -> CampaignResult:
     """:func:`run_campaign` with what the CLI and the bench need besides: the simulated
     dies' base station (``--station``), an existing Dask client, the die outcomes."""
@@ -154,7 +150,7 @@ def start_campaign(protocol: str | Path, out_dir: str | Path, *, n_dies: int | N
 
 
 def resume_campaign(out_dir: str | Path, *, workers: int | None = None,
-                    scheduler: str | None = None, progress: ProgressMode = None,
+                    scheduler: str | None = None, progress: bool | str | None = None,
                     client: Client | None = None) -> CampaignResult:
     """Finish an interrupted campaign: completed dies are skipped, interrupted ones resumed
     from their run files, failed ones tried again, unstarted ones started."""
@@ -247,7 +243,7 @@ def _leave_ctrl_c_to_the_client() -> None:
 
 
 def _execute(root: Path, manifest: Manifest, workers: int | None, scheduler: str | None,
-             progress: ProgressMode, client: Client | None) -> CampaignResult:
+             progress: bool | str | None, client: Client | None) -> CampaignResult:
     from labctl.runs.campaign_summary import write_summary
 
     t0 = time.perf_counter()

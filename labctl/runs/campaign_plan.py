@@ -24,12 +24,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from labctl.core.errors import ConfigError
 from labctl.core.station_spec import StationSpec, load_station
+
+if TYPE_CHECKING:
+    from sim_backend.wafer import Die, WaferModel
 
 MANIFEST = "campaign.json"
 SUMMARY = "summary.nc"
@@ -113,6 +116,24 @@ def plan_wafer(root: Path, protocol: Path, n_dies: int, seed: int,
                base_station: str | Path | None = None) -> Manifest:
     """Draw ``n_dies`` simulated dies around the base station's chip (the default simulated
     chip when ``None``) and write their station files."""
+    model, dies = wafer_stations(n_dies, seed, base_station)
+    entries = []
+    (root / "dies").mkdir(parents=True, exist_ok=True)
+    for die, die_id, station in dies:
+        spath = Path("dies") / f"{die_id}.station.yaml"
+        write_atomic(root / spath, f"# die {die_id} at ({die.x_mm:.1f}, {die.y_mm:.1f}) mm of a "
+                     f"simulated wafer (labctl campaign, seed {seed})\n"
+                     + yaml.safe_dump(station, sort_keys=False))
+        entries.append(DieEntry(die.index, die_id, die.x_mm, die.y_mm, die.seed, str(spath),
+                                str(Path("dies") / f"{die_id}.h5"),
+                                str(station["station"]["chip_id"])))
+    return _new("wafer", protocol, seed, model.to_dict(), entries)
+
+
+def wafer_stations(n_dies: int, seed: int, base_station: str | Path | None = None
+                   ) -> tuple[WaferModel, list[tuple[Die, str, dict[str, Any]]]]:
+    """The wafer model and, per die, (die, die id, station document): ``n_dies`` simulated
+    dies around the base station's chip, each a station a run or a die function opens."""
     from sim_backend.presets import load_preset
     from sim_backend.wafer import WaferModel, die_preset, wafer_dies
 
@@ -131,23 +152,17 @@ def plan_wafer(root: Path, protocol: Path, n_dies: int, seed: int,
         preset = preset.from_dict(_merge(preset.to_dict(), base_over), source=base.source)
     model = WaferModel()
     prefix = str(st.get("chip_id", "sim-180nm"))
-    entries = []
-    (root / "dies").mkdir(parents=True, exist_ok=True)
+    out = []
     for die in wafer_dies(preset, n_dies, seed, model):
         die_preset(preset, die)  # a die the model cannot build is an error now, not mid-run
         die_id = f"d{die.index:03d}"
-        chip_id = f"{prefix}-wafer{seed}-{die_id}"
         station = {"station": {
-            "backend": "sim", "chip_id": chip_id, "preset": preset_ref, "seed": die.seed,
+            "backend": "sim", "chip_id": f"{prefix}-wafer{seed}-{die_id}", "preset": preset_ref,
+            "seed": die.seed,
             **({"envelope": dict(st["envelope"])} if st.get("envelope") else {}),
             "overrides": _merge(dict(base_over), die.overrides)}}
-        spath = Path("dies") / f"{die_id}.station.yaml"
-        write_atomic(root / spath, f"# die {die_id} at ({die.x_mm:.1f}, {die.y_mm:.1f}) mm of a "
-                     f"simulated wafer (labctl campaign, seed {seed})\n"
-                     + yaml.safe_dump(station, sort_keys=False))
-        entries.append(DieEntry(die.index, die_id, die.x_mm, die.y_mm, die.seed, str(spath),
-                                str(Path("dies") / f"{die_id}.h5"), chip_id))
-    return _new("wafer", protocol, seed, model.to_dict(), entries)
+        out.append((die, die_id, station))
+    return model, out
 
 
 def plan_stations(root: Path, protocol: Path, stations: Sequence[str | Path],

@@ -2,36 +2,31 @@
 
 The mode is chosen as for every progress display (:func:`labctl.runs.progress.resolve_mode`:
 ``auto`` — a live rich bar on a terminal, log lines otherwise — ``bar``, ``log``, ``off``,
-``$LABCTL_PROGRESS``) — or a function ``fn(finished, total, text)`` called on every change,
-for a caller that draws its own progress (the bench). Log lines come every ``every_s``
-seconds and at the end, so a campaign under a batch scheduler or in CI leaves a readable
-trace. The ETA is remaining dies × wall time per finished die at the rate seen so far (dies
-that were already complete when a resumed campaign started do not count toward the rate).
-A campaign's line carries three counts — done, running, failed — which is why it is drawn
-here rather than as a task of the runner's subscribers, whose estimate restarts whenever the
-task's text changes.
+``$LABCTL_PROGRESS``). Log lines come every ``every_s`` seconds and at the end, so a campaign
+under a batch scheduler or in CI leaves a readable trace. The ETA is remaining dies × wall
+time per finished die at the rate seen so far (dies that were already complete when a
+resumed campaign started do not count toward the rate). A campaign's line carries three
+counts — done, running, failed — which is why it is drawn here rather than as a task of the
+runner's subscribers, whose estimate restarts whenever the task's text changes.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from labctl.runs.progress import format_duration
 
 
 class CampaignProgress:
-    def __init__(self, total: int, *,
-                 mode: bool | str | Callable[[int, int, str], None] | None = None,
+    def __init__(self, total: int, *, mode: bool | str | None = None,
                  stream: TextIO | None = None, every_s: float = 10.0) -> None:
         from labctl.runs.progress import resolve_mode
 
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
-        self._callback = mode if callable(mode) else None
-        self.mode = "callback" if callable(mode) else resolve_mode(mode, self.stream)
+        self.mode = resolve_mode(mode, self.stream)
         self.enabled = self.mode != "off"
         self.every_s = every_s
         self.t0 = time.monotonic()
@@ -70,9 +65,6 @@ class CampaignProgress:
         if not self.enabled:
             return
         self._state = (done, running, failed)
-        if self._callback is not None:
-            self._callback(done + failed, self.total, self.text())
-            return
         if self._bar is not None:
             self._bar.update(self._task, completed=done + failed, description=self.text())
             return
@@ -82,7 +74,7 @@ class CampaignProgress:
             print(f"labctl campaign: {self.text()}", file=self.stream, flush=True)
 
     def close(self) -> None:
-        if not self.enabled or self._callback is not None:
+        if not self.enabled:
             return
         if self._bar is not None:
             self._bar.stop()

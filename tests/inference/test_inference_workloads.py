@@ -3,6 +3,8 @@ in-test backend; the calibration programmer is tested in tests/calibration/test_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -252,21 +254,25 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
                 "recall_chip": 0.7 + 0.01 * seed,
                 "recall_float_n512": 1.0, "recall_chip_n512": 0.99}
 
-    makers = {"nf": nf, "nf3d": nf, "diff": df, "fw": fw}
+    makers = {bi.neural_field_chip: nf, bi.cone_beam_chip: nf, bi.diffusion_chip: df,
+              bi.fast_weights_chip: fw}
     seen: list[tuple[float, float, str]] = []
+    wafers: list[int] = []
 
-    def rows(workloads: tuple[bi.Workload, ...], n_dies: int, quick: bool,
-             progress: bi.ProgressFn | None = None) -> dict[str, bi.Rows]:
-        assert [w.key for w in workloads] == list(makers) and n_dies == 5 and not quick
-        for i in range(len(workloads) * n_dies):
-            assert progress is not None
-            progress(i + 1, len(workloads) * n_dies, "dies")
-        return {w.key: [makers[w.key](s) for s in range(n_dies)] for w in workloads}
+    def over_dies(fn: bi.ChipFn, wafer_seed: int, n_dies: int, quick: bool,
+                  progress: Callable[[int, int, str], None] | None = None
+                  ) -> list[dict[str, float]]:
+        assert n_dies == 5 and not quick and progress is not None
+        wafers.append(wafer_seed)
+        for i in range(n_dies):
+            progress(i + 1, n_dies, "die done")
+        return [makers[fn](s) for s in range(n_dies)]
 
-    monkeypatch.setattr(bi, "campaign_rows", rows)
+    monkeypatch.setattr(bi, "over_dies", over_dies)
     out = bi.run(progress=lambda d, t, w: seen.append((d, t, w)))
     assert [d for d, _, _ in seen] == list(range(1, 21))
     assert out["inference_n_chips"] == 5
+    assert len(set(wafers)) == 4  # each workload on its own wafer
     assert out["inference_age_at_use_s"] == 3600  # the youngest of the workloads' ages
     assert out["nf_psnr_gap_db_worst"] == pytest.approx(0.5)
     assert out["nf_psnr_gap_db_mean"] == pytest.approx(0.3)
@@ -287,29 +293,36 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
         assert np.isfinite(out[key]), key
 
 
-def test_bench_runs_each_workload_as_a_campaign_of_dies(monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: object) -> None:
-    """The real many-dies engine under the bench: a tiny fast-weight protocol over two
-    simulated dies (one Dask worker), each die its own chip, seed and run file; the rows are
-    the dies' recorded results, the recall-vs-N curve included."""
-    from labctl.app.bench import inference as bi
+def _die_figures(chip: object, seed: int, scale: float) -> dict[str, float]:
+    from labctl.core.backend import BackendBase
+    from labctl.core.cells import Cells
 
-    monkeypatch.setattr(bi, "WORKERS", 1)
-    monkeypatch.setenv("LABCTL_BENCH_KEEP", str(tmp_path))
-    tiny = bi.Workload("fw", "fast_weights", 7,
-                       {"vocab": 16, "n_pairs": 8, "d_model": 8, "d_key": 8, "hidden": 8,
-                        "chunk": 4, "curve_points": 1, "replicas": 1})
-    seen: list[float] = []
-    rows = bi.campaign_rows((tiny,), 2, False, lambda d, t, w: seen.append(d))
-    assert seen[-1] == 2
-    fw = rows["fw"]
-    assert len(fw) == 2
-    assert fw[0]["seed"] != fw[1]["seed"]  # independent workload seeds, one per die
-    for r in fw:
-        assert r["age_at_use_s"] == bi.AGE_AT_USE_S
-        assert 0.0 <= r["recall_chip"] <= 1.0 and 0.0 <= r["recall_chip_n4"] <= 1.0
-        assert r["onetime_pulses"] > 0
-    from pathlib import Path
+    assert isinstance(chip, BackendBase)
+    cells = Cells.block(0, slice(0, 4), slice(0, 4))
+    chip.pulse(cells, "FORM", 3.3, 2.5, 1e-3)
+    return {"g_mean_uS": scale * float(np.mean(chip.read(cells))) * 1e6, "seed_seen": seed}
 
-    dies = sorted((Path(str(tmp_path)) / "inference" / "fw" / "dies").glob("d*.h5"))
-    assert len(dies) == 2
+
+def _die_fails(chip: object, seed: int) -> dict[str, float]:
+    raise ValueError("this die's workload failed")
+
+
+def test_map_dies_runs_a_function_on_each_wafer_die_on_dask() -> None:
+    """The bench's spreader: each die its own chip (wafer spread, own seed) in a Dask worker,
+    results in die order, and a die that raises is named."""
+    import functools
+
+    from labctl.runs.campaign_map import DieFailed, map_dies
+    from labctl.runs.campaign_plan import wafer_stations
+
+    seen: list[int] = []
+    rows = map_dies(functools.partial(_die_figures, scale=1.0), 3, seed=11, workers=1,
+                    progress=lambda d, t, w: seen.append(d))
+    assert seen == [1, 2, 3]
+    _, dies = wafer_stations(3, 11)
+    assert [r["die_id"] for r in rows] == [d[1] for d in dies]
+    assert [r["seed_seen"] for r in rows] == [d[0].seed for d in dies]
+    assert len({r["seed"] for r in rows}) == 3
+    assert all(r["g_mean_uS"] > 1.0 for r in rows)  # formed cells, read through each chip
+    with pytest.raises(DieFailed, match="die d000"):
+        map_dies(_die_fails, 1, seed=11, workers=1)

@@ -1,12 +1,12 @@
 """Bench section ``inference``: the seed papers' three workloads at their set-ups, float
-beside chip, over ``N_CHIPS`` simulated dies of a wafer, run through the many-dies engine
-(:func:`labctl.runs.campaign.start_campaign`, Dask): each workload is one campaign of its
-protocol over ``N_CHIPS`` dies drawn by the wafer model around ``default_180nm`` (die-to-die
-spread of thickness, threshold voltage, β and fault rate), each die a fresh chip with its
-own run file and its own workload seed (the run's seed, which the campaign draws per die),
-every chip used ``age_at_use_s`` (1 h) after its programming ends. The workloads' wafers
-are independent (wafer seeds ``WAFER_SEEDS``). Every chip figure is reported as the mean
-over dies and the worst die.
+beside chip, over ``N_CHIPS`` simulated dies of a wafer, spread by the many-dies engine
+(:func:`labctl.runs.campaign_map.map_dies`: the campaign's wafer model and Dask cluster):
+each workload runs on its own wafer (seed ``WAFER_SEEDS``), ``N_CHIPS`` dies drawn around
+``default_180nm`` with the wafer model's die-to-die spread (oxide thickness, threshold
+voltage, transistor β, fault rates), each die a fresh chip, the workload seed the die's own
+chip seed, every chip used ``age_at_use_s`` (1 h) after its programming ends. Every chip
+figure is reported as the mean over dies and the worst die. The dies write no run files:
+``labctl run PROTOCOL --dies N`` does the same with one crash-safe run file per die.
 
 - Neural field (2-D, 128 × 128 area-sampled phantom, 20 noisy views, breathing prior):
   ``nf_psnr_float_db`` (mean), ``nf_psnr_gap_db_mean`` / ``_worst`` (float − chip, the
@@ -24,24 +24,19 @@ over dies and the worst die.
   per-token writes.
 
 Targets (worst die): NF gap ≤ 0.5 dB, SWD ratio ≤ 1.25, FW recall ≥ 0.9 × float.
-
 ``quick`` runs 2 dies with shortened training (a smoke run; its figures are not the
-targets'). The campaigns' directories (run files, ``summary.nc``) go to a temporary
-directory, or are kept under ``$LABCTL_BENCH_KEEP`` when that is set.
+targets').
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
-import yaml
+
+from labctl.core.backend import BackendBase
 
 N_CHIPS = 5
 WORKERS = 2
@@ -49,108 +44,105 @@ AGE_AT_USE_S = 3600.0
 CONE_N = 24
 """Side of the 3-D cone-beam volume (24³ voxels, 20 views of 24 × 24 detector pixels)."""
 
-Rows = list[dict[str, float]]
-ProgressFn = Callable[[float, float, str], None]
+WAFER_SEEDS = {"nf": 0, "nf3d": 1, "diff": 2, "fw": 3}
+"""Each workload's own wafer: no die serves two workloads."""
 
 
-@dataclass(frozen=True)
-class Workload:
-    """One workload's campaign: its routine, the parameters the bench sets (the routine's
-    defaults otherwise) and those ``quick`` shortens."""
-
-    key: str
-    routine: str
-    wafer_seed: int
-    params: Mapping[str, Any] = field(default_factory=dict)
-    quick: Mapping[str, Any] = field(default_factory=dict)
-
-    def protocol(self, quick: bool) -> dict[str, Any]:
-        params = {**self.params, **(self.quick if quick else {}),
-                  "age_at_use_s": AGE_AT_USE_S, "seed": -1}
-        return {"name": self.key, "routine": self.routine, "params": params}
+class ChipFn(Protocol):
+    def __call__(self, chip: BackendBase, seed: int, quick: bool) -> dict[str, float]: ...
 
 
-WORKLOADS = (
-    Workload("nf", "neural_field", 0, {"compare_mappings": True},
-             {"prior_steps": 60, "finetune_steps": 20}),
-    Workload("nf3d", "neural_field", 1,
-             {"geometry": "cone3d", "n": CONE_N, "compare_mappings": False,
-              "prior_steps": 200, "finetune_steps": 60},
-             {"prior_steps": 40, "finetune_steps": 10}),
-    Workload("diff", "diffusion", 2, {}, {"train_steps": 1500, "reference_steps": 200}),
-    Workload("fw", "fast_weights", 3, {"curve_points": 1}),
-)
-WAFER_SEEDS = {w.key: w.wafer_seed for w in WORKLOADS}
+def over_dies(fn: ChipFn, wafer_seed: int, n_dies: int, quick: bool,
+              progress: Callable[[int, int, str], None] | None = None
+              ) -> list[dict[str, float]]:
+    """``fn(chip, die_seed, quick)`` on each die of wafer ``wafer_seed`` (Dask, ``WORKERS``
+    single-threaded workers), in die order."""
+    from labctl.runs.campaign_map import map_dies
+
+    rows = map_dies(functools.partial(fn, quick=quick), n_dies, seed=wafer_seed,
+                    workers=WORKERS, progress=progress)
+    return [{k: float(v) for k, v in r.items() if k != "die_id"} for r in rows]
 
 
-def run(quick: bool = False, progress: ProgressFn | None = None) -> dict[str, float]:
-    n_dies = 2 if quick else N_CHIPS
-    rows = campaign_rows(WORKLOADS, n_dies, quick, progress)
-    return collect(rows)
+def _scalars(out: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in out.items()
+            if isinstance(v, int | float | np.integer | np.floating)}
 
 
-def campaign_rows(workloads: tuple[Workload, ...], n_dies: int, quick: bool,
-                  progress: ProgressFn | None = None) -> dict[str, Rows]:
-    """Each workload as a campaign over ``n_dies`` dies on one local Dask cluster of
-    ``WORKERS`` workers; the per-die scalar results of each (``{key: [row per die]}``)."""
-    from labctl.runs.campaign import dask_client, start_campaign
+def neural_field_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+    from calibration.weights import make_program_fn
+    from labctl.inference.field_recon import run_neural_field
 
-    total = len(workloads) * n_dies
-    out: dict[str, Rows] = {}
-    with _campaign_root() as root, dask_client(WORKERS, None) as client:
-        for k, w in enumerate(workloads):
-            proto = root / f"{w.key}.yaml"
-            proto.write_text(yaml.safe_dump(w.protocol(quick), sort_keys=False),
-                             encoding="utf-8")
-
-            def tick(done: float, _total: float, what: str, base: int = k * n_dies,
-                     name: str = w.routine) -> None:
-                if progress is not None:
-                    progress(base + done, total, f"inference: {name} dies, {what}")
-
-            r = start_campaign(proto, root / w.key, n_dies=n_dies, seed=w.wafer_seed,
-                               progress=tick, client=client)
-            if r.n_failed:
-                bad = {str(d): str(m) for d, m, s in zip(r.summary["die_id"].values,
-                       r.summary["message"].values, r.summary["status"].values)
-                       if s != "completed"}
-                raise RuntimeError(f"bench inference: {w.routine} failed on dies {bad} "
-                                   f"(run files under {root / w.key})")
-            out[w.key] = die_rows(r.summary, w.key)
-    return out
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
+    if quick:
+        p.update(prior_steps=60, finetune_steps=20, n=128)
+    return _scalars(run_neural_field(chip, p, program_fn=make_program_fn()))
 
 
-@contextlib.contextmanager
-def _campaign_root() -> Iterator[Path]:
-    keep = os.environ.get("LABCTL_BENCH_KEEP")
-    if keep:
-        root = Path(keep) / "inference"
-        root.mkdir(parents=True, exist_ok=False)
-        yield root
-        return
-    with tempfile.TemporaryDirectory(prefix="labctl-bench-inference-") as tmp:
-        yield Path(tmp)
+def cone_beam_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+    """The 3-D cone-beam case at a size this machine runs in about a minute per chip."""
+    from calibration.weights import make_program_fn
+    from labctl.inference.field_recon import run_neural_field
+
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "geometry": "cone3d",
+                         "n": CONE_N, "compare_mappings": False, "prior_steps": 200,
+                         "finetune_steps": 60}
+    if quick:
+        p.update(prior_steps=40, finetune_steps=10)
+    return _scalars(run_neural_field(chip, p, program_fn=make_program_fn()))
 
 
-def die_rows(summary: Any, step: str) -> Rows:
-    """One dict per die of the campaign summary's ``STEP.KEY`` figures (``KEY`` → value)."""
-    prefix = f"{step}."
-    names = [n for n in summary.data_vars if str(n).startswith(prefix)]
-    return [{str(n)[len(prefix):]: float(summary[n].values[i]) for n in names}
-            for i in range(summary.sizes["die"])]
+def diffusion_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+    from calibration.weights import make_program_fn
+    from labctl.inference.diffusion_run import run_diffusion
+
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
+    if quick:
+        p.update(train_steps=1500, reference_steps=200)
+    return _scalars(run_diffusion(chip, p, program_fn=make_program_fn()))
 
 
-def _mean(rows: Rows, key: str) -> float:
+def fast_weights_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+    from calibration.weights import make_program_fn
+    from labctl.inference.fast_weight_memory import run_fast_weights
+
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "curve": (512,)}
+    out = run_fast_weights(chip, p, program_fn=make_program_fn())
+    res = _scalars(out)
+    for n, f, c in zip(out["curve_n"], out["curve_recall_float"], out["curve_recall_chip"]):
+        res[f"recall_float_n{n}"] = float(f)
+        res[f"recall_chip_n{n}"] = float(c)
+    return res
+
+
+def _mean(rows: list[dict[str, float]], key: str) -> float:
     return float(np.mean([r[key] for r in rows]))
 
 
-def _extreme(rows: Rows, key: str, worst: str) -> float:
+def _extreme(rows: list[dict[str, float]], key: str, worst: str) -> float:
     vals = [r[key] for r in rows]
     return float(max(vals) if worst == "max" else min(vals))
 
 
-def collect(rows: Mapping[str, Rows]) -> dict[str, float]:
-    """The section's figures from the per-die rows of each workload."""
+def run(quick: bool = False,
+        progress: Callable[[float, float, str], None] | None = None) -> dict[str, float]:
+    n_dies = 2 if quick else N_CHIPS
+    total = 4 * n_dies
+    rows: dict[str, list[dict[str, float]]] = {}
+    for k, (key, fn, what) in enumerate((
+            ("nf", neural_field_chip, "neural-field"), ("nf3d", cone_beam_chip, "cone-beam"),
+            ("diff", diffusion_chip, "diffusion"), ("fw", fast_weights_chip, "fast-weight"))):
+        def tick(done: int, _n: int, _text: str, base: int = k * n_dies,
+                 what: str = what) -> None:
+            if progress is not None:
+                progress(base + done, total, f"inference: {what} dies")
+
+        rows[key] = over_dies(fn, WAFER_SEEDS[key], n_dies, quick, tick)
+    return collect(rows)
+
+
+def collect(rows: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """The section's figures from each workload's per-die figures."""
     nf, cb, df, fw = rows["nf"], rows["nf3d"], rows["diff"], rows["fw"]
     for r in nf:
         for k in [k for k in r if k.startswith("psnr_chip_db_")]:

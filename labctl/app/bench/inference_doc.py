@@ -55,11 +55,12 @@ figure taken right after programming flatters the chip.
 ## The figures, and how they were produced
 
 Measured on {date} ({cpu}, {cpus} CPUs, 1-minute load average {load} at the start) with
-`{command}`: each workload run as a campaign of the many-dies engine (`labctl run PROTOCOL
---dies {n_chips}`, on Dask) over {n_chips} simulated dies of its own wafer — dies drawn by the
-wafer model around `default_180nm`, with its die-to-die spread of oxide thickness, threshold
-voltage, transistor β and fault rate — each die a fresh chip with its own run file and its
-own workload seed; every chip used {age_h} h after its programming ended; BLAS on one thread;
+`{command}`: each workload on {n_chips} simulated dies of its own wafer, spread by the
+many-dies engine on Dask (`labctl.runs.campaign_map.map_dies`: the campaign's wafer model and
+cluster) — dies drawn around `default_180nm` with the wafer model's die-to-die spread of
+oxide thickness, threshold voltage, transistor β and fault rates — each die a fresh chip
+with its own workload seed (the die's chip seed); every chip used {age_h} h after its
+programming ended; BLAS on one thread;
 the section took {section_seconds:.0f} s). *mean* is over chips, *worst* the
 worst chip.
 
