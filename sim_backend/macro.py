@@ -120,9 +120,12 @@ class Macro:
 
     # ---- static (device-to-device) parameters, drawn per tile on first use ----
     def static(self, idx: I64) -> StaticCells:
-        tiles = np.unique(idx // self.cells_per_tile)
-        for t in tiles[~self._static_ready[tiles]]:
-            self._init_tile(int(t))
+        cpt = self.cells_per_tile
+        if idx.size and not self._static_ready[int(idx.min()) // cpt : int(idx.max()) // cpt + 1].all():
+            # (Once the tiles in range are drawn — the usual case — no sort of the indices.)
+            tiles = np.unique(idx // self.cells_per_tile)
+            for t in tiles[~self._static_ready[tiles]]:
+                self._init_tile(int(t))
         assert self._static is not None
         return self._static.take(idx)
 
