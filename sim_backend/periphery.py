@@ -127,12 +127,11 @@ class MvmKernel:
         np.matmul(sq, w_aug, out=var)
         energy_code2_S = float(var[:, n].sum())
         if self.noisy and noise is not None:
+            np.sqrt(var, out=var)  # the whole buffer: contiguous (the energy column is read)
             sd = var[:, :n]
-            np.sqrt(sd, out=sd)
             np.multiply(sd, noise, out=sd)
             np.add(y, sd, out=y)
-        np.minimum(y, self._clip_hi, out=y)
-        np.maximum(y, -self._clip_hi, out=y)
+        np.clip(y, -self._clip_hi, self._clip_hi, out=y)
         np.rint(y, out=y)
         np.multiply(y, lsb, out=y)
         return y, energy_code2_S

@@ -91,14 +91,14 @@ def cell_hash(seed: int, cell: npt.ArrayLike, stream: int) -> U64:
     c = np.asarray(cell, dtype=np.uint64)
     with np.errstate(over="ignore"):
         s = _fmix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + np.uint64(stream) * _K_STREAM)
-        return _fmix_inplace(c * _K_CELL ^ s)  # type: ignore[no-any-return]
+        return _fmix_inplace(c * _K_CELL ^ s)
 
 
 def event_hash(cell_h: U64, event: npt.ArrayLike) -> U64:
     """The last stage of :func:`hash_keys`, from :func:`cell_hash`: the same bits."""
     e = np.asarray(event, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        return _fmix_inplace(cell_h ^ (e * _K_EVENT + _GOLDEN))  # type: ignore[no-any-return]
+        return _fmix_inplace(cell_h ^ (e * _K_EVENT + _GOLDEN))
 
 
 def hash_keys(seed: int, cell: npt.ArrayLike, event: npt.ArrayLike, stream: int) -> U64:
@@ -114,7 +114,7 @@ def uniform_from_bits(bits: U64) -> F64:
         u += 0.5
         u *= 1.0 / 9007199254740992.0
         return u
-    return ((bits >> _S11).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)  # type: ignore[no-any-return]
+    return ((bits >> _S11).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
 
 
 _M64 = (1 << 64) - 1

@@ -232,10 +232,13 @@ class BackendBase(abc.ABC):
         adc = (
             self._chip.adc_range_A if adc_range_A is None else _positive(adc_range_A, "adc_range_A")
         )
-        with self._guard():
+        try:  # what _guard does, without a generator per call on the MVM hot path
             return self._mvm(
                 t, x, slice(r.start, r.stop), slice(c.start, c.stop), differential, adc
             )
+        except BaseException as exc:
+            self._fail_safe(exc)
+            raise
 
     def safe_state(self) -> None:
         self._safe_state()
@@ -292,15 +295,19 @@ class BackendBase(abc.ABC):
         try:
             yield
         except BaseException as exc:
-            reached = True
-            try:
-                self._safe_state()
-            except Exception:
-                reached = False
-            if hasattr(exc, "safe_state_reached"):
-                with contextlib.suppress(AttributeError):
-                    exc.safe_state_reached = reached
+            self._fail_safe(exc)
             raise
+
+    def _fail_safe(self, exc: BaseException) -> None:
+        """Reach the safe state after ``exc`` and note on it whether that worked."""
+        reached = True
+        try:
+            self._safe_state()
+        except Exception:
+            reached = False
+        if hasattr(exc, "safe_state_reached"):
+            with contextlib.suppress(AttributeError):
+                exc.safe_state_reached = reached
 
     # ---- primitives ----
     @abc.abstractmethod
