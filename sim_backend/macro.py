@@ -117,6 +117,7 @@ class Macro:
         """Position in each tile's MVM output-noise stream (values drawn so far)."""
         self._g_floor = preset.relaxation.floor_S
         self._pool: F32 | None = None
+        self._lap_offsets: dict[tuple[int, int], int] = {}
 
     # ---- static (device-to-device) parameters, drawn per tile on first use ----
     def static(self, idx: I64) -> StaticCells:
@@ -458,7 +459,10 @@ class Macro:
         while q < q0 + n:
             lap, r = divmod(q, lap_len)
             take = min(lap_len - r, q0 + n - q)
-            off = rng.hash_scalar(self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
+            off = self._lap_offsets.get((tile, lap))
+            if off is None:  # (a pure function of the key, cached: saves hashing per call)
+                off = rng.hash_scalar(self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
+                self._lap_offsets[(tile, lap)] = off
             parts.append(self._pool[off + r : off + r + take])
             q += take
         flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
