@@ -18,6 +18,13 @@ inverse CDF of one keyed uniform: half the cost of Box–Muller), so W at any gr
 point is a fixed function of the key: reading a cell now or later, once or many times,
 alone or in a batch, gives the same walk. Between grid points D is held constant, so the
 conductance only changes at discrete times — which also lets MVM cache the array.
+
+Cost: W at any grid index takes L + 1 keyed draws, however many steps the clock has moved —
+the bridge already sums the steps in law. Drawing the sum of k steps forward as one normal
+of k·Δτ variance from the last value seen would be the same process in distribution, but W
+would then depend on when the cell was looked at, and the guarantees above (and the direct
+and wire paths agreeing bit for bit) would go; so the speed-up is in evaluating the bridge
+(:meth:`RelaxationModel.walk`), which keeps every bit.
 """
 
 from __future__ import annotations
