@@ -60,6 +60,9 @@ def _tile_index(tile: object, n_tiles: int) -> int:
 
 def _contiguous(sel: slice, n: int, name: str) -> range:
     """A slice as a range inside 0..n, rejecting (never clipping) anything outside."""
+    if (type(sel) is slice and sel.step is None and type(sel.start) is int
+            and type(sel.stop) is int and 0 <= sel.start < sel.stop <= n):
+        return range(sel.start, sel.stop)  # the common case, checked in one go
     if not isinstance(sel, slice) or sel.step not in (None, 1):
         raise AddressError(f"{name} must be a contiguous slice with step 1, got {sel!r}")
     start = 0 if sel.start is None else sel.start
