@@ -463,10 +463,10 @@ class Macro:
         while q < q0 + n:
             lap, r = divmod(q, lap_len)
             take = min(lap_len - r, q0 + n - q)
-            off = self._lap_offsets.get((tile, lap))
-            if off is None:  # (a pure function of the key, cached: saves hashing per call)
-                off = rng.hash_scalar(self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
-                self._lap_offsets[(tile, lap)] = off
+            if (tile, lap) not in self._lap_offsets:  # a pure function of the key: cached
+                self._lap_offsets[(tile, lap)] = rng.hash_scalar(
+                    self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
+            off = self._lap_offsets[(tile, lap)]
             parts.append(self._pool[off + r : off + r + take])
             q += take
         flat = parts[0] if len(parts) == 1 else np.concatenate(parts)
