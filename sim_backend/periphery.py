@@ -6,7 +6,7 @@ Per-cell read noise in an MVM means each cell's current is x_i·G_ij·(1 + η·�
 on a column, the noise is Gaussian with variance η²·Σ_i x_i² G_ij². Drawing that one
 column-level Gaussian per output is *statistically identical* to drawing a number per cell
 (sum of independent Gaussians), at a cost of one extra matmul instead of batch × rows ×
-cols random draws; ``tests/sim/test_noise_equivalence.py`` checks the equality.
+cols random draws; ``tests/sim_backend/test_noise_equivalence.py`` checks the equality.
 The normals come from a seeded pool, sliced at an offset keyed by (seed, tile, call count).
 
 IR drop (first order)
@@ -20,7 +20,7 @@ M = G / (1 + ε), equal to G (1 − ε) to first order but accurate well beyond 
 exact nodal solve: 0.3 % error at a 25 % drop, where G (1 − ε) is off by 13 %). The
 effective matrix is computed once per array state and the MVM stays one matmul. On one line
 of N equal cells ε at the far end is r·g·N(N+1)/2 ≈ r·g·N²/2, docs/references.md's worst-case
-estimate (≈ 11 % for N = 128, 0.35 Ω, 40 µS); ``tests/sim/test_periphery.py`` checks both.
+estimate (≈ 11 % for N = 128, 0.35 Ω, 40 µS); ``tests/sim_backend/test_periphery.py`` checks both.
 """
 
 from __future__ import annotations
