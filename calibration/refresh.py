@@ -25,7 +25,14 @@ from calibration import region as reg
 from calibration.faults import is_bad
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.refresh_core import drifted
-from calibration.targets import TARGET, check_target, fingerprint, make_target, region_key
+from calibration.targets import (
+    TARGET,
+    check_target,
+    fingerprint,
+    make_target,
+    record_programmed_end,
+    region_key,
+)
 from labctl.core.backend import ChipInfo
 from labctl.core.envelope import SafetyEnvelope
 from labctl.core.errors import ConfigError
@@ -118,6 +125,8 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
                 PulseBatch(cells.subset(q.idx), q.kind, q.amplitude_V, q.gate_V, q.width_s)
                 for q in planned], meta={"round": k},
                 done=int((st["outcome"] != pg.PENDING).sum()), total=n)
+        if st["fraction"][k] > 0:  # re-programmed cells: the block's age restarts here
+            record_programmed_end(ctx.calibration.programming, p["region"], be.clock.now())
         g = be.read(cells, n_average=p["n_average"])
         st["rms_after_S"][k] = np.sqrt(np.mean((g - target)[usable] ** 2))
         if p["mvm_error"]:

@@ -24,8 +24,9 @@ SHOWN = {
     "characterize": ("levels_uS", "criterion", "distinguishable_t0", "distinguishable_1s",
                      "distinguishable_3600s", "distinguishable_86400s", "sigma_1s_uS",
                      "sigma_86400s_uS"),
-    "compensate": ("mvm_error_t0", "mvm_error_raw", "mvm_error_global",
-                   "mvm_error_compensated", "systematic_fraction", "global_scale"),
+    "compensate": ("mvm_error_baseline", "baseline_age_s", "mvm_error_raw", "mvm_error_global",
+                   "mvm_error_compensated", "measurement_age_s", "systematic_fraction",
+                   "global_scale"),
     "refresh": ("fraction_refreshed", "rms_before_uS", "rms_after_uS", "mvm_error_after"),
     "drift_monitor": ("mean_shift_at_end_S", "shift_spread_at_end_S"),
 }

@@ -84,3 +84,20 @@ def region_key(region: Mapping[str, Any]) -> str:
     """``tile0:r0-32:c0-32`` — names a region in the calibration record."""
     (r0, r1), (c0, c1) = region["rows"], region["cols"]
     return f"tile{region['tile']}:r{r0}-{r1}:c{c0}-{c1}"
+
+
+PROGRAMMED_END = "programmed_end_s"
+"""Key, in the calibration record's ``programming``, of the chip-clock time at which each
+region's last programming (verify-write or refresh) ended: what a figure's age counts from."""
+
+
+def record_programmed_end(programming: dict[str, Any], region: Mapping[str, Any],
+                          t_s: float) -> None:
+    programming.setdefault(PROGRAMMED_END, {})[region_key(region)] = float(t_s)
+
+
+def programmed_end_s(programming: Mapping[str, Any], region: Mapping[str, Any]) -> float | None:
+    """When the region's last programming ended on the chip's clock, s (None: not recorded,
+    e.g. programmed outside labctl or under another region)."""
+    t = programming.get(PROGRAMMED_END, {}).get(region_key(region))
+    return None if t is None else float(t)

@@ -26,7 +26,14 @@ import numpy as np
 from calibration import programming as pg
 from calibration import region as reg
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
-from calibration.targets import TARGET, check_target, fingerprint, make_target, region_key
+from calibration.targets import (
+    TARGET,
+    check_target,
+    fingerprint,
+    make_target,
+    record_programmed_end,
+    region_key,
+)
 from labctl.core.backend import ChipInfo
 from labctl.core.calibration_record import FAULT_CODES
 from labctl.core.envelope import SafetyEnvelope
@@ -129,12 +136,14 @@ def run(ctx: StepContext) -> Iterator[Checkpoint]:
         yield Checkpoint(state=st, pulses=batches, meta={"iteration": iteration},
                          done=int((st["outcome"] != PENDING).sum()), total=n)
 
+    t_end = be.clock.now()  # programming ends here; the closing read comes after it
     g_final = be.read(cells, settings.read_V, n_average=settings.n_average)
-    _report(ctx, st, target, g_final, shape, iteration)
+    _report(ctx, st, target, g_final, shape, iteration, t_end)
 
 
 def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
-            g_final: np.ndarray, shape: tuple[int, int], iterations: int) -> None:
+            g_final: np.ndarray, shape: tuple[int, int], iterations: int,
+            t_end_s: float) -> None:
     out = st["outcome"]
     conv = out == CONVERGED
     ctx.save_arrays(target_S=target.reshape(shape), g_final_S=g_final.reshape(shape),
@@ -157,6 +166,7 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
         } | {"success_rate": float(conv.sum() / max(int((out != SKIPPED).sum()), 1))}
         targets = ctx.calibration.programming.setdefault("targets", {})
         targets[region_key(ctx.params["region"])] = fingerprint(target)
+    record_programmed_end(ctx.calibration.programming, ctx.params["region"], t_end_s)
     ctx.touch_calibration()
 
 

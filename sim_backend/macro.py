@@ -117,14 +117,30 @@ class Macro:
         """Position in each tile's MVM output-noise stream (values drawn so far)."""
         self._g_floor = preset.relaxation.floor_S
         self._pool: F32 | None = None
+        self._lap_offsets: dict[tuple[int, int], int] = {}
 
     # ---- static (device-to-device) parameters, drawn per tile on first use ----
     def static(self, idx: I64) -> StaticCells:
-        tiles = np.unique(idx // self.cells_per_tile)
-        for t in tiles[~self._static_ready[tiles]]:
-            self._init_tile(int(t))
+        self._draw_tiles(idx)
         assert self._static is not None
         return self._static.take(idx)
+
+    def _faults(self, idx: I64) -> tuple[npt.NDArray[np.int8], F64]:
+        """(fault code, stuck conductance S) of each cell: the two static fields the
+        conductance needs (a read gathers these, not all of :class:`StaticCells`)."""
+        self._draw_tiles(idx)
+        assert self._static is not None
+        return self._static.fault[idx], self._static.stuck_S[idx]
+
+    def _draw_tiles(self, idx: I64) -> None:
+        if not idx.size:
+            return
+        cpt = self.cells_per_tile
+        if not self._static_ready[int(idx.min()) // cpt : int(idx.max()) // cpt + 1].all():
+            # (Once the tiles in range are drawn — the usual case — no sort of the indices.)
+            tiles = np.unique(idx // self.cells_per_tile)
+            for t in tiles[~self._static_ready[tiles]]:
+                self._init_tile(int(t))
 
     def _init_tile(self, tile: int) -> None:
         n = self.n_tiles * self.cells_per_tile
@@ -141,12 +157,15 @@ class Macro:
         return cells.flat_index(self.n_rows, self.n_cols)
 
     # ---- conductance now ----
-    def _conductance(self, idx: I64, st: StaticCells, t_s: float | F64) -> tuple[F64, F64]:
+    def _conductance(
+        self, idx: I64, faults: tuple[npt.NDArray[np.int8], F64], t_s: float | F64
+    ) -> tuple[F64, F64]:
         """(conductance S, time of the cell's next change s) at time ``t_s`` (one time, or
-        one per cell)."""
+        one per cell); ``faults`` from :meth:`_faults`."""
+        fault, stuck_S = faults
         g = self.g_prog_S[idx].copy()
         next_change = np.full(idx.shape, np.inf)
-        relaxing = self.formed[idx] & ~self.broken[idx] & (st.fault == Fault.NONE)
+        relaxing = self.formed[idx] & ~self.broken[idx] & (fault == Fault.NONE)
         if self.preset.relaxation_on and relaxing.any():
             ii = idx[relaxing]
             t0 = self.relax_t0_s[ii]
@@ -164,10 +183,10 @@ class Macro:
             )
             g[relaxing] = np.maximum(g[relaxing] + dev, self._g_floor)
             next_change[relaxing] = self.t_prog_s[ii] + self.relax.next_change_s(k, t0)
-        stuck = (st.fault == Fault.STUCK_LRS) | (st.fault == Fault.STUCK_HRS)
-        g[stuck] = st.stuck_S[stuck]
+        stuck = (fault == Fault.STUCK_LRS) | (fault == Fault.STUCK_HRS)
+        g[stuck] = stuck_S[stuck]
         g[self.broken[idx]] = np.maximum(
-            st.stuck_S[self.broken[idx]], self.preset.faults.stuck_lrs_mean_S
+            stuck_S[self.broken[idx]], self.preset.faults.stuck_lrs_mean_S
         )
         return g, next_change
 
@@ -187,7 +206,7 @@ class Macro:
     def conductance(self, cells: Cells) -> F64:
         """Noise-free conductance now, S (the simulator's ground truth, for tests)."""
         idx = self.index(cells)
-        return self._conductance(idx, self.static(idx), self.clock.now())[0]
+        return self._conductance(idx, self._faults(idx), self.clock.now())[0]
 
     def fault_map(self, tile: int) -> npt.NDArray[np.int8]:
         """Ground-truth fault code per cell of a tile (``device.Fault``), for tests."""
@@ -218,7 +237,7 @@ class Macro:
                 cells, self.n_rows, width_s, self.preset.energy.pulse_overhead_s
             )
         t_cell = t_start + schedule.start_s
-        g, _ = self._conductance(idx, st, t_cell)
+        g, _ = self._conductance(idx, (st.fault, st.stuck_S), t_cell)
         ev = self.events[idx]
         formed = self.formed[idx]
         if kind is PulseKind.RESET:
@@ -291,12 +310,12 @@ class Macro:
         are shared by reads close in time.
         """
         idx = self.index(cells)
-        st = self.static(idx)
+        faults = self._faults(idx)
         window_s = n_average * self.preset.energy.read_time_s
         if schedule is None:
             schedule = rows_in_sequence(cells, self.n_rows, np.zeros(len(cells)), window_s)
         t_cell = self.clock.now() + schedule.start_s
-        g, _ = self._conductance(idx, st, t_cell)
+        g, _ = self._conductance(idx, faults, t_cell)
         ev = self.events[idx]
         r = self.preset.read
         if self.lf.on:
@@ -345,8 +364,7 @@ class Macro:
     def _array_state(self, idx: I64, t_s: float) -> tuple[F64, float]:
         """(conductance as an MVM sees it at ``t_s`` — relaxation plus the low-frequency
         read noise at that instant — S, time until which this snapshot holds s)."""
-        st = self.static(idx)
-        g, nxt = self._conductance(idx, st, t_s)
+        g, nxt = self._conductance(idx, self._faults(idx), t_s)
         if self.lf.on:
             g = g + self.lf.sigma_S(g) * self.lf.standard(idx, np.full(idx.shape, t_s), 0.0)
         relaxing = np.isfinite(nxt)
@@ -436,12 +454,19 @@ class Macro:
                 size, dtype=np.float32
             )
         lap_len = size // 2
+        lap, r = divmod(q0, lap_len)
+        if r + n <= lap_len and (tile, lap) in self._lap_offsets:  # one slice (the usual case)
+            off = self._lap_offsets[(tile, lap)]
+            return self._pool[off + r : off + r + n].reshape(batch, n_out)
         parts = []
         q = q0
         while q < q0 + n:
             lap, r = divmod(q, lap_len)
             take = min(lap_len - r, q0 + n - q)
-            off = rng.hash_scalar(self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
+            if (tile, lap) not in self._lap_offsets:  # a pure function of the key: cached
+                self._lap_offsets[(tile, lap)] = rng.hash_scalar(
+                    self.seed, tile, lap, _MVM_STREAM) % (size - lap_len + 1)
+            off = self._lap_offsets[(tile, lap)]
             parts.append(self._pool[off + r : off + r + take])
             q += take
         flat = parts[0] if len(parts) == 1 else np.concatenate(parts)

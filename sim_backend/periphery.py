@@ -6,7 +6,7 @@ Per-cell read noise in an MVM means each cell's current is x_i·G_ij·(1 + η·�
 on a column, the noise is Gaussian with variance η²·Σ_i x_i² G_ij². Drawing that one
 column-level Gaussian per output is *statistically identical* to drawing a number per cell
 (sum of independent Gaussians), at a cost of one extra matmul instead of batch × rows ×
-cols random draws; ``tests/sim/test_noise_equivalence.py`` checks the equality.
+cols random draws; ``tests/sim_backend/test_noise_equivalence.py`` checks the equality.
 The normals come from a seeded pool, sliced at an offset keyed by (seed, tile, call count).
 
 IR drop (first order)
@@ -20,7 +20,7 @@ M = G / (1 + ε), equal to G (1 − ε) to first order but accurate well beyond 
 exact nodal solve: 0.3 % error at a 25 % drop, where G (1 − ε) is off by 13 %). The
 effective matrix is computed once per array state and the MVM stays one matmul. On one line
 of N equal cells ε at the far end is r·g·N(N+1)/2 ≈ r·g·N²/2, docs/references.md's worst-case
-estimate (≈ 11 % for N = 128, 0.35 Ω, 40 µS); ``tests/sim/test_periphery.py`` checks both.
+estimate (≈ 11 % for N = 128, 0.35 Ω, 40 µS); ``tests/sim_backend/test_periphery.py`` checks both.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class MvmKernel:
         self.row_sum_S: F64 = row_sum_S
         """Physical conductance on each row (both cells of a pair), S — for the energy."""
         self._scaled: dict[float, tuple[F32, F32, np.float32]] = {}
-        self._sq_buffers: dict[int, F32] = {}
+        self._work: dict[int, tuple[F32, F32]] = {}
+        self._clip_hi = np.float32(self.levels_out)
 
     def codes(self, inputs_V: npt.NDArray[np.floating]) -> F32:
         x = np.multiply(inputs_V, self.inv_lsb_in, dtype=np.float32)
@@ -101,27 +102,36 @@ class MvmKernel:
             self._scaled[adc_range_A] = hit
         return hit
 
-    def _square_buffer(self, batch: int) -> F32:
-        buf = self._sq_buffers.get(batch)
-        if buf is None:
-            buf = np.ones((batch, self._M.shape[0] + 1), dtype=np.float32)
-            self._sq_buffers[batch] = buf
-        return buf
+    def _buffers(self, batch: int) -> tuple[F32, F32]:
+        """Work arrays for one batch size, kept between calls: the squared codes (with the
+        constant-1 column that feeds the output-referred variance) and the variance."""
+        bufs = self._work.get(batch)
+        if bufs is None:
+            sq = np.ones((batch, self._M.shape[0] + 1), dtype=np.float32)
+            var = np.empty((batch, self.n_out + 1), dtype=np.float32)
+            bufs = (sq, var)
+            self._work[batch] = bufs
+        return bufs
 
     def run(self, codes: F32, noise: F32 | None, adc_range_A: float) -> tuple[F32, float]:
-        """(column currents A, Σ_batch Σ_i codes_i² · ΣG_i in code²·S — for the energy)."""
+        """(column currents A, Σ_batch Σ_i codes_i² · ΣG_i in code²·S — for the energy).
+
+        Two matmuls (signal, variance) and the rest in place on float32: the noise step
+        σ·ξ is written over the variance buffer, then added, clipped, rounded and scaled
+        in the output array (the one allocation, since the caller keeps it)."""
         w, w_aug, lsb = self._for_range(adc_range_A)
-        y: F32 = codes @ w
-        buf = self._square_buffer(codes.shape[0])
-        n_in = codes.shape[1]
-        np.square(codes, out=buf[:, :n_in])
-        var = buf @ w_aug
-        energy_code2_S = float(var[:, self.n_out].sum())
+        sq, var = self._buffers(codes.shape[0])
+        n_in, n = codes.shape[1], self.n_out
+        y: F32 = np.matmul(codes, w)
+        np.square(codes, out=sq[:, :n_in])
+        np.matmul(sq, w_aug, out=var)
+        energy_code2_S = float(var[:, n].sum())
         if self.noisy and noise is not None:
-            sd = np.sqrt(var[:, : self.n_out])
-            sd *= noise
-            y += sd
-        np.clip(y, -self.levels_out, self.levels_out, out=y)
+            np.sqrt(var, out=var)  # the whole buffer: contiguous (the energy column is read)
+            sd = var[:, :n]
+            np.multiply(sd, noise, out=sd)
+            np.add(y, sd, out=y)
+        np.clip(y, -self._clip_hi, self._clip_hi, out=y)
         np.rint(y, out=y)
-        y *= lsb
+        np.multiply(y, lsb, out=y)
         return y, energy_code2_S

@@ -18,6 +18,13 @@ inverse CDF of one keyed uniform: half the cost of Box–Muller), so W at any gr
 point is a fixed function of the key: reading a cell now or later, once or many times,
 alone or in a batch, gives the same walk. Between grid points D is held constant, so the
 conductance only changes at discrete times — which also lets MVM cache the array.
+
+Cost: W at any grid index takes L + 1 keyed draws, however many steps the clock has moved —
+the bridge already sums the steps in law. Drawing the sum of k steps forward as one normal
+of k·Δτ variance from the last value seen would be the same process in distribution, but W
+would then depend on when the cell was looked at, and the guarantees above (and the direct
+and wire paths agreeing bit for bit) would go; so the speed-up is in evaluating the bridge
+(:meth:`RelaxationModel.walk`), which keeps every bit.
 """
 
 from __future__ import annotations
@@ -148,26 +155,42 @@ class RelaxationModel:
         return out
 
     def walk(self, cell: I64, prog_event: I64, k: I64) -> F64:
-        """W(k·Δτ) by a Brownian bridge over the dyadic grid, L draws per cell."""
+        """W(k·Δτ) by a Brownian bridge over the dyadic grid, L + 1 keyed draws per cell
+        whatever k is (so a cell first looked at a day after programming costs what one
+        looked at after a microsecond does).
+
+        The descent is written from k's bits: at level l the bracket is the one containing
+        k (its width and so the bridge σ are one number per level), the node drawn is
+        (1 << l) | (k >> (L − l)), and the cell stage of the hash is computed once for all
+        levels (:func:`rng.cell_hash`). Same operations on the same values as the plain
+        bracket-halving loop, so the same bits (``tests/sim_backend/test_relaxation.py``
+        keeps that loop as the reference)."""
         L = self.p.grid_levels
-        n = cell.size
-        lo = np.zeros(n, dtype=np.int64)
-        hi = np.full(n, self.n_grid, dtype=np.int64)
-        wlo = np.zeros(n)
+        k = np.asarray(k, dtype=np.int64)
         key_base = prog_event.astype(np.int64) << (L + 3)
+        h_cell = rng.cell_hash(self.seed, cell, rng.Stream.RELAX_BRIDGE)
         whi = np.sqrt(self.p.tau_max) * ndtri(
-            rng.uniform(self.seed, cell, key_base + 1, rng.Stream.RELAX_BRIDGE)
+            rng.uniform_from_bits(rng.event_hash(h_cell, key_base + 1))
         )
-        node = np.ones(n, dtype=np.int64)
-        for _ in range(L):
-            mid = (lo + hi) >> 1
-            sd = np.sqrt((hi - lo) * self.dtau / 4.0)
-            z = ndtri(rng.uniform(self.seed, cell, key_base + 2 * node, rng.Stream.RELAX_BRIDGE))
-            wmid = 0.5 * (wlo + whi) + sd * z
-            right = k >= mid
-            lo = np.where(right, mid, lo)
-            wlo = np.where(right, wmid, wlo)
-            hi = np.where(right, hi, mid)
-            whi = np.where(right, whi, wmid)
-            node = 2 * node + right
-        return np.where(k >= self.n_grid, whi, wlo)
+        inner = k < self.n_grid
+        if not inner.any():
+            return whi
+        out = whi.copy()
+        ki, hi_w = k[inner], whi[inner]
+        hc, kb = h_cell[inner], key_base[inner]
+        lo_w = np.zeros(ki.size)
+        mid_w = np.empty(ki.size)
+        for level in range(L):
+            shift = L - level
+            sd = np.sqrt(float(self.n_grid >> level) * self.dtau / 4.0)
+            node = (ki >> shift) | (1 << level)
+            z = ndtri(rng.uniform_from_bits(rng.event_hash(hc, kb + 2 * node)))
+            np.add(lo_w, hi_w, out=mid_w)
+            mid_w *= 0.5
+            z *= sd
+            mid_w += z
+            right = ((ki >> (shift - 1)) & 1).astype(bool)
+            np.copyto(lo_w, mid_w, where=right)
+            np.copyto(hi_w, mid_w, where=~right)
+        out[inner] = lo_w
+        return out

@@ -69,14 +69,52 @@ def _fmix(h: Any) -> Any:
     return h ^ (h >> _S33)
 
 
-def hash_keys(seed: int, cell: npt.ArrayLike, event: npt.ArrayLike, stream: int) -> U64:
-    """64 random bits per element for keys (seed, cell, event, stream); broadcasts."""
+def _fmix_inplace(h: Any) -> Any:
+    """:func:`_fmix` over an array the caller owns, in place: the same bits with one
+    temporary instead of six (the relaxation walk hashes ~10⁶ keys per call)."""
+    if not isinstance(h, np.ndarray) or h.ndim == 0:
+        return _fmix(h)
+    t = np.right_shift(h, _S33)
+    np.bitwise_xor(h, t, out=h)
+    np.multiply(h, _C1, out=h)
+    np.right_shift(h, _S33, out=t)
+    np.bitwise_xor(h, t, out=h)
+    np.multiply(h, _C2, out=h)
+    np.right_shift(h, _S33, out=t)
+    np.bitwise_xor(h, t, out=h)
+    return h
+
+
+def cell_hash(seed: int, cell: npt.ArrayLike, stream: int) -> U64:
+    """The (seed, cell, stream) stage of :func:`hash_keys`: a caller drawing many events of
+    the same cells (the relaxation bridge: one per level) hashes them once."""
     c = np.asarray(cell, dtype=np.uint64)
-    e = np.asarray(event, dtype=np.uint64)
     with np.errstate(over="ignore"):
         s = _fmix(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + np.uint64(stream) * _K_STREAM)
-        h = _fmix(c * _K_CELL ^ s)
-        return _fmix(h ^ (e * _K_EVENT + _GOLDEN))
+        return _fmix_inplace(c * _K_CELL ^ s)
+
+
+def event_hash(cell_h: U64, event: npt.ArrayLike) -> U64:
+    """The last stage of :func:`hash_keys`, from :func:`cell_hash`: the same bits."""
+    e = np.asarray(event, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return _fmix_inplace(cell_h ^ (e * _K_EVENT + _GOLDEN))
+
+
+def hash_keys(seed: int, cell: npt.ArrayLike, event: npt.ArrayLike, stream: int) -> U64:
+    """64 random bits per element for keys (seed, cell, event, stream); broadcasts."""
+    return event_hash(cell_hash(seed, cell, stream), event)
+
+
+def uniform_from_bits(bits: U64) -> F64:
+    """A hash as a uniform on the open interval (0, 1) (top 53 bits); reuses ``bits``."""
+    if isinstance(bits, np.ndarray) and bits.ndim > 0:
+        np.right_shift(bits, _S11, out=bits)
+        u = bits.astype(np.float64)
+        u += 0.5
+        u *= 1.0 / 9007199254740992.0
+        return u
+    return ((bits >> _S11).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
 
 
 _M64 = (1 << 64) - 1
@@ -99,8 +137,7 @@ def hash_scalar(seed: int, cell: int, event: int, stream: int) -> int:
 
 def uniform(seed: int, cell: npt.ArrayLike, event: npt.ArrayLike, stream: int) -> F64:
     """Uniform on the open interval (0, 1)."""
-    bits = hash_keys(seed, cell, event, stream) >> _S11
-    return (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+    return uniform_from_bits(hash_keys(seed, cell, event, stream))
 
 
 def normal(seed: int, cell: npt.ArrayLike, event: npt.ArrayLike, stream: int) -> F64:

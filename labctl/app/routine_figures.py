@@ -142,12 +142,19 @@ def verify_write(figs: Figures, step: StepData) -> None:
 
 def compensate(figs: Figures, step: StepData) -> None:
     r, a = step.results, step.arrays
-    keys = (("mvm_error_t0", "right after\nprogramming"), ("mvm_error_raw", "uncorrected"),
+    age0 = r.get("baseline_age_s")
+    base = ("baseline,\nage " + age_text(float(age0)) if isinstance(age0, float)
+            else "baseline\n(age unknown)")
+    # (mvm_error_t0: the name in run files written before the figures stated their age)
+    keys = (("mvm_error_baseline", base), ("mvm_error_t0", "baseline\n(age unknown)"),
+            ("mvm_error_raw", "uncorrected"),
             ("mvm_error_global", "global\nscale"), ("mvm_error_compensated", "global +\ncolumn"))
     have = [(k, lab) for k, lab in keys if isinstance(r.get(k), float)]
     if not have:
         return
-    wait = age_text(float(r.get("wait_s", 0.0)))
+    age1 = r.get("measurement_age_s")
+    wait = (f"at age {age_text(float(age1))}" if isinstance(age1, float)
+            else f"{age_text(float(r.get('wait_s', 0.0)))} after the baseline")
     fig, (ax1, ax2) = figs.new(2)
     vals = [r[k] for k, _ in have]
     colors = ["tab:green", "tab:red", "tab:orange", "tab:blue"][: len(have)]
@@ -155,7 +162,7 @@ def compensate(figs: Figures, step: StepData) -> None:
     ax1.bar_label(bars, fmt="%.3f", fontsize=8)
     ax1.set(ylabel="relative MVM error", ylim=(0, max(vals) * 1.2),
             xlabel="correction applied to the chip's output",
-            title=f"‖y − y_ideal‖ / ‖y_ideal‖ before and after\ncompensation, read after {wait}")
+            title=f"‖y − y_ideal‖ / ‖y_ideal‖ before and after\ncompensation, read {wait}")
     ax1.tick_params(axis="x", labelsize=8)
     if "column_gain" in a:
         cols = np.arange(a["column_gain"].size)

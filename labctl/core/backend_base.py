@@ -60,6 +60,9 @@ def _tile_index(tile: object, n_tiles: int) -> int:
 
 def _contiguous(sel: slice, n: int, name: str) -> range:
     """A slice as a range inside 0..n, rejecting (never clipping) anything outside."""
+    if (type(sel) is slice and sel.step is None and type(sel.start) is int
+            and type(sel.stop) is int and 0 <= sel.start < sel.stop <= n):
+        return range(sel.start, sel.stop)  # the common case, checked in one go
     if not isinstance(sel, slice) or sel.step not in (None, 1):
         raise AddressError(f"{name} must be a contiguous slice with step 1, got {sel!r}")
     start = 0 if sel.start is None else sel.start
@@ -232,10 +235,13 @@ class BackendBase(abc.ABC):
         adc = (
             self._chip.adc_range_A if adc_range_A is None else _positive(adc_range_A, "adc_range_A")
         )
-        with self._guard():
+        try:  # what _guard does, without a generator per call on the MVM hot path
             return self._mvm(
                 t, x, slice(r.start, r.stop), slice(c.start, c.stop), differential, adc
             )
+        except BaseException as exc:
+            self._fail_safe(exc)
+            raise
 
     def safe_state(self) -> None:
         self._safe_state()
@@ -274,7 +280,13 @@ class BackendBase(abc.ABC):
             raise RequestRejected(f"cells must be a labctl.Cells, got {type(cells).__name__}")
         cells.check_bounds(self._chip.n_tiles, self._chip.n_rows, self._chip.n_cols)
         flat = cells.flat_index(self._chip.n_rows, self._chip.n_cols)
-        if flat.size > 1 and np.unique(flat).size != flat.size:
+        # Batches usually come in address order (blocks and their subsets): strictly
+        # increasing means no repeats, with no sort; anything else is sorted to check.
+        if (
+            flat.size > 1
+            and not bool(np.all(flat[1:] > flat[:-1]))
+            and np.unique(flat).size != flat.size
+        ):
             raise AddressError(
                 "a cell appears more than once in one batch; split repeated operations on a "
                 "cell into separate calls (nothing was applied)"
@@ -286,15 +298,19 @@ class BackendBase(abc.ABC):
         try:
             yield
         except BaseException as exc:
-            reached = True
-            try:
-                self._safe_state()
-            except Exception:
-                reached = False
-            if hasattr(exc, "safe_state_reached"):
-                with contextlib.suppress(AttributeError):
-                    exc.safe_state_reached = reached
+            self._fail_safe(exc)
             raise
+
+    def _fail_safe(self, exc: BaseException) -> None:
+        """Reach the safe state after ``exc`` and note on it whether that worked."""
+        reached = True
+        try:
+            self._safe_state()
+        except Exception:
+            reached = False
+        if hasattr(exc, "safe_state_reached"):
+            with contextlib.suppress(AttributeError):
+                exc.safe_state_reached = reached
 
     # ---- primitives ----
     @abc.abstractmethod

@@ -132,15 +132,20 @@ class SafetyEnvelope:
     ) -> None:
         """Reject values outside [0, limit] (or [−limit, limit]); ``limit_name`` says which
         limit it is when it is not the envelope itself (e.g. a DAC's full scale)."""
-        v = as_float64(values, name)
         lo = -limit_V if allow_negative else 0.0
+        if isinstance(values, np.ndarray) and values.dtype in (np.float32, np.float64):
+            v = values  # the MVM hot path: no float64 copy of a float32 batch
+        else:
+            v = as_float64(values, name)
         if v.size == 0:
             return
-        # Fast path: two reductions (NaN propagates through min/max and fails the test).
-        # In float64 whatever arrived: a float32 comparison would round the limit up
-        # (0.3 → 0.30000001), letting values a few nV above it through.
-        if v.min() >= lo and v.max() <= limit_V:
+        # Fast path: two reductions (NaN propagates through min/max and fails the test),
+        # compared as Python floats, i.e. in float64 whatever arrived: a float32 comparison
+        # would round the limit up (0.3 → 0.30000001), letting values a few nV above it
+        # through, while a float32 extreme widens to float64 exactly.
+        if float(v.min()) >= lo and float(v.max()) <= limit_V:
             return
+        v = as_float64(v, name)
         _check_finite(name, v)
         bad = (v < lo) | (v > limit_V)
         if bad.any():

@@ -113,6 +113,9 @@ steps:
 """)
     c, r = res[2], res[3]
     assert c["mvm_error_compensated"] < 1.05 * c["mvm_error_raw"]  # drift is mostly random
+    # every figure states its age since the end of programming (default baseline: 1 s)
+    assert c["baseline_age_s"] == pytest.approx(1.0, abs=1e-3)
+    assert c["measurement_age_s"] == pytest.approx(86401.0, abs=0.1)
     assert 0.9 < c["global_scale"] < 1.1
     assert arr[2]["column_gain"].shape == (16,)
     assert len(r["rms_after_uS"]) == 2
@@ -122,6 +125,10 @@ steps:
 
     rec = CalibrationRecord.load("sim-180nm-0001-seed7", (8, 256, 512))  # seed 7: its own chip
     assert rec.drift["global_y0_mean_abs_A"][0] > 0
+    # the refresh re-programmed cells, so the block's age restarts at its last round (which
+    # began 2 h after the compensate step's baseline, itself 1 s + 1 day after programming)
+    ended = rec.programming["programmed_end_s"]["tile0:r0-32:c0-32"]
+    assert ended > 86401.0 + 2 * 3600.0
     assert not np.all(rec.column_gain[0, :32] == 1.0)
     assert "compensation" in rec.programming and "refresh" in rec.programming
 
@@ -150,3 +157,21 @@ steps:
 routine: refresh
 params: {{region: {region}, target: {other}, interval_s: 60.0, n_rounds: 1}}
 """)
+
+
+def test_compensate_without_a_recorded_programming_states_no_age(tmp_path: Path,
+                                                                  cal_dir: Path) -> None:
+    """A region the record does not say was programmed (here: formed only) gets its
+    baseline at once, and no age is claimed for any figure."""
+    region = "{tile: 1, rows: [0, 16], cols: [0, 16]}"
+    res, _ = run_protocol(tmp_path, f"""
+steps:
+  - routine: forming
+    params: {{region: {region}, formed_threshold_S: 2.0e-6}}
+  - routine: compensate
+    params: {{region: {region}, target: {{kind: random_uniform, low_S: 1.0e-6,
+              high_S: 40.0e-6}}, wait_s: 60.0, n_test: 16, n_calibration: 16}}
+""")
+    c = res[1]
+    assert "mvm_error_baseline" in c
+    assert "baseline_age_s" not in c and "measurement_age_s" not in c

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import ndtri
 
 from labctl.core.cells import Cells
-from sim_backend import SimBackend, load_preset
+from sim_backend import SimBackend, load_preset, rng
 from sim_backend.preset import RelaxationParams, uS
-from sim_backend.relaxation import DAY_S, fit_levels
+from sim_backend.relaxation import DAY_S, RelaxationModel, fit_levels
 from tests.sim_backend.helpers import healthy, place
 
 LEVELS_uS = (5.0, 10.0, 20.0, 30.0, 40.0)
@@ -113,3 +114,47 @@ def test_walk_does_not_depend_on_when_it_was_observed() -> None:
     be1.clock.wait(3590.0)
     be2.clock.wait(3600.0)
     assert np.array_equal(be1.macro.conductance(g1[1]), be2.macro.conductance(g2[1]))
+
+
+def _bracket_halving_walk(m: RelaxationModel, cell: np.ndarray, prog_event: np.ndarray,
+                          k: np.ndarray) -> np.ndarray:
+    """The plain Brownian-bridge descent (bracket arrays halved level by level, one keyed
+    uniform per node through :func:`rng.uniform`): the reference ``RelaxationModel.walk``
+    must reproduce bit for bit."""
+    L = m.p.grid_levels
+    n = cell.size
+    lo = np.zeros(n, dtype=np.int64)
+    hi = np.full(n, m.n_grid, dtype=np.int64)
+    wlo = np.zeros(n)
+    key_base = prog_event.astype(np.int64) << (L + 3)
+    whi = np.sqrt(m.p.tau_max) * ndtri(
+        rng.uniform(m.seed, cell, key_base + 1, rng.Stream.RELAX_BRIDGE))
+    node = np.ones(n, dtype=np.int64)
+    for _ in range(L):
+        mid = (lo + hi) >> 1
+        sd = np.sqrt((hi - lo) * m.dtau / 4.0)
+        z = ndtri(rng.uniform(m.seed, cell, key_base + 2 * node, rng.Stream.RELAX_BRIDGE))
+        wmid = 0.5 * (wlo + whi) + sd * z
+        right = k >= mid
+        lo, wlo = np.where(right, mid, lo), np.where(right, wmid, wlo)
+        hi, whi = np.where(right, hi, mid), np.where(right, whi, wmid)
+        node = 2 * node + right
+    return np.where(k >= m.n_grid, whi, wlo)
+
+
+@pytest.mark.parametrize("seed", [0, 5, 2**63 + 11])
+def test_walk_is_the_bracket_halving_bridge_bit_for_bit(seed: int) -> None:
+    """The fast descent (from k's bits, cell hash once per call) changes no bit of W,
+    at every grid index including 0, the last step and past the grid."""
+    m = RelaxationModel(RelaxationParams(), seed)
+    r = np.random.default_rng(seed % 2**32)
+    n = 4000
+    cell = r.integers(0, 1 << 21, n)
+    ev = r.integers(0, 200, n)
+    k = r.integers(0, m.n_grid + 1, n)
+    k[:8], k[8:16], k[16:24] = 0, m.n_grid - 1, m.n_grid
+    assert np.array_equal(m.walk(cell, ev, k), _bracket_halving_walk(m, cell, ev, k))
+    k_all = np.arange(m.n_grid + 1)
+    one = np.full(k_all.size, 12345)
+    assert np.array_equal(m.walk(one, one * 0 + 3, k_all),
+                          _bracket_halving_walk(m, one, one * 0 + 3, k_all))
