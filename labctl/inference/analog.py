@@ -31,11 +31,13 @@ from labctl.inference.mapping import (
     MappedPair,
     Mapping,
     ProgramFn,
+    ResidualMapping,
+    Tie,
     TileAllocator,
     pair_targets,
 )
 
-__all__ = ["AnalogLinear", "AnalogNetwork", "recalibrate", "to_analog"]
+__all__ = ["AnalogLinear", "AnalogNetwork", "recalibrate", "refresh", "to_analog"]
 
 
 @dataclass
@@ -53,7 +55,8 @@ class AnalogLinear(Layer):
     def __init__(self, w: Array, b: Array | None, backend: Backend, allocator: TileAllocator,
                  program_fn: ProgramFn, mapping: Mapping | None = None, *,
                  max_cols_per_block: int | None = None, fault_threshold: float | None = 0.25,
-                 repeats: int = 1, replicas: int | None = None, input_passes: int = 1) -> None:
+                 repeats: int = 1, replicas: int | None = None, input_passes: int = 1,
+                 interleave: bool = False, tie_copies: bool = False) -> None:
         self.backend = backend
         self.mapping: Mapping = mapping if mapping is not None else DifferentialMapping()
         chip = backend.chip
@@ -65,6 +68,17 @@ class AnalogLinear(Layer):
         self.replicas = (max(1, chip.n_rows // self.n_in) if replicas is None
                          else max(1, int(replicas)))
         self.n_phys = self.n_in * self.replicas
+        # copies contiguous (input i on rows i·R … i·R+R−1) or interleaved (copy k of every
+        # input on rows k·n_in …): interleaved, each input's copies spread over the whole
+        # column, so the IR drop along it (largest far from the sense end) weighs every input
+        # alike and is left as a per-column gain the affine trim absorbs
+        self.interleave = bool(interleave)
+        self._row_input = (np.arange(self.n_phys) % self.n_in if self.interleave
+                           else np.arange(self.n_phys) // self.replicas)
+        """Logical input of each physical row."""
+        self.input_margin = 1.0
+        self.input_percentile = 100.0
+        self._x_cal: Array | None = None
         self.b = None if b is None else np.asarray(b, dtype=np.float64)
         self.dg = chip.g_max_S - chip.g_min_S
         self.v_max = chip.mvm_input_max_V
@@ -83,7 +97,11 @@ class AnalogLinear(Layer):
                 cs = slice(c0, min(self.n_out, c0 + max_out))
                 nr, nc = rs.stop - rs.start, cs.stop - cs.start
                 regions = [allocator.allocate(nr, 2 * nc) for _ in range(n_pairs)]
-                pairs = self.mapping.program(backend, program_fn, w_phys[rs, cs], regions)
+                if tie_copies and isinstance(self.mapping, ResidualMapping):
+                    pairs = self.mapping.program(backend, program_fn, w_phys[rs, cs], regions,
+                                                 tie=self._tie(rs))
+                else:
+                    pairs = self.mapping.program(backend, program_fn, w_phys[rs, cs], regions)
                 adc = [[chip.adc_range_A] * n_pairs for _ in range(max(1, input_passes))]
                 self.blocks.append(_Block(rs, cs, pairs, adc))
         self.repeats = int(repeats)
@@ -92,7 +110,18 @@ class AnalogLinear(Layer):
         self.fault_threshold = fault_threshold
         self.correction = self._fault_correction()
 
-    def _fault_correction(self) -> sp.csr_matrix | None:
+    def _tie(self, rs: slice) -> Tie:
+        """Averages rows of block ``rs`` over the copies of each logical input in it."""
+        idx = self._row_input[rs]
+        counts = np.maximum(np.bincount(idx, minlength=self.n_in), 1)[:, None]
+
+        def tie(r: Array) -> Array:
+            sums = np.zeros((self.n_in, r.shape[1]))
+            np.add.at(sums, idx, r)
+            return np.asarray((sums / counts)[idx])
+        return tie
+
+    def _fault_correction(self, w_est: Array | None = None) -> sp.csr_matrix | None:
         """Sparse digital correction for weights the cells cannot hold.
 
         Stuck and unformable cells (0.2 % to >10 % of cells, docs/references.md) read back far
@@ -102,11 +131,11 @@ class AnalogLinear(Layer):
         Mater. 2026). :attr:`digital_fraction` says how many weights that is."""
         if self.fault_threshold is None:
             return None
-        err = self.w_target - self.weight_estimate()
+        err = self.w_target - (self.weight_estimate() if w_est is None else w_est)
         scale = np.zeros((self.n_phys, self.n_out))
         for blk in self.blocks:
             scale[blk.row_slice, blk.col_slice] = blk.pairs[0].scale
-        scale = scale.reshape(self.n_in, self.replicas, self.n_out).mean(axis=1)
+        scale = self._logical(scale)
         bad = np.abs(err) > self.fault_threshold * scale
         return sp.csr_matrix(np.where(bad, err, 0.0)) if bad.any() else None
 
@@ -122,11 +151,27 @@ class AnalogLinear(Layer):
         for blk in self.blocks:
             for p in blk.pairs:
                 w[blk.row_slice, blk.col_slice] += p.weight_estimate(self.dg)
-        return w.reshape(self.n_in, self.replicas, self.n_out).mean(axis=1)
+        return self._logical(w)
 
     def _phys(self, w: Array) -> Array:
-        """Logical weight rows → physical rows (each repeated ``replicas`` times)."""
-        return np.repeat(w, self.replicas, axis=0)
+        """Logical rows → physical rows (each present ``replicas`` times), along axis 0
+        (weights) or 1 (inputs)."""
+        return self._rows(w, 0)
+
+    def _rows(self, a: Array, axis: int) -> Array:
+        if self.replicas == 1:
+            return a
+        if self.interleave:
+            reps = [1] * a.ndim
+            reps[axis] = self.replicas
+            return np.tile(a, reps)
+        return np.repeat(a, self.replicas, axis=axis)
+
+    def _logical(self, w_phys: Array) -> Array:
+        """Physical rows → logical rows: the mean over each input's copies."""
+        if self.interleave:
+            return w_phys.reshape(self.replicas, self.n_in, -1).mean(axis=0)
+        return w_phys.reshape(self.n_in, self.replicas, -1).mean(axis=1)
 
     def cells_used(self) -> int:
         return sum(p.region.n_rows * p.region.n_cols for blk in self.blocks for p in blk.pairs)
@@ -173,15 +218,67 @@ class AnalogLinear(Layer):
                 p.g_read = np.asarray(self.backend.read(cells, n_average=n_average),
                                       dtype=np.float64).reshape(p.g_read.shape)
 
+    # ---- measured through the array ----
+    def probe_pair(self, k: int, n_probe: int = 64, seed: int = 0) -> Array:
+        """The logical weight pair ``k`` adds, measured through the array: ``n_probe``
+        random ±full-scale input patterns (every copy of an input driven alike), the column
+        currents, least squares. Unlike the conductance read-back this sees what an MVM
+        sees — IR drop along the lines, faulty cells, relaxation up to now."""
+        rng = np.random.default_rng(seed)
+        w = np.zeros((self.n_in, self.n_out))
+        to_w = 1.0 / (self.dg * self.v_max * self.replicas)
+        for blk in self.blocks:
+            p = blk.pairs[k]
+            idx = self._row_input[blk.row_slice]
+            present = np.unique(idx)
+            u = rng.choice([-1.0, 1.0], size=(max(n_probe, 2 * len(present)), self.n_in))
+            v = u[:, idx] * self.v_max
+            peak = float(np.max(np.abs(v @ (p.g_read[:, 0::2] - p.g_read[:, 1::2]))))
+            r = p.region
+            i = np.asarray(self.backend.mvm(r.tile, v, rows=r.rows, cols=r.cols,
+                                            differential=True,
+                                            adc_range_A=max(1.25 * peak, 1e-9)),
+                           dtype=np.float64)
+            a, *_ = np.linalg.lstsq(u[:, present], i, rcond=None)
+            w[present, blk.col_slice] += a * p.scale * to_w
+        return w
+
+    def refresh(self, program_fn: ProgramFn, *, n_probe: int = 64, settle_s: float = 0.0,
+                seed: int = 0) -> None:
+        """Refresh before use: measure what the pairs but the last give now
+        (:meth:`probe_pair`) and re-program the last pair, on its cells, to the logical
+        residual (the same on every copy of a weight). Residual mappings only."""
+        if not isinstance(self.mapping, ResidualMapping) or self.mapping.n_pairs < 2:
+            raise ValueError("refresh re-targets the last pair of a residual mapping")
+        last = self.mapping.n_pairs - 1
+        est = sum((self.probe_pair(k, n_probe, seed + k) for k in range(last)),
+                  np.zeros((self.n_in, self.n_out)))
+        r_log = self.w_target - est
+        for blk in self.blocks:
+            r = r_log[self._row_input[blk.row_slice]][:, blk.col_slice]
+            blk.pairs[last] = self.mapping.retarget_last(self.backend, program_fn, blk.pairs,
+                                                         r, settle_s)
+        # what is still off after the refresh, as the array sees it, for the fault correction
+        self.correction = self._fault_correction(
+            est + self.probe_pair(last, n_probe, seed + last))
+        if self._x_cal is not None:
+            self.calibrate(self._x_cal)  # ADC ranges for the new pair
+
     # ---- calibration ----
-    def calibrate(self, x_cal: Array, *, input_percentile: float = 100.0,
-                  adc_percentile: float = 99.95, adc_margin: float = 1.1) -> None:
+    def calibrate(self, x_cal: Array, *, input_percentile: float | None = None,
+                  input_margin: float | None = None, adc_percentile: float = 99.95,
+                  adc_margin: float = 1.1) -> None:
         """Input scale from the calibration activations (default their max: an input
         clipped by the DAC can throw an ODE trajectory off); each pair's ADC range from the
         currents its read-back conductances give on those inputs (the ``adc_percentile``-th
         |I| × ``adc_margin``: rare outliers clip rather than coarsen every conversion)."""
+        if input_percentile is not None:
+            self.input_percentile = float(input_percentile)
+        if input_margin is not None:
+            self.input_margin = float(input_margin)
+        self._x_cal = np.asarray(x_cal, dtype=np.float64)
         a = np.abs(x_cal)
-        xs = float(np.percentile(a, input_percentile)) if a.size else 1.0
+        xs = float(np.percentile(a, self.input_percentile)) * self.input_margin if a.size else 1.0
         self.x_scale = xs if xs > 0 else 1.0
         for n_pass, (v, _) in enumerate(self._passes(x_cal)):
             for blk in self.blocks:
@@ -220,8 +317,7 @@ class AnalogLinear(Layer):
             q = float(self._dac_q)
             u1 = np.round(u * q) / q
             parts += [(u1, 1.0), (np.clip((u - u1) * 2.0 * q, -1.0, 1.0), 1.0 / (2.0 * q))]
-        return [((np.repeat(a, self.replicas, axis=1) if self.replicas > 1 else a) * self.v_max,
-                 wgt) for a, wgt in parts]
+        return [(self._rows(a, 1) * self.v_max, wgt) for a, wgt in parts]
 
     def _matmul(self, x: Array) -> Array:
         y = np.zeros((len(x), self.n_out))
@@ -262,6 +358,7 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
               affine: bool = True, skip_first: Sequence[int] = (),
               fault_threshold: float | None = 0.25, repeats: int = 1,
               replicas: int | None = None, input_percentile: float = 100.0,
+              input_margin: float = 1.0, interleave: bool = False, tie_copies: bool = False,
               first_input_passes: int = 1, progressive: bool = True) -> AnalogNetwork:
     """Program every :class:`Linear` of ``model`` onto the chip and calibrate it.
 
@@ -288,9 +385,10 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
                     b = None if layer.b is None else layer.b.value
                     al = AnalogLinear(layer.W.value, b, backend, alloc, program_fn, mapping,
                                       fault_threshold=fault_threshold, repeats=repeats,
-                                      replicas=replicas,
+                                      replicas=replicas, interleave=interleave,
+                                      tie_copies=tie_copies,
                                       input_passes=first_input_passes if k == 0 else 1)
-                    al.calibrate(h, input_percentile=input_percentile)
+                    al.calibrate(h, input_percentile=input_percentile, input_margin=input_margin)
                     if affine:
                         # progressive: map what this layer computes from the *chip's* inputs
                         # onto the float layer's outputs from float inputs, so each layer
@@ -307,6 +405,13 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
         for la, t in zip(model.layers, was_training):
             la.training = t
     return AnalogNetwork(layers)
+
+
+def refresh(net: AnalogNetwork, program_fn: ProgramFn, *, n_probe: int = 64,
+            settle_s: float = 0.0) -> None:
+    """:meth:`AnalogLinear.refresh` on every analog layer of ``net``."""
+    for k, layer in enumerate(net.analog_layers()):
+        layer.refresh(program_fn, n_probe=n_probe, settle_s=settle_s, seed=1000 * k)
 
 
 def recalibrate(net: AnalogNetwork, model: MLP, x_cal: Array, *, reread: bool = False,

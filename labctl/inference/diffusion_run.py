@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from labctl.core.backend import Backend
-from labctl.inference.analog import AnalogNetwork, recalibrate, to_analog
+from labctl.inference.analog import AnalogNetwork, recalibrate, refresh, to_analog
 from labctl.inference.digital_baseline import digital_energy_J, timed
 from labctl.inference.layers import Array, Linear, WeightNoise
 from labctl.inference.mapping import ProgramFn, TileAllocator, make_mapping, require_program_fn
@@ -103,6 +103,23 @@ class DiffParams:
     and lift the signal over the periphery noise (measured on chip seed 0, 2,000 samples:
     SWD ratio 2.6 with 8 copies, 1.28 filling the rows); the simulator's cost grows with
     them."""
+    interleave: bool = True
+    """Row copies interleaved (copy k of every input on rows k·n_in …) rather than
+    contiguous: each input's copies span the whole column, so the IR drop along it acts on
+    every input alike, as a column gain the affine trim absorbs."""
+    tie_copies: bool = True
+    """The residual pairs hold the residual of each *logical* weight (the mean over its
+    copies), the same on every copy: a stuck cell is compensated by all copies together."""
+    input_margin: float = 1.5
+    """DAC full scale = this × the largest calibration input of each layer. A sample driven
+    past the DAC range gets a clipped, too weak score and runs away (measured: one sample
+    of 2,000 at |x| = 18 on an ideal chip without margin)."""
+    refresh: bool = True
+    """Refresh before use: after all programming, measure each layer's first pair through
+    the array (random ±1 probes, least squares: IR drop, relaxation, stuck cells as an MVM
+    sees them) and re-program the last pair to the logical residual."""
+    refresh_probes: int = 64
+    """Probe MVMs per pair and row block of the refresh."""
     settle_first_s: float = 3600.0
     settle_s: float = 60.0
     repeats: int = 1
@@ -197,12 +214,27 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
     cal_c = _cal_inputs(cnd, sde, p, np.arange(p.n_cal) % cnd.n_classes, crng)
     kw: dict[str, Any] = {"mapping": mapping, "allocator": alloc,
                           "fault_threshold": p.fault_threshold, "repeats": p.repeats,
-                          "replicas": p.replicas}
+                          "replicas": p.replicas, "interleave": p.interleave,
+                          "tie_copies": p.tie_copies, "input_margin": p.input_margin}
+    t_prog, before = backend.clock.now(), backend.ledger.snapshot()
     chip_u = to_analog(unc.net, backend, pf, cal_u, **kw)
     chip_c = to_analog(cnd.net, backend, pf, cal_c, **kw)
-    backend.clock.wait(p.age_at_use_s)
     chips: list[tuple[AnalogNetwork, ScoreModel, Array]] = [(chip_u, unc, cal_u),
                                                           (chip_c, cnd, cal_c)]
+    led_prog = backend.ledger.since(before)
+    t_refresh, before = backend.clock.now(), backend.ledger.snapshot()
+    if p.refresh:
+        for net, _, _ in chips:
+            refresh(net, pf, n_probe=p.refresh_probes, settle_s=p.settle_s)
+    led_ref = backend.ledger.since(before)
+    out.update({
+        "programming_clock_s": t_refresh - t_prog,
+        "programming_energy_J": led_prog.get("energy_J", 0.0),
+        "refresh_clock_s": backend.clock.now() - t_refresh,
+        "refresh_energy_J": led_ref.get("energy_J", 0.0),
+        "cells_used": sum(la.cells_used() for net, _, _ in chips for la in net.analog_layers()),
+    })
+    backend.clock.wait(p.age_at_use_s)
     if p.recalibrate != "none":
         for net, model, cal in chips:
             recalibrate(net, model.net, cal, reread=p.recalibrate == "reread")
