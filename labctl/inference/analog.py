@@ -56,10 +56,18 @@ class AnalogLinear(Layer):
                  program_fn: ProgramFn, mapping: Mapping | None = None, *,
                  max_cols_per_block: int | None = None, fault_threshold: float | None = 0.25,
                  repeats: int = 1, replicas: int | None = None, input_passes: int = 1,
-                 interleave: bool = False, tie_copies: bool = False) -> None:
+                 interleave: bool = False, tie_copies: bool = False,
+                 col_copies: int = 1) -> None:
         self.backend = backend
         self.mapping: Mapping = mapping if mapping is not None else DifferentialMapping()
         chip = backend.chip
+        # column copies: every output on ``col_copies`` column pairs, averaged digitally —
+        # each column's periphery noise (output-referred, ADC) is its own, so the average
+        # has 1/√col_copies of it. Inside the layer every copy is an output of its own
+        # (``n_out`` counts them, each has its own affine trim); :meth:`forward` averages.
+        self.col_copies = max(1, int(col_copies))
+        self.n_logical_out = int(w.shape[1])
+        w = np.tile(np.asarray(w, dtype=np.float64), (1, self.col_copies))
         self.n_in, self.n_out = w.shape
         self.w_target = np.asarray(w, dtype=np.float64)
         # row replication: each input drives ``replicas`` rows holding the same weights, so
@@ -83,8 +91,8 @@ class AnalogLinear(Layer):
         self.dg = chip.g_max_S - chip.g_min_S
         self.v_max = chip.mvm_input_max_V
         self.x_scale = 1.0
-        self.gain = np.ones(self.n_out)
-        self.offset = np.zeros(self.n_out)
+        self.gain = np.ones(self.n_logical_out)
+        self.offset = np.zeros(self.n_logical_out)
         n_pairs = self.mapping.n_pairs
         max_out = chip.n_cols // 2
         if max_cols_per_block is not None:
@@ -182,8 +190,9 @@ class AnalogLinear(Layer):
         more than ``threshold_S`` are re-programmed; a column whose weights outgrow its
         scale gets ``headroom`` × its new max |W| and is rewritten. Returns a per-cell
         write count ``(n_in·replicas, 2·n_out)`` of this call (0 or 1)."""
-        if self.mapping.n_pairs != 1:
-            raise ValueError("in-place reprogramming needs a single-pair mapping")
+        if self.mapping.n_pairs != 1 or self.col_copies != 1:
+            raise ValueError("in-place reprogramming needs a single-pair mapping without "
+                             "column copies")
         chip = self.backend.chip
         w_log = np.asarray(w_new, dtype=np.float64)
         w_new = self._phys(w_log)
@@ -289,18 +298,22 @@ class AnalogLinear(Layer):
                     blk.adc_range_A[n_pass][k] = max(peak * adc_margin, 1e-9)
 
     def set_affine(self, gain: Array, offset: Array) -> None:
-        """Per-column digital correction ``y·gain + offset`` (drift compensation hook)."""
-        self.gain = np.broadcast_to(np.asarray(gain, np.float64), (self.n_out,)).copy()
-        self.offset = np.broadcast_to(np.asarray(offset, np.float64), (self.n_out,)).copy()
+        """Per-column digital correction ``y·gain + offset`` (drift compensation hook), on
+        the layer's outputs (column copies averaged first)."""
+        n = self.n_logical_out
+        self.gain = np.broadcast_to(np.asarray(gain, np.float64), (n,)).copy()
+        self.offset = np.broadcast_to(np.asarray(offset, np.float64), (n,)).copy()
 
-    def fit_affine(self, x_cal: Array, y_ref: Array | None = None) -> None:
+    def fit_affine(self, x_cal: Array, y_ref: Array | None = None, *, n_rep: int = 1) -> None:
         """Least-squares per-column gain and offset mapping chip outputs onto ``y_ref``
         (default: the target weights' float outputs ``x_cal @ W``), as HERMES does from
         calibration inputs (Le Gallo et al. 2023), with calibration's fit
-        (:func:`calibration.compensation.fit_column_affine`)."""
-        self.set_affine(np.ones(self.n_out), np.zeros(self.n_out))
-        y = self._matmul(x_cal)
-        ref = x_cal @ self.w_target if y_ref is None else y_ref
+        (:func:`calibration.compensation.fit_column_affine`). The chip outputs are the
+        regressor, so their per-call noise biases the gain low by noise²/signal²; the fit
+        runs on the column copies' average and on ``n_rep`` repeated conversions'."""
+        y = sum((self._averaged(self._matmul(x_cal)) for _ in range(max(1, n_rep))),
+                np.zeros((len(x_cal), self.n_logical_out))) / max(1, n_rep)
+        ref = x_cal @ self.w_target[:, :self.n_logical_out] if y_ref is None else y_ref
         self.set_affine(*fit_column_affine(y, ref))
 
     # ---- forward ----
@@ -333,10 +346,16 @@ class AnalogLinear(Layer):
                     y[:, blk.col_slice] += i * (p.scale * to_act * wgt / self.repeats)
         if self.correction is not None:
             y += np.asarray(self.correction.T @ np.clip(x, -self.x_scale, self.x_scale).T).T
-        return y * self.gain + self.offset
+        return y
+
+    def _averaged(self, y: Array) -> Array:
+        """Physical outputs → the layer's outputs (mean over column copies)."""
+        if self.col_copies == 1:
+            return y
+        return np.asarray(y.reshape(len(y), self.col_copies, self.n_logical_out).mean(axis=1))
 
     def forward(self, x: Array) -> Array:
-        y = self._matmul(x)
+        y = self._averaged(self._matmul(x)) * self.gain + self.offset
         return y if self.b is None else y + self.b
 
     def backward(self, grad_out: Array) -> Array:
@@ -359,6 +378,7 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
               fault_threshold: float | None = 0.25, repeats: int = 1,
               replicas: int | None = None, input_percentile: float = 100.0,
               input_margin: float = 1.0, interleave: bool = False, tie_copies: bool = False,
+              col_copies: Sequence[int] = (),
               first_input_passes: int = 1, progressive: bool = True) -> AnalogNetwork:
     """Program every :class:`Linear` of ``model`` onto the chip and calibrate it.
 
@@ -366,7 +386,9 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
     layer's input scale and ADC ranges come from its float inputs, and (with ``affine``)
     its per-column gain/offset is fitted so its outputs match the float layer's — with
     ``progressive``, from the inputs the chip layers before it actually produce. Linear
-    layers whose index is in ``skip_first`` stay digital.
+    layers whose index is in ``skip_first`` stay digital. ``col_copies[k]`` is linear
+    layer *k*'s column copies (missing: 1); ``input_margin``, ``interleave`` and
+    ``tie_copies`` are :class:`AnalogLinear`'s DAC headroom and row-copy options.
     """
     alloc = allocator if allocator is not None else TileAllocator(backend.chip)
     layers: list[Layer] = []
@@ -387,6 +409,7 @@ def to_analog(model: MLP, backend: Backend, program_fn: ProgramFn, x_cal: Array,
                                       fault_threshold=fault_threshold, repeats=repeats,
                                       replicas=replicas, interleave=interleave,
                                       tie_copies=tie_copies,
+                                      col_copies=col_copies[k] if k < len(col_copies) else 1,
                                       input_passes=first_input_passes if k == 0 else 1)
                     al.calibrate(h, input_percentile=input_percentile, input_margin=input_margin)
                     if affine:
@@ -415,7 +438,7 @@ def refresh(net: AnalogNetwork, program_fn: ProgramFn, *, n_probe: int = 64,
 
 
 def recalibrate(net: AnalogNetwork, model: MLP, x_cal: Array, *, reread: bool = False,
-                n_average: int = 8) -> None:
+                n_average: int = 8, n_rep: int = 1) -> None:
     """Chip-in-the-loop recalibration right before use (HERMES-style per-column affine
     correction from calibration inputs, Le Gallo et al., Nat. Electron. 2023): run
     ``x_cal`` through the chip network and the float ``model`` side by side and refit each
@@ -423,7 +446,8 @@ def recalibrate(net: AnalogNetwork, model: MLP, x_cal: Array, *, reread: bool = 
     before it produce now). Relaxation keeps moving the cells after programming (in log
     time, docs/references.md), so an affine fitted at programming time goes stale while other
     layers are programmed and settle; this refits it against the cells as they are.
-    With ``reread`` the cells are read again first and the ADC ranges re-derived."""
+    With ``reread`` the cells are read again first and the ADC ranges re-derived; ``n_rep``
+    repeats each layer's calibration conversions (:meth:`AnalogLinear.fit_affine`)."""
     h = np.asarray(x_cal, dtype=np.float64)
     h_chip = h
     for f_layer, c_layer in zip(model.layers, net.layers, strict=True):
@@ -431,6 +455,6 @@ def recalibrate(net: AnalogNetwork, model: MLP, x_cal: Array, *, reread: bool = 
             if reread:
                 c_layer.refresh_readback(n_average)
                 c_layer.calibrate(h)
-            c_layer.fit_affine(h_chip, h @ f_layer.W.value)
+            c_layer.fit_affine(h_chip, h @ f_layer.W.value, n_rep=n_rep)
         h_chip = c_layer.forward(h_chip)
         h = f_layer.forward(h)
