@@ -254,24 +254,25 @@ class AnalogLinear(Layer):
 
     def refresh(self, program_fn: ProgramFn, *, n_probe: int = 64, settle_s: float = 0.0,
                 seed: int = 0) -> None:
-        """Refresh before use: measure what the pairs but the last give now
-        (:meth:`probe_pair`) and re-program the last pair, on its cells, to the logical
-        residual (the same on every copy of a weight). Residual mappings only."""
+        """Refresh before use: for each pair after the first in turn, measure what the
+        pairs before it give now (:meth:`probe_pair`) and re-program it, on its cells, to
+        the logical residual (the same on every copy of a weight). Residual mappings of two
+        or more pairs only."""
         if not isinstance(self.mapping, ResidualMapping) or self.mapping.n_pairs < 2:
-            raise ValueError("refresh re-targets the last pair of a residual mapping")
-        last = self.mapping.n_pairs - 1
-        est = sum((self.probe_pair(k, n_probe, seed + k) for k in range(last)),
-                  np.zeros((self.n_in, self.n_out)))
-        r_log = self.w_target - est
-        for blk in self.blocks:
-            r = r_log[self._row_input[blk.row_slice]][:, blk.col_slice]
-            blk.pairs[last] = self.mapping.retarget_last(self.backend, program_fn, blk.pairs,
-                                                         r, settle_s)
+            raise ValueError("refresh re-targets the later pairs of a residual mapping")
+        est = np.zeros((self.n_in, self.n_out))
+        for k in range(1, self.mapping.n_pairs):
+            est += self.probe_pair(k - 1, n_probe, seed + k - 1)
+            r_log = self.w_target - est
+            for blk in self.blocks:
+                r = r_log[self._row_input[blk.row_slice]][:, blk.col_slice]
+                blk.pairs[k] = self.mapping.retarget(self.backend, program_fn, blk.pairs, k, r,
+                                                     settle_s)
         # what is still off after the refresh, as the array sees it, for the fault correction
-        self.correction = self._fault_correction(
-            est + self.probe_pair(last, n_probe, seed + last))
+        last = self.mapping.n_pairs - 1
+        self.correction = self._fault_correction(est + self.probe_pair(last, n_probe, seed + last))
         if self._x_cal is not None:
-            self.calibrate(self._x_cal)  # ADC ranges for the new pair
+            self.calibrate(self._x_cal)  # ADC ranges for the new pairs
 
     # ---- calibration ----
     def calibrate(self, x_cal: Array, *, input_percentile: float | None = None,

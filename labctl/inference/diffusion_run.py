@@ -42,7 +42,13 @@ from labctl.core.backend import Backend
 from labctl.inference.analog import AnalogNetwork, recalibrate, refresh, to_analog
 from labctl.inference.digital_baseline import digital_energy_J, timed
 from labctl.inference.layers import Array, Linear, WeightNoise
-from labctl.inference.mapping import ProgramFn, TileAllocator, make_mapping, require_program_fn
+from labctl.inference.mapping import (
+    ProgramFn,
+    ResidualMapping,
+    TileAllocator,
+    make_mapping,
+    require_program_fn,
+)
 from labctl.inference.score_sde import (
     VPSDE,
     ScoreModel,
@@ -122,7 +128,8 @@ class DiffParams:
     refresh: bool = True
     """Refresh before use: after all programming, measure each layer's first pair through
     the array (random ±1 probes, least squares: IR drop, relaxation, stuck cells as an MVM
-    sees them) and re-program the last pair to the logical residual."""
+    sees them) and re-program the last pair to the logical residual (residual mappings of
+    two or more pairs; other mappings are not refreshed, ``refreshed`` in the results)."""
     refresh_probes: int = 64
     """Probe MVMs per pair and row block of the refresh."""
     settle_first_s: float = 3600.0
@@ -229,11 +236,13 @@ def run_diffusion(backend: Backend | None, params: DiffParams | dict[str, Any] |
                                                           (chip_c, cnd, cal_c)]
     led_prog = backend.ledger.since(before)
     t_refresh, before = backend.clock.now(), backend.ledger.snapshot()
-    if p.refresh:
+    refreshed = p.refresh and isinstance(mapping, ResidualMapping) and mapping.n_pairs > 1
+    if refreshed:
         for net, _, _ in chips:
             refresh(net, pf, n_probe=p.refresh_probes, settle_s=p.settle_s)
     led_ref = backend.ledger.since(before)
     out.update({
+        "refreshed": refreshed,
         "programming_clock_s": t_refresh - t_prog,
         "programming_energy_J": led_prog.get("energy_J", 0.0),
         "refresh_clock_s": backend.clock.now() - t_refresh,

@@ -215,14 +215,14 @@ class ResidualMapping:
             est = est + pairs[-1].weight_estimate(dg)
         return pairs
 
-    def retarget_last(self, backend: Backend, program_fn: ProgramFn, pairs: list[MappedPair],
-                      residual: Array, settle_s: float) -> MappedPair:
-        """Re-program the last pair, on its own cells, to ``residual``: what the pairs before
-        it miss as measured *now* (a refresh: they have relaxed since the residual was first
-        taken). Scale as in :meth:`program`, from the pair before it."""
-        s_prev = pairs[-2].scale
+    def retarget(self, backend: Backend, program_fn: ProgramFn, pairs: list[MappedPair],
+                 k: int, residual: Array, settle_s: float) -> MappedPair:
+        """Re-program pair ``k`` (≥ 1), on its own cells, to ``residual``: what the pairs
+        before it miss as measured *now* (a refresh: they have relaxed since the residual
+        was first taken). Scale as in :meth:`program`, from pair ``k − 1``."""
+        s_prev = pairs[k - 1].scale
         s = np.clip(_column_scale(residual, self.residual_percentile), s_prev / self.gain, s_prev)
-        return _program_pair(backend, program_fn, pairs[-1].region, residual, s,
+        return _program_pair(backend, program_fn, pairs[k].region, residual, s,
                              self.n_average, settle_s)
 
 
