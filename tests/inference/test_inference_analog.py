@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from labctl.core.cells import Cells
+from labctl.core.cells import Cells, FloatArray
 from labctl.core.errors import AddressError
 from labctl.inference import (
     MLP,
@@ -134,7 +136,7 @@ def test_tied_residual_compensates_a_stuck_copy() -> None:
     w = rng.uniform(0.2, 0.9, size=(4, 3))
     w[0, 0] = -1.0  # its W- cell high, its W+ cell low — but that one is stuck high
 
-    def stuck_program(backend: FakeBackend, cells: Cells, targets_S: np.ndarray) -> None:
+    def stuck_program(backend: Any, cells: Cells, targets_S: FloatArray) -> None:
         backend.program(cells, targets_S)
         backend.g[0, 0, 0] = 44e-6  # one cell of the first pair stuck high
 
