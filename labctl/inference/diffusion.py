@@ -80,7 +80,8 @@ DF_PARAMS: dict[str, Param] = {
 def _check_df(params: Mapping[str, Any], chip: ChipInfo, env: SafetyEnvelope) -> None:
     check_programmer(chip, env)
     w = params["width"]
-    shapes = [(2 + 4, w), (w, w), (w, 2)]
+    copies = list(_DF.col_copies) + [1] * 3  # column copies multiply a layer's outputs
+    shapes = [(2 + 4, w * copies[0]), (w, w * copies[1]), (w, 2 * copies[2])]
     pairs = params["n_pairs"] if params["mapping"] == "residual" else 1
     rep = params["replicas"] or None
     check_fits("width", 2 * columns_needed(shapes, pairs, rep, chip), chip)  # two models

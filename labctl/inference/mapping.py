@@ -31,12 +31,15 @@ from labctl.inference.layers import Array, WeightNoise
 
 __all__ = [
     "BinaryMultiCellMapping", "DifferentialMapping", "MappedPair", "ProgramFn", "Region",
-    "ResidualMapping", "TileAllocator", "device_noise", "make_mapping", "pair_targets",
+    "ResidualMapping", "Tie", "TileAllocator", "device_noise", "make_mapping", "pair_targets",
     "require_program_fn",
 ]
 
 ProgramFn = Callable[[Backend, Cells, Array], object]
 """``program_fn(backend, cells, targets_S)``: bring each cell to its target conductance."""
+
+Tie = Callable[[Array], Array]
+"""Rows → rows: each row replaced by the mean over the rows holding copies of its weight."""
 
 
 def require_program_fn(program_fn: ProgramFn | None) -> ProgramFn:
@@ -191,14 +194,18 @@ class ResidualMapping:
     """Wait after programming the last pair before reading it back (and using it)."""
 
     def program(self, backend: Backend, program_fn: ProgramFn, w: Array,
-                regions: list[Region]) -> list[MappedPair]:
+                regions: list[Region], tie: Tie | None = None) -> list[MappedPair]:
+        """Program the pairs in turn. ``tie`` averages a residual over the rows that hold
+        copies of one logical weight and gives every copy that mean: what the layer uses is
+        the copies' mean, so a copy far off (a stuck cell) is compensated by all of them
+        together instead of by its own residual cell, which the residual scale would clip."""
         dg = backend.chip.g_max_S - backend.chip.g_min_S
         s = _column_scale(w, self.percentile)
         pairs = [_program_pair(backend, program_fn, regions[0], w, s, self.n_average,
                                self.settle_first_s)]
         est = pairs[0].weight_estimate(dg)
         for p in range(1, self.n_pairs):
-            r = w - est
+            r = w - est if tie is None else tie(w - est)
             s_prev = pairs[-1].scale
             s_r = _column_scale(r, self.residual_percentile)
             s = np.clip(s_r, s_prev / self.gain, s_prev)
@@ -207,6 +214,16 @@ class ResidualMapping:
                                        settle))
             est = est + pairs[-1].weight_estimate(dg)
         return pairs
+
+    def retarget(self, backend: Backend, program_fn: ProgramFn, pairs: list[MappedPair],
+                 k: int, residual: Array, settle_s: float) -> MappedPair:
+        """Re-program pair ``k`` (≥ 1), on its own cells, to ``residual``: what the pairs
+        before it miss as measured *now* (a refresh: they have relaxed since the residual
+        was first taken). Scale as in :meth:`program`, from pair ``k − 1``."""
+        s_prev = pairs[k - 1].scale
+        s = np.clip(_column_scale(residual, self.residual_percentile), s_prev / self.gain, s_prev)
+        return _program_pair(backend, program_fn, pairs[k].region, residual, s,
+                             self.n_average, settle_s)
 
 
 @dataclass(frozen=True)
