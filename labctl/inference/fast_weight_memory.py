@@ -86,7 +86,7 @@ class FWParams:
     """Calibration keys for the query-time ADC ranges and per-column affine trims: keys of
     tokens that are *not* in the episode (independent of the queries), through the same
     projection."""
-    query_repeats: int = 1
+    query_repeats: int = 2
     """MVMs averaged per query (read averaging: white read and periphery noise fall as
     1/√n; the query's device time and energy grow n-fold)."""
     seed: int = 0
