@@ -102,7 +102,8 @@ class NFParams:
     noise_sigma: float = 0.2
     """Hardware-aware training noise W·(1+n), n ~ N(0, σ) within ±2σ (0: off), on the layers
     the chip runs only: on the digital first layer it only costs float quality (σ 0.05 on
-    every layer: float 26.1–26.4 dB; chip seed 2 with none there: 32.4). σ is matched to
+    every layer: float 26.1–26.4 dB; 0.05 on the programmed layers only: 32.4 on chip seed
+    2). σ is matched to
     the measured chip error — the analog layers' outputs are off by 5–7 % of their spread
     at 1 h (residual pairs, chip seeds 0–2), and the SIREN's w0 = 30 amplifies it. Chip
     seed 2, residual pairs, gap float − chip: 2.39 dB at σ 0.05, 1.87 at 0.10, 0.78 at 0.15,
