@@ -215,7 +215,8 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   at most 0.14 dB each (relaxation, IR drop, 1/f, white read noise, output noise, DAC or
   ADC resolution): no single cause is left. A third residual pair, two MVMs averaged, or
   8 row copies did not help consistently (8 copies: 1.7–1.9 dB, worse). The target is
-  still missed on the worst chips. The float field (SIREN 3 × 64, a few hundred steps on a 2-core machine) limits
+  still missed on the worst chips. The 3-D cone-beam case took HAQ before too (worst gap
+  2.57 dB); with the same remedies its gap over chips 0–4 is 0.24–0.43 dB. The float field (SIREN 3 × 64, a few hundred steps on a 2-core machine) limits
   the absolute PSNR: about 2 dB over the prior and 8 dB over FBP.
 - Not used: a softer device preset, or recalibration against ground truth. Every
   calibration input is independent of the test data (calibration coordinates against the
