@@ -210,7 +210,11 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   now the default, and the training noise sits on the programmed layers only, σ 0.2
   matched to their measured 5–7 % output error (σ 0.05 on every layer, the digital first
   one included, had cost the float field 2–6 dB). Residual pairs programmed alone on chips
-  0–4: gap 0.68 / 0.64 / 0.63 / 0.49 / 0.42 dB (float 27.0–28.5 dB); at σ 0.15 0.59–0.91.
+  0–4: gap 0.68 / 0.64 / 0.63 / 0.49 / 0.42 dB (float 27.0–28.5 dB); at σ 0.15 0.59–0.91;
+  beside the other two mappings on the same chips (the bench's set-up) 0.59 mean / 0.75
+  worst, HAQ 2.33 / 2.77, one pair 1.33 / 1.60 — the float field is 1.5 dB better than
+  before and the chip 1.4 dB better than the best mapping before. A third pair gave 0.49 /
+  0.68 / 0.59 on chips 0–2 (against 0.68 / 0.64 / 0.63) for 1.5 × the cells: not taken.
   Switching single sources off in the simulator (diagnosis only) moved the chip-2 gap by
   at most 0.14 dB each (relaxation, IR drop, 1/f, white read noise, output noise, DAC or
   ADC resolution): no single cause is left. A third residual pair, two MVMs averaged, or
