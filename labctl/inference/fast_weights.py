@@ -49,6 +49,8 @@ FW_PARAMS: dict[str, Param] = {
     "headroom": Float("column scale growth factor when a weight outgrows it", min=1.0,
                       max=10.0, default=_FW.headroom),
     "replicas": Int("row copies per input", min=1, max=64, default=_FW.replicas),
+    "query_repeats": Int("MVMs averaged per query (read averaging)", min=1, max=64,
+                         default=_FW.query_repeats),
     "curve_points": Int("further episodes for the recall-vs-N curve, at n_pairs/2, /4, …",
                         min=0, max=8, default=len(_FW.curve)),
     "age_at_use_s": AGE_AT_USE,

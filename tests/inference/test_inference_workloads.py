@@ -17,8 +17,8 @@ from labctl.inference.cone_beam import (
     volume_phantom,
 )
 from labctl.inference.diffusion_run import run_diffusion
-from labctl.inference.fast_weight_memory import newton_schulz, run_fast_weights
-from labctl.inference.field_recon import run_neural_field
+from labctl.inference.fast_weight_memory import FWParams, _Stream, newton_schulz, run_fast_weights
+from labctl.inference.field_recon import NFParams, build_field, run_neural_field
 from labctl.inference.layers import WeightNoise
 from labctl.inference.mapping import (
     BinaryMultiCellMapping,
@@ -99,7 +99,7 @@ def test_neural_field_2d_maps_on_the_same_chip_every_way() -> None:
     assert out["images"]["chip"].shape == (24, 24)
     for kind in ("residual", "haq", "differential"):
         assert np.isfinite(out[f"psnr_chip_db_{kind}"])
-    assert out["psnr_chip_db"] == out["psnr_chip_db_haq"]
+    assert out["psnr_chip_db"] == out[f"psnr_chip_db_{NFParams().mapping}"]
     assert out["chip_vs_float_psnr_db"] > 25.0
     assert be.clock.now() >= out["age_at_use_s"]  # rendered after the chip aged
     assert out["ledger_inference"]["mvm_calls"] > 0
@@ -114,6 +114,22 @@ def test_neural_field_3d_cone_beam_runs_on_the_chip() -> None:
     assert out["images"]["chip"].shape == (8, 8, 8)
     assert "psnr_fbp_db" not in out
     assert np.isfinite(out["psnr_chip_db"])
+
+
+def test_training_noise_only_on_the_layers_the_chip_runs() -> None:
+    lin = build_field(NFParams(depth=2, width=8), np.random.default_rng(0)).linears()
+    assert lin[0].noise is None and all(la.noise is not None for la in lin[1:])
+    lin = build_field(NFParams(depth=2, width=8, digital_first=False),
+                      np.random.default_rng(0)).linears()
+    assert all(la.noise is not None for la in lin)
+
+
+def test_fast_weight_calibration_keys_are_not_queried() -> None:
+    s = _Stream(FWParams(vocab=64, n_pairs=32, d_model=16, d_key=8, hidden=8, n_cal=16))
+    assert s.cal_keys.shape == (16, 8)
+    # no calibration key equals a query key (distinct tokens, generic projection)
+    d = np.abs(s.cal_keys[:, None, :] - s.keys[None, :, :]).sum(axis=2)
+    assert d.min() > 1e-6
 
 
 @settings(max_examples=25, deadline=None)
