@@ -270,8 +270,8 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
                 "recall_chip": 0.7 + 0.01 * seed,
                 "recall_float_n512": 1.0, "recall_chip_n512": 0.99}
 
-    makers = {bi.neural_field_chip: nf, bi.cone_beam_chip: nf, bi.diffusion_chip: df,
-              bi.fast_weights_chip: fw}
+    makers = {bi.neural_field_chip: nf, bi.mappings_chip: nf, bi.cone_beam_chip: nf,
+              bi.diffusion_chip: df, bi.fast_weights_chip: fw}
     seen: list[tuple[float, float, str]] = []
     wafers: list[int] = []
 
@@ -286,9 +286,9 @@ def test_bench_section_reports_the_issue_figures(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(bi, "over_dies", over_dies)
     out = bi.run(progress=lambda d, t, w: seen.append((d, t, w)))
-    assert [d for d, _, _ in seen] == list(range(1, 21))
+    assert [d for d, _, _ in seen] == list(range(1, 26))
     assert out["inference_n_chips"] == 5
-    assert len(set(wafers)) == 4  # each workload on its own wafer
+    assert wafers == [0, 0, 1, 2, 3]  # the mapping comparison on copies of the NF dies
     assert out["inference_age_at_use_s"] == 3600  # the youngest of the workloads' ages
     assert out["nf_psnr_gap_db_worst"] == pytest.approx(0.5)
     assert out["nf_psnr_gap_db_mean"] == pytest.approx(0.3)

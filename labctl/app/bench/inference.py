@@ -10,8 +10,10 @@ figure is reported as the mean over dies and the worst die. The dies write no ru
 
 - Neural field (2-D, 128 × 128 area-sampled phantom, 20 noisy views, breathing prior):
   ``nf_psnr_float_db`` (mean), ``nf_psnr_gap_db_mean`` / ``_worst`` (float − chip, the
-  ``mapping`` of the workload), the same gap for every mapping programmed on the same chip
-  (``nf_psnr_gap_db_mean_<mapping>``), ``nf_psnr_prior_db``, ``nf_psnr_fbp_db``.
+  workload's default mapping alone on the chip, as a user runs it), ``nf_psnr_prior_db``,
+  ``nf_psnr_fbp_db``; and, on fresh copies of the same dies, every mapping programmed side
+  by side (``nf_psnr_gap_db_mean_<mapping>`` / ``_worst_<mapping>``: the comparison on the
+  same chips; mappings that share a tile's rows share its IR drop).
 - The 3-D cone-beam case (24³ volume, 20 views): ``nf3d_psnr_float_db``,
   ``nf3d_psnr_gap_db_mean`` / ``_worst``, ``nf3d_psnr_prior_db``.
 - Diffusion (14-wide score MLP, every layer analog, 10,000 samples):
@@ -44,8 +46,9 @@ AGE_AT_USE_S = 3600.0
 CONE_N = 24
 """Side of the 3-D cone-beam volume (24³ voxels, 20 views of 24 × 24 detector pixels)."""
 
-WAFER_SEEDS = {"nf": 0, "nf3d": 1, "diff": 2, "fw": 3}
-"""Each workload's own wafer: no die serves two workloads."""
+WAFER_SEEDS = {"nf": 0, "nf_map": 0, "nf3d": 1, "diff": 2, "fw": 3}
+"""Each workload's own wafer; the mapping comparison runs on fresh copies of the neural
+field's dies (the same wafer seed draws the same dies and chip seeds)."""
 
 
 class ChipFn(Protocol):
@@ -69,14 +72,23 @@ def _scalars(out: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, int | float | np.integer | np.floating)}
 
 
-def neural_field_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+def neural_field_chip(chip: BackendBase, seed: int, quick: bool,
+                      compare_mappings: bool = False) -> dict[str, float]:
+    """The workload as a user runs it: its default mapping alone on the chip; with
+    ``compare_mappings``, every mapping side by side on the chip (sharing tiles)."""
     from calibration.weights import make_program_fn
     from labctl.inference.field_recon import run_neural_field
 
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S,
+                         "compare_mappings": compare_mappings}
     if quick:
         p.update(prior_steps=60, finetune_steps=20, n=128)
     return _scalars(run_neural_field(chip, p, program_fn=make_program_fn()))
+
+
+def mappings_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+    """Every mapping programmed side by side on a fresh copy of the same die."""
+    return neural_field_chip(chip, seed, quick, compare_mappings=True)
 
 
 def cone_beam_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
@@ -127,11 +139,13 @@ def _extreme(rows: list[dict[str, float]], key: str, worst: str) -> float:
 def run(quick: bool = False,
         progress: Callable[[float, float, str], None] | None = None) -> dict[str, float]:
     n_dies = 2 if quick else N_CHIPS
-    total = 4 * n_dies
+    workloads: tuple[tuple[str, ChipFn, str], ...] = (
+        ("nf", neural_field_chip, "neural-field"), ("nf_map", mappings_chip, "mapping"),
+        ("nf3d", cone_beam_chip, "cone-beam"), ("diff", diffusion_chip, "diffusion"),
+        ("fw", fast_weights_chip, "fast-weight"))
+    total = len(workloads) * n_dies
     rows: dict[str, list[dict[str, float]]] = {}
-    for k, (key, fn, what) in enumerate((
-            ("nf", neural_field_chip, "neural-field"), ("nf3d", cone_beam_chip, "cone-beam"),
-            ("diff", diffusion_chip, "diffusion"), ("fw", fast_weights_chip, "fast-weight"))):
+    for k, (key, fn, what) in enumerate(workloads):
         def tick(done: int, _n: int, _text: str, base: int = k * n_dies,
                  what: str = what) -> None:
             if progress is not None:
@@ -143,8 +157,8 @@ def run(quick: bool = False,
 
 def collect(rows: dict[str, list[dict[str, float]]]) -> dict[str, float]:
     """The section's figures from each workload's per-die figures."""
-    nf, cb, df, fw = rows["nf"], rows["nf3d"], rows["diff"], rows["fw"]
-    for r in nf:
+    nf, nm, cb, df, fw = rows["nf"], rows["nf_map"], rows["nf3d"], rows["diff"], rows["fw"]
+    for r in nm:
         for k in [k for k in r if k.startswith("psnr_chip_db_")]:
             r["gap_" + k[len("psnr_chip_db_"):]] = r["psnr_float_db"] - r[k]
     for r in fw:
@@ -170,11 +184,11 @@ def collect(rows: dict[str, list[dict[str, float]]]) -> dict[str, float]:
         "nf3d_psnr_gap_db_mean": _mean(cb, "psnr_gap_db"),
         "nf3d_psnr_gap_db_worst": _extreme(cb, "psnr_gap_db", "max"),
     })
-    for k in sorted(k for k in nf[0] if k.startswith("gap_")):
+    for k in sorted(k for k in nm[0] if k.startswith("gap_")):
         kind = k[len("gap_"):]
-        out[f"nf_psnr_gap_db_mean_{kind}"] = _mean(nf, k)
-        out[f"nf_psnr_gap_db_worst_{kind}"] = _extreme(nf, k, "max")
-        out[f"nf_cells_used_{kind}"] = _mean(nf, f"cells_used_{kind}")
+        out[f"nf_psnr_gap_db_mean_{kind}"] = _mean(nm, k)
+        out[f"nf_psnr_gap_db_worst_{kind}"] = _extreme(nm, k, "max")
+        out[f"nf_cells_used_{kind}"] = _mean(nm, f"cells_used_{kind}")
     out.update({
         "diff_swd_float": _mean(df, "swd_float"),
         "diff_swd_chip": _mean(df, "swd_chip"),

@@ -74,14 +74,16 @@ breathing phase** of the same head (inner structures shifted and stretched along
 8 % / 6 %, contour by 1.5 %), as in the paper's 4-D CT use. A SIREN (3 × 64, w₀ = 30,
 hardware-aware training W·(1+n), σ = 0.2, on the programmed layers only) is fitted to the
 prior, then fine-tuned through the projector; the first (2-input) layer stays digital, the
-two hidden and the output layer are programmed. The same float field is programmed on the
-same chip under three mappings — **residual pairs** (the workload's default, chosen by
-measurement: 2 pairs per weight, the second holding the measured error of the first),
-HAQ binary multi-cell (the paper's hardware-aware quantization: 12 binary pairs per weight
-of significance 1.5⁻ᵏ, each sign chosen from the measured error of the cells before it) and
-a single differential pair — then the chip ages and every pixel is rendered through it,
-after a per-column gain/offset refit on 1,024 random coordinates of the field (not the
-rendered pixel centres).
+two hidden and the output layer are programmed under **residual pairs** (the workload's
+default, chosen by measurement: 2 pairs per weight, the second holding the measured error of
+the first), alone on the chip as a user runs the workload; then the chip ages and every pixel
+is rendered through it, after a per-column gain/offset refit on 1,024 random coordinates of
+the field (not the rendered pixel centres). For the comparison of mappings, a fresh copy of
+each die (same wafer, same chip seed) gets the same float field under all three side by side
+— residual pairs, HAQ binary multi-cell (the paper's hardware-aware quantization: 12 binary
+pairs per weight of significance 1.5⁻ᵏ, each sign chosen from the measured error of the
+cells before it) and a single differential pair — packed onto shared tiles, so each
+mapping's rows also carry the others' currents (IR drop).
 
 | figure | value |
 |---|---|
@@ -95,7 +97,7 @@ rendered pixel centres).
 
 Target (worst chip gap ≤ 0.5 dB): {met_nf}.
 
-Mappings on the same chips (gap float − chip, dB):
+Mappings side by side on copies of the same dies (gap float − chip, dB):
 
 | mapping | mean | worst | cells used |
 |---|---|---|---|
@@ -229,7 +231,7 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   matched to their measured 5–7 % output error (σ 0.05 on every layer, the digital first
   one included, had cost the float field 2–6 dB). Residual pairs programmed alone on chips
   0–4: gap 0.68 / 0.64 / 0.63 / 0.49 / 0.42 dB (float 27.0–28.5 dB); at σ 0.15 0.59–0.91;
-  beside the other two mappings on the same chips (the bench's set-up) 0.59 mean / 0.75
+  beside the other two mappings on the same chips (the comparison's set-up) 0.59 mean / 0.75
   worst, HAQ 2.33 / 2.77, one pair 1.33 / 1.60 — the float field is 1.5 dB better than
   before and the chip 1.4 dB better than the best mapping before. A third pair gave 0.49 /
   0.68 / 0.59 on chips 0–2 (against 0.68 / 0.64 / 0.63) for 1.5 × the cells: not taken.
