@@ -47,6 +47,10 @@ MAPPING: dict[str, Param] = {
     "recalibrate": Bool("refit the per-column trims right before use",
                         default=_NF.recalibrate),
     **MAPPING_PARAMS,
+    "n_pairs": Int("cell pairs per weight (residual mapping)", min=1, max=4,
+                   default=_NF.n_pairs),
+    "refresh": Bool("after programming, measure the pairs through the array and re-program "
+                    "the later residual pairs in turn", default=_NF.refresh),
 }
 
 NF_PARAMS: dict[str, Param] = {

@@ -93,7 +93,7 @@ def test_cone_beam_adjoint_and_exact_projections() -> None:
 def test_neural_field_2d_maps_on_the_same_chip_every_way() -> None:
     params = {"n": 24, "n_angles": 12, "width": 16, "depth": 2, "prior_steps": 120,
               "finetune_steps": 30, "settle_first_s": 0.0, "settle_s": 0.0,
-              "n_cells": 6}
+              "n_cells": 6, "compare_mappings": True, "n_pairs": 2}
     be = FakeBackend(n_tiles=8, n_rows=64, n_cols=128, prog_sigma_S=0.3e-6)
     out = run_neural_field(be, params, program_fn=ideal_program)
     assert out["images"]["chip"].shape == (24, 24)
