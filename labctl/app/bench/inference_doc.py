@@ -193,7 +193,10 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   chips 0–4 the worst chip reached 0.92 × float on the simulator before its update and
   0.89 × on the current one. With the query-time refit moved to keys that are never
   queried and two MVMs averaged per query, chip 0 went 0.890 → 0.910 × float (single
-  1,024-pair episodes; 0.910–0.939 over chips 0–4).
+  1,024-pair episodes; 0.910–0.939 over default-preset chips 0–4). On the bench's wafer
+  dies, with their die-to-die spread (fault rates up to twice the preset's at the wafer
+  edge, β and V_th spread), the worst die reaches {fw_recall_ratio_worst} × float: the
+  target is missed there, and no remedy beyond these was tried in the time.
   Rewriting cells whose target drifted past the threshold since their last write (instead
   of dropping every small move) did not change recall (0.59 → 0.58). The float weights
   re-read from the cells at use give 0.34 (1 copy) before the per-column refit: the static
