@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -190,12 +191,13 @@ class LinkedVisaInstrument(VisaInstrument):
     """Tries at the safe state: on a flaky link one lost reply must not leave an output on."""
 
     # ---- subclasses say how to check the error queue and how to switch off ----
+    @abstractmethod
     def check_errors(self) -> None:
-        raise NotImplementedError
+        """Each instrument's command set says how."""
 
+    @abstractmethod
     def configure(self) -> None:
         """Put the instrument in the state the driver relies on; subclasses say how."""
-        raise NotImplementedError
 
     def restore(self) -> None:
         """After a communication fault: the instrument may have executed a command whose
@@ -206,8 +208,9 @@ class LinkedVisaInstrument(VisaInstrument):
         self.configure()
         self.restore_needed = False
 
+    @abstractmethod
     def _safe_off_once(self) -> None:
-        raise NotImplementedError
+        """Each instrument's command set says how."""
 
     line_frequency_Hz = 50.0
     """Mains frequency for NPLC → seconds. 50 Hz is the conservative choice: at 60 Hz the

@@ -20,6 +20,7 @@ Safety invariants kept here, once:
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,35 +61,38 @@ class SmuBase(LinkedVisaInstrument):
         self.idn_info = self.get_idn()
 
     # ---- what each command set spells ----
+    @abstractmethod
     def _declare_parameters(self) -> None:
         """``source_voltage_V``, ``compliance_A``, ``nplc``, ``filter_count``, ``current_A``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _limit_readbacks(self) -> list[float]:
         """Every current limit that will be in force during the sweep, read back."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _load_sweep(self, v: F64, delay_s: float, range_V: float) -> None:
-        raise NotImplementedError
+        """Each instrument's command set says how."""
 
+    @abstractmethod
     def _run_sweep(self, n: int) -> tuple[int, float]:
         """Run the loaded sweep; return (readings in the buffer, their mean) as the
         instrument reports them in text."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _form_points(self, v: F64, delay_s: float, range_V: float) -> tuple[int, float]:
         """Run FORM points (output off at 0 V before and after); (count, mean) as above."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _fetch_block(self, n: int) -> bytes:
         """The ``#0`` block of the buffer's first ``n`` readings, read by its length."""
-        raise NotImplementedError
 
+    @abstractmethod
     def output_on(self) -> None:
-        raise NotImplementedError
+        """Each instrument's command set says how."""
 
+    @abstractmethod
     def output_off(self) -> None:
-        raise NotImplementedError
+        """Each instrument's command set says how."""
 
     # ---- shared ----
     def form_delay_s(self, width_s: float, max_on_s: float) -> float:
