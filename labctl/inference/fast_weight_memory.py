@@ -257,6 +257,7 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
                                         for n in ns]),
         "state_over_kv_cache": state / (2 * p.d_key * p.n_pairs),
     }
+    out.update({f"recall_float_n{n}": float(v) for n, v in zip(ns, out["curve_recall_float"])})
     if backend is None or pf is None:
         return out
 
@@ -286,4 +287,5 @@ def run_fast_weights(backend: Backend | None, params: FWParams | dict[str, Any] 
         "ledger_write": write,
         "ledger_query": r["query"],
     })
+    out.update({f"recall_chip_n{n}": float(v) for n, v in zip(ns, out["curve_recall_chip"])})
     return out

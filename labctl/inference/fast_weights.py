@@ -81,10 +81,7 @@ def _run_fw(ctx: StepContext) -> Iterator[Checkpoint]:
                     recall_by_chunk_float=out["recall_by_chunk_float"],
                     recall_by_chunk_chip=out["recall_by_chunk_chip"],
                     writes_per_cell=out["writes_per_cell"])
-    curve = {f"recall_{kind}_n{n}": float(v)
-             for kind in ("float", "chip")
-             for n, v in zip(out["curve_n"], out[f"curve_recall_{kind}"])}
-    ctx.result(**scalars(out), **curve, seed=p["seed"],
+    ctx.result(**scalars(out), seed=p["seed"],
                **ledger_figures("query", out["ledger_query"]))
 
 

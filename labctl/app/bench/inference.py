@@ -68,8 +68,9 @@ def over_dies(fn: ChipFn, wafer_seed: int, n_dies: int, quick: bool,
 
 
 def _scalars(out: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in out.items()
-            if isinstance(v, int | float | np.integer | np.floating)}
+    from labctl.inference.routine_support import scalars
+
+    return {k: float(v) for k, v in scalars(out).items()}
 
 
 def neural_field_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
@@ -124,12 +125,7 @@ def fast_weights_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, fl
     from labctl.inference.fast_weight_memory import run_fast_weights
 
     p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, "curve": (512,)}
-    out = run_fast_weights(chip, p, program_fn=make_program_fn())
-    res = _scalars(out)
-    for n, f, c in zip(out["curve_n"], out["curve_recall_float"], out["curve_recall_chip"]):
-        res[f"recall_float_n{n}"] = float(f)
-        res[f"recall_chip_n{n}"] = float(c)
-    return res
+    return _scalars(run_fast_weights(chip, p, program_fn=make_program_fn()))
 
 
 def _mean(rows: list[dict[str, float]], key: str) -> float:
