@@ -343,17 +343,15 @@ class Macro:
         adc_range_A: float,
     ) -> F32:
         kernel = self._kernel(tile, rows, cols, differential)
-        codes = kernel.codes(inputs_V)
-        noise = None
-        if kernel.noisy:
-            noise = self._noise(tile, codes.shape[0], kernel.n_out)
-        y, energy_code2_S = kernel.run(codes, noise, adc_range_A)
+        batch, n_in = inputs_V.shape
+        noise = self._noise(tile, batch, kernel.n_out) if kernel.noisy else None
+        y, energy_code2_S = kernel.run(inputs_V, noise, adc_range_A)
         e = self.preset.energy
-        self.clock.wait(codes.shape[0] * (e.mvm_integration_s + e.adc_conversion_s))
+        self.clock.wait(batch * (e.mvm_integration_s + e.adc_conversion_s))
         self.energy.book_mvm(
             self.ledger,
-            codes.shape[0],
-            codes.shape[1],
+            batch,
+            n_in,
             energy_code2_S,
             kernel.lsb_in_V,
             n_outputs=y.shape[1],

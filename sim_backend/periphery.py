@@ -31,6 +31,10 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
+_clip = np._core.umath.clip
+"""The clip ufunc itself: ``np.clip``'s Python wrapper costs as much as the clip on the MVM
+hot path."""
+
 
 def ir_drop_matrix(G: F64, r_ohm: float) -> F64:
     """Effective conductance matrix with IR drop, G / (1 + ε) (see module docstring)."""
@@ -78,60 +82,65 @@ class MvmKernel:
         self.row_sum_S: F64 = row_sum_S
         """Physical conductance on each row (both cells of a pair), S — for the energy."""
         self._scaled: dict[float, tuple[F32, F32, np.float32]] = {}
-        self._work: dict[int, tuple[F32, F32]] = {}
+        self._work: dict[int, tuple[F32, F32, F32, F32]] = {}
         self._clip_hi = np.float32(self.levels_out)
 
-    def codes(self, inputs_V: npt.NDArray[np.floating]) -> F32:
-        x = np.multiply(inputs_V, self.inv_lsb_in, dtype=np.float32)
-        np.rint(x, out=x)
-        return x
-
     def _for_range(self, adc_range_A: float) -> tuple[F32, F32, np.float32]:
-        """Weights scaled to ADC LSBs, and the variance matrix augmented with one row (the
-        output-referred periphery variance, fed by a constant input of 1) and one column
-        (the physical row conductance, which yields Σ_i x_i² ΣG_i for the energy ledger)."""
+        """Weights scaled to ADC LSBs: the signal matrix, the variance matrix augmented with
+        one row (the output-referred periphery variance, fed by a constant input of 1), and
+        the LSB."""
         hit = self._scaled.get(adc_range_A)
         if hit is None:
             lsb = adc_range_A / self.levels_out
             n_in = self._M.shape[0]
-            aug = np.zeros((n_in + 1, self.n_out + 1))
-            aug[:n_in, : self.n_out] = self._M_var / lsb**2
-            aug[n_in, : self.n_out] = self._out_var_A2 / lsb**2
-            aug[:n_in, self.n_out] = self.row_sum_S
-            hit = ((self._M / lsb).astype(np.float32), aug.astype(np.float32), np.float32(lsb))
+            var_aug = np.empty((n_in + 1, self.n_out))
+            var_aug[:n_in] = self._M_var / lsb**2
+            var_aug[n_in] = self._out_var_A2 / lsb**2
+            hit = ((self._M / lsb).astype(np.float32), var_aug.astype(np.float32), np.float32(lsb))
             self._scaled[adc_range_A] = hit
         return hit
 
-    def _buffers(self, batch: int) -> tuple[F32, F32]:
-        """Work arrays for one batch size, kept between calls: the squared codes (with the
-        constant-1 column that feeds the output-referred variance) and the variance."""
+    def _buffers(self, batch: int) -> tuple[F32, F32, F32, F32]:
+        """Work arrays for one batch size, kept between calls: the codes with a constant-1
+        column (it feeds the output-referred variance and squares to itself), their squares,
+        the variance, and the row conductances tiled over the batch (one dot product gives
+        the energy)."""
         bufs = self._work.get(batch)
         if bufs is None:
-            sq = np.ones((batch, self._M.shape[0] + 1), dtype=np.float32)
-            var = np.empty((batch, self.n_out + 1), dtype=np.float32)
-            bufs = (sq, var)
+            n_in = self._M.shape[0]
+            coded = np.ones((batch, n_in + 1), dtype=np.float32)
+            squared = np.empty((batch, n_in + 1), dtype=np.float32)
+            var = np.empty((batch, self.n_out), dtype=np.float32)
+            row_sum = np.append(self.row_sum_S, 0.0).astype(np.float32)  # 0: the constant
+            tiled = np.tile(row_sum, (batch, 1))
+            bufs = (coded, squared, var, tiled)
             self._work[batch] = bufs
         return bufs
 
-    def run(self, codes: F32, noise: F32 | None, adc_range_A: float) -> tuple[F32, float]:
+    def run(
+        self, inputs_V: npt.NDArray[np.floating], noise: F32 | None, adc_range_A: float
+    ) -> tuple[F32, float]:
         """(column currents A, Σ_batch Σ_i codes_i² · ΣG_i in code²·S — for the energy).
 
-        Two matmuls (signal, variance) and the rest in place on float32: the noise step
-        σ·ξ is written over the variance buffer, then added, clipped, rounded and scaled
-        in the output array (the one allocation, since the caller keeps it)."""
-        w, w_aug, lsb = self._for_range(adc_range_A)
-        sq, var = self._buffers(codes.shape[0])
-        n_in, n = codes.shape[1], self.n_out
+        DAC codes are written into a kept buffer beside a constant-1 column, so one square
+        of the whole buffer feeds the variance matmul (the 1 stays 1 and adds the periphery
+        variance); then two matmuls (signal, variance) and the rest in place on float32: σ·ξ
+        is written over the variance buffer, then added, clipped, rounded and scaled in the
+        output array (the one allocation, since the caller keeps it)."""
+        w, var_aug, lsb = self._for_range(adc_range_A)
+        coded, squared, var, tiled = self._buffers(inputs_V.shape[0])
+        codes = coded[:, : self._M.shape[0]]
+        np.multiply(inputs_V, self.inv_lsb_in, out=codes, dtype=np.float32)
+        np.rint(codes, out=codes)
         y: F32 = np.matmul(codes, w)
-        np.square(codes, out=sq[:, :n_in])
-        np.matmul(sq, w_aug, out=var)
-        energy_code2_S = float(var[:, n].sum())
+        np.square(coded, out=squared)
+        energy_code2_S = float(np.vdot(squared, tiled))
         if self.noisy and noise is not None:
-            np.sqrt(var, out=var)  # the whole buffer: contiguous (the energy column is read)
-            sd = var[:, :n]
-            np.multiply(sd, noise, out=sd)
-            np.add(y, sd, out=y)
-        np.clip(y, -self._clip_hi, self._clip_hi, out=y)
+            np.matmul(squared, var_aug, out=var)
+            np.sqrt(var, out=var)
+            np.multiply(var, noise, out=var)
+            np.add(y, var, out=y)
+        _clip(y, -self._clip_hi, self._clip_hi, out=y)
         np.rint(y, out=y)
         np.multiply(y, lsb, out=y)
         return y, energy_code2_S
