@@ -31,9 +31,9 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-_clip = np._core.umath.clip
-"""The clip ufunc itself: ``np.clip``'s Python wrapper costs as much as the clip on the MVM
-hot path."""
+_clip: np.ufunc = (getattr(np, "_core", None) or np.core).umath.clip
+"""The clip ufunc itself (numpy ≥ 2 keeps it in ``np._core``, 1.26 in ``np.core``):
+``np.clip``'s Python wrapper costs as much as the clip on the MVM hot path."""
 
 
 def ir_drop_matrix(G: F64, r_ohm: float) -> F64:
