@@ -48,11 +48,48 @@ def test_program_fn_forms_then_verify_writes_into_the_weight_band() -> None:
     ok = np.abs(g - t) <= 2 * WEIGHT_SETTINGS.tolerance_S
     assert ok[usable].mean() > 0.8
     assert (st["outcome"] == pg.CONVERGED).mean() > 0.9
-    # a second call on the same cells re-forms nothing and leaves bad cells alone
+    # a second call on the same cells re-forms nothing
     forms = be.forms
-    st2 = pf(be, cells, t[::-1].copy())
+    pf(be, cells, t[::-1].copy())
     assert be.forms == forms
-    assert np.all(st2["outcome"][st["outcome"] == pg.STUCK] == pg.SKIPPED)
+
+
+def test_a_cell_stuck_one_way_is_reprogrammed_the_other_way() -> None:
+    """A "stuck" verdict is one-directional: a healthy cell that cannot reach a high target
+    still moves down. Asked for an unreachable 200 µS (the envelope never reaches it), every
+    healthy cell sticks going up; asked for 10 µS next, they all converge."""
+    be = SimBackend("default_180nm", seed=3)
+    cells = Cells.block(0, range(0, 8), range(0, 8))
+    pf = make_program_fn()
+    st = pf(be, cells, np.full(len(cells), 200e-6))
+    healthy = be._macro._faults(be._macro.index(cells))[0] == 0
+    up = healthy & (st["outcome"] == pg.STUCK)
+    assert up.mean() > 0.7  # the rest gave up on a pulse or alternation limit
+    st2 = pf(be, cells, np.full(len(cells), 10e-6))
+    assert (st2["outcome"][up] == pg.CONVERGED).mean() > 0.9
+    # a target above the level it stuck at is aimed at that level (the cell's top, within
+    # its cycle-to-cycle spread) instead of being left where the last target put it
+    level = 200e-6 - st["ref_err_S"]
+    pf(be, cells, np.full(len(cells), 200e-6))
+    g = be.read(cells, n_average=8)
+    assert np.median(g[up] / level[up]) > 0.9
+
+
+def test_a_cell_stuck_both_ways_is_left_alone() -> None:
+    """A stuck-LRS cell (a fault of the simulated die) sticks going down and going up; after
+    both verdicts the programmer skips it for every target, so it costs no more pulses."""
+    be = SimBackend("default_180nm", seed=3)
+    m = be._macro
+    n = m.n_rows * m.n_cols
+    fault = m._faults(np.arange(n, dtype=np.int64))[0]
+    flat = int(np.flatnonzero(fault == 1)[0])  # Fault.STUCK_LRS on tile 0
+    cells = Cells(np.array([0]), np.array([flat // m.n_cols]), np.array([flat % m.n_cols]))
+    pf = make_program_fn()
+    g_stuck = float(be.read(cells, n_average=8)[0])
+    pf(be, cells, np.array([g_stuck - 10e-6]))  # down: stuck
+    pf(be, cells, np.array([g_stuck + 10e-6]))  # up: stuck
+    st = pf(be, cells, np.array([g_stuck - 5e-6]))
+    assert st["outcome"][0] == pg.SKIPPED and st["n_pulses"][0] == 0
 
 
 def test_program_fn_skips_cells_the_record_marks_faulty() -> None:
