@@ -27,8 +27,10 @@ import numpy as np
 
 from calibration import programming as pg
 from calibration import region as reg
+from calibration.faults import classify, hrs_below
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from labctl.core.backend import ChipInfo
+from labctl.core.calibration_record import FAULT_CODES
 from labctl.core.envelope import SafetyEnvelope
 from labctl.core.routine import Checkpoint, PulseBatch, RoutineSpec, StepContext
 from labctl.core.routine_params import Float, Int, Param, ParamError
@@ -171,9 +173,11 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], level: np.ndarray,
            for lab, s in zip(labels, stats, strict=True)})
     cells = reg.region_cells(p["region"])
     stuck = st["outcome"] == pg.STUCK
-    g_last = g[0]
-    for mask, fault in ((stuck & (g_last > target), "stuck_lrs"),
-                        (stuck & ~(g_last > target), "stuck_hrs"), (ok, "ok")):
+    code = classify(np.zeros(stuck.shape, bool), stuck, g[0], target,
+                    went_up=st["last_dir"] > 0,
+                    hrs_below_S=hrs_below(ctx.chip.g_min_S, ctx.chip.g_max_S))
+    for mask, fault in ((stuck & (code == FAULT_CODES["stuck_lrs"]), "stuck_lrs"),
+                        (stuck & (code == FAULT_CODES["stuck_hrs"]), "stuck_hrs"), (ok, "ok")):
         c = cells.subset(mask)
         ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
     ctx.touch_calibration()

@@ -7,7 +7,13 @@ to 10–13 % in research arrays):
 - *unformed*: never read above the forming threshold during the gate ramp;
 - *stuck at LRS*: verify-write could not move it and it reads above its target (or above
   the window);
-- *stuck at HRS*: could not move it and it reads below its target.
+- *stuck at HRS*: could not move it and it reads below its target — and, when the
+  verify-write was moving it up, in the bottom of the window (below ``hrs_below_S``).
+
+A verify-write "stuck" verdict is one-way: no progress over several pulses towards the target.
+A healthy cell asked for a level its transistor cannot source (a die with low β or high V_th)
+gets it going up while sitting well inside the window, and it still RESETs as any cell does;
+that cell is not stuck at HRS, so it gets no fault code (``unknown``) rather than a wrong one.
 
 Codes are the calibration record's (:data:`labctl.core.calibration_record.FAULT_CODES`).
 :class:`ColumnRemap` maps logical columns that contain faults to spare physical columns —
@@ -44,13 +50,23 @@ def form_block(be: Backend, cells: Cells, *, bitline_V: float = 3.3, gate_start_
 
 
 def classify(unformed: np.ndarray, stuck: np.ndarray, g_S: np.ndarray,
-             target_S: np.ndarray) -> np.ndarray:
-    """Per-cell fault codes from a forming mask, a verify-write stuck mask and a read."""
+             target_S: np.ndarray, *, went_up: np.ndarray | None = None,
+             hrs_below_S: float = np.inf) -> np.ndarray:
+    """Per-cell fault codes from a forming mask, a verify-write stuck mask and a read.
+    ``went_up``: the verify-write's last direction was up (SET); such a stuck cell reading at
+    or above ``hrs_below_S`` is capped, not stuck (module docstring): code ``unknown``."""
     code = np.full(g_S.shape, FAULT_CODES["ok"], np.int8)
     code[stuck & (g_S > target_S)] = FAULT_CODES["stuck_lrs"]
     code[stuck & (g_S <= target_S)] = FAULT_CODES["stuck_hrs"]
+    if went_up is not None:
+        code[stuck & went_up & (g_S <= target_S) & (g_S >= hrs_below_S)] = FAULT_CODES["unknown"]
     code[unformed] = FAULT_CODES["unformed"]
     return code
+
+
+def hrs_below(g_min_S: float, g_max_S: float) -> float:
+    """The bottom quarter of the conductance window: a cell that SET above it did switch."""
+    return g_min_S + 0.25 * (g_max_S - g_min_S)
 
 
 def is_bad(fault_map: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from calibration.faults import ColumnRemap, classify
+from calibration.faults import ColumnRemap, classify, hrs_below
 from labctl.runs.store import FAULT_CODES, CalibrationRecord
 
 from .conftest import run_protocol
@@ -22,6 +22,17 @@ def test_classify() -> None:
     code = classify(np.array([False, False, True, False]), np.array([True, True, False, False]),
                     g, t)
     assert code.tolist() == [LRS, HRS, UNF, OK]
+
+
+def test_a_cell_stuck_going_up_inside_the_window_is_not_a_fault() -> None:
+    """One-way verdicts: stuck going up at 25 µS (it did SET; its transistor caps it) is no
+    fault, stuck going up at 0.8 µS is stuck at HRS, stuck going down is stuck at LRS."""
+    g = np.array([25e-6, 0.8e-6, 30e-6])
+    t = np.array([38e-6, 20e-6, 5e-6])
+    stuck = np.array([True, True, True])
+    code = classify(np.zeros(3, bool), stuck, g, t, went_up=np.array([True, True, False]),
+                    hrs_below_S=hrs_below(1e-6, 40e-6))
+    assert code.tolist() == [FAULT_CODES["unknown"], HRS, LRS]
 
 
 def test_column_remap_moves_faulty_columns_to_good_spares() -> None:
