@@ -101,19 +101,18 @@ class MvmKernel:
         return hit
 
     def _buffers(self, batch: int) -> tuple[F32, F32, F32, F32]:
-        """Work arrays for one batch size, kept between calls: the codes with a constant-1
-        column (it feeds the output-referred variance and squares to itself), their squares,
-        the variance, and the row conductances tiled over the batch (one dot product gives
-        the energy)."""
+        """Work arrays for one batch size, kept between calls: the DAC codes, their squares
+        beside a constant-1 column (it feeds the output-referred variance), the variance,
+        and the row conductances tiled over the batch (one dot product gives the energy)."""
         bufs = self._work.get(batch)
         if bufs is None:
             n_in = self._M.shape[0]
-            coded = np.ones((batch, n_in + 1), dtype=np.float32)
-            squared = np.empty((batch, n_in + 1), dtype=np.float32)
+            codes = np.empty((batch, n_in), dtype=np.float32)
+            squared = np.ones((batch, n_in + 1), dtype=np.float32)
             var = np.empty((batch, self.n_out), dtype=np.float32)
             row_sum = np.append(self.row_sum_S, 0.0).astype(np.float32)  # 0: the constant
             tiled = np.tile(row_sum, (batch, 1))
-            bufs = (coded, squared, var, tiled)
+            bufs = (codes, squared, var, tiled)
             self._work[batch] = bufs
         return bufs
 
@@ -122,18 +121,17 @@ class MvmKernel:
     ) -> tuple[F32, float]:
         """(column currents A, Σ_batch Σ_i codes_i² · ΣG_i in code²·S — for the energy).
 
-        DAC codes are written into a kept buffer beside a constant-1 column, so one square
-        of the whole buffer feeds the variance matmul (the 1 stays 1 and adds the periphery
-        variance); then two matmuls (signal, variance) and the rest in place on float32: σ·ξ
-        is written over the variance buffer, then added, clipped, rounded and scaled in the
-        output array (the one allocation, since the caller keeps it)."""
+        DAC codes go into a kept buffer and their squares beside a constant-1 column, which
+        adds the periphery variance in the variance matmul; then two matmuls (signal,
+        variance) and the rest in place on float32: σ·ξ is written over the variance buffer,
+        then added, clipped, rounded and scaled in the output array (the one allocation,
+        since the caller keeps it)."""
         w, var_aug, lsb = self._for_range(adc_range_A)
-        coded, squared, var, tiled = self._buffers(inputs_V.shape[0])
-        codes = coded[:, : self._M.shape[0]]
+        codes, squared, var, tiled = self._buffers(inputs_V.shape[0])
         np.multiply(inputs_V, self.inv_lsb_in, out=codes, dtype=np.float32)
         np.rint(codes, out=codes)
         y: F32 = np.matmul(codes, w)
-        np.square(coded, out=squared)
+        np.square(codes, out=squared[:, : codes.shape[1]])
         energy_code2_S = float(np.vdot(squared, tiled))
         if self.noisy and noise is not None:
             np.matmul(squared, var_aug, out=var)
