@@ -27,7 +27,7 @@ import numpy as np
 
 from calibration import programming as pg
 from calibration import region as reg
-from calibration.faults import classify, hrs_below
+from calibration.faults import classify
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from labctl.core.backend import ChipInfo
 from labctl.core.calibration_record import FAULT_CODES
@@ -175,9 +175,10 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], level: np.ndarray,
     stuck = st["outcome"] == pg.STUCK
     code = classify(np.zeros(stuck.shape, bool), stuck, g[0], target,
                     went_up=st["last_dir"] > 0,
-                    hrs_below_S=hrs_below(ctx.chip.g_min_S, ctx.chip.g_max_S))
+                    window_S=(ctx.chip.g_min_S, ctx.chip.g_max_S))
     for mask, fault in ((stuck & (code == FAULT_CODES["stuck_lrs"]), "stuck_lrs"),
-                        (stuck & (code == FAULT_CODES["stuck_hrs"]), "stuck_hrs"), (ok, "ok")):
+                        (stuck & (code == FAULT_CODES["stuck_hrs"]), "stuck_hrs"),
+                        (ok | (stuck & (code == FAULT_CODES["ok"])), "ok")):
         c = cells.subset(mask)
         ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
     ctx.touch_calibration()

@@ -7,17 +7,16 @@ to 10–13 % in research arrays):
 - *unformed*: never read above the forming threshold during the gate ramp;
 - *stuck at LRS*: verify-write could not move it and it reads above its target (or above
   the window);
-- *stuck at HRS*: could not move it and it reads below its target — and, when the
-  verify-write was moving it up, in the bottom of the window (below ``hrs_below_S``).
+- *stuck at HRS*: could not move it and it reads below its target.
 
 A verify-write "stuck" verdict is one-way: no progress over several pulses towards the target.
 A healthy cell asked for a level its transistor cannot source (a die with low β or high V_th)
-gets it going up while sitting well inside the window, and it still RESETs as any cell does;
-that cell is not stuck at HRS, so it gets no fault code (``unknown``) rather than a wrong one.
-
-Codes are the calibration record's (:data:`labctl.core.calibration_record.FAULT_CODES`).
-:class:`ColumnRemap` maps logical columns that contain faults to spare physical columns —
-a small object the inference layer can use to place a weight matrix.
+gets it going up while sitting well inside the window, and it still RESETs as any cell does.
+So when the verify-write's direction is known the classification asks where the cell sits:
+stuck going up in the bottom quarter of the window (it never SET) is stuck at HRS, stuck going
+down in the upper half (it never RESET; the simulator's stuck-LRS cells sit at ≥ 30 µS, i.e.
+at or above the upper half of the default 1–40 µS window) is stuck at LRS, and anything else
+switched — the cell is ``ok``, capped below that target (:func:`stuck_bounds`).
 """
 
 from __future__ import annotations
@@ -49,24 +48,31 @@ def form_block(be: Backend, cells: Cells, *, bitline_V: float = 3.3, gate_start_
     return np.asarray(st["outcome"] != forming.FORMED)
 
 
+def stuck_bounds(g_min_S: float, g_max_S: float) -> tuple[float, float]:
+    """(stuck at HRS below, stuck at LRS above), S: a cell stuck going up below the first
+    never SET; a cell stuck going down above the second never RESET (module docstring)."""
+    window = g_max_S - g_min_S
+    return g_min_S + 0.25 * window, g_min_S + 0.5 * window
+
+
 def classify(unformed: np.ndarray, stuck: np.ndarray, g_S: np.ndarray,
              target_S: np.ndarray, *, went_up: np.ndarray | None = None,
-             hrs_below_S: float = np.inf) -> np.ndarray:
+             window_S: tuple[float, float] | None = None) -> np.ndarray:
     """Per-cell fault codes from a forming mask, a verify-write stuck mask and a read.
-    ``went_up``: the verify-write's last direction was up (SET); such a stuck cell reading at
-    or above ``hrs_below_S`` is capped, not stuck (module docstring): code ``unknown``."""
+
+    With the verify-write's last direction (``went_up``) and the chip's window (``window_S``
+    = (g_min, g_max)), a stuck cell is a fault only where it sits (:func:`stuck_bounds`);
+    without them, by its read against its target."""
     code = np.full(g_S.shape, FAULT_CODES["ok"], np.int8)
-    code[stuck & (g_S > target_S)] = FAULT_CODES["stuck_lrs"]
-    code[stuck & (g_S <= target_S)] = FAULT_CODES["stuck_hrs"]
-    if went_up is not None:
-        code[stuck & went_up & (g_S <= target_S) & (g_S >= hrs_below_S)] = FAULT_CODES["unknown"]
+    if went_up is None or window_S is None:
+        code[stuck & (g_S > target_S)] = FAULT_CODES["stuck_lrs"]
+        code[stuck & (g_S <= target_S)] = FAULT_CODES["stuck_hrs"]
+    else:
+        hrs_below, lrs_above = stuck_bounds(*window_S)
+        code[stuck & went_up & (g_S < hrs_below)] = FAULT_CODES["stuck_hrs"]
+        code[stuck & ~went_up & (g_S > lrs_above)] = FAULT_CODES["stuck_lrs"]
     code[unformed] = FAULT_CODES["unformed"]
     return code
-
-
-def hrs_below(g_min_S: float, g_max_S: float) -> float:
-    """The bottom quarter of the conductance window: a cell that SET above it did switch."""
-    return g_min_S + 0.25 * (g_max_S - g_min_S)
 
 
 def is_bad(fault_map: np.ndarray) -> np.ndarray:

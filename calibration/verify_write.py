@@ -25,7 +25,7 @@ import numpy as np
 
 from calibration import programming as pg
 from calibration import region as reg
-from calibration.faults import classify, hrs_below
+from calibration.faults import classify
 from calibration.policies import POLICY, check_policy, make_policy, ramp_section
 from calibration.targets import (
     TARGET,
@@ -156,8 +156,8 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
     if stuck.any():
         code = classify(np.zeros(stuck.shape, bool), stuck, g_final, target,
                         went_up=st["last_dir"] > 0,
-                        hrs_below_S=hrs_below(ctx.chip.g_min_S, ctx.chip.g_max_S))
-        for fault in ("stuck_lrs", "stuck_hrs"):
+                        window_S=(ctx.chip.g_min_S, ctx.chip.g_max_S))
+        for fault in ("stuck_lrs", "stuck_hrs", "ok"):  # ok: it switched, capped short
             c = cells.subset(stuck & (code == FAULT_CODES[fault]))
             ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
     if conv.any():

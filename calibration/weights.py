@@ -11,17 +11,20 @@ backend, cells, targets_S)``) for the inference workloads (:mod:`labctl.inferenc
 2. the cells are verify-written with :func:`calibration.programming.program_direct` and a
    policy of :mod:`calibration.policies` (default: the gate-voltage ladder), skipping cells
    the calibration record marks unformed or stuck, cells that did not form, and cells an
-   earlier call of the same programmer found stuck *in the direction the new target asks*.
+   earlier call found stuck for good (below).
 
 A verify-write "stuck" verdict is one-directional: the cell made no progress over several
 pulses towards its target. On a die whose transistors cannot source the top of the window
-(low β, high V_th) healthy cells get that verdict when asked for a high target, and they
-still move down as well as any. So the programmer remembers, per cell, the level it stuck at
-going up (a ceiling) and going down (a floor), aims a later target past one of them at that
-level instead (as close as the cell can go), and skips only a cell stuck both ways — a truly
-stuck cell. Remembering every verdict as a dead cell instead marked 16 k
-healthy cells bad on one wafer die (seed 3, die 3) over two fast-weight episodes, 2.4× its
-true fault count, and they grew with every rewrite.
+(low β, high V_th) healthy cells get it going up, and they still move down as well as any.
+So the programmer remembers, per cell, the level it last stuck at going up (its ceiling) and
+going down (its floor), and aims a later target at most one acceptance band past them — as
+close as the cell can go, while a cell that can now go further moves its bound (a converged
+aim past a bound becomes the bound). A cell is skipped for good only when the verdicts say it
+cannot switch, by the fault classification's own rule (:func:`calibration.faults.stuck_bounds`):
+stuck going up in the bottom quarter of the window, stuck going down in its upper half, or
+stuck both ways within four acceptance bands of one level. Remembering every verdict as a dead
+cell instead marked 16 k healthy cells bad on one wafer die (seed 3, die 3) over two
+fast-weight episodes, 2.4× its true fault count, and they grew with every rewrite.
 
 No device coefficients live here: the gate ladder's gate → compliance-cap relation is the
 policy's (its parameters, or the ``v_th_V`` / ``beta_A_per_V2`` a characterization fitted
@@ -50,6 +53,7 @@ import numpy as np
 
 from calibration import forming
 from calibration import programming as pg
+from calibration.faults import stuck_bounds
 from calibration.policies import POLICY, Policy, check_policy, make_policy, ramp_section
 from calibration.verify_write import KNOWN_BAD
 from labctl.core.backend import Backend, ChipInfo
@@ -138,8 +142,9 @@ class WeightProgrammer:
         at = (cells.tile, cells.row, cells.col)
         t = np.asarray(targets_S, np.float64).reshape(-1)
         ceiling, floor = self._ceiling_S[at], self._floor_S[at]
-        bad = self._bad[at] | (np.isfinite(ceiling) & np.isfinite(floor))
-        aim = np.clip(t, floor, ceiling)  # as close as a one-way-stuck cell can go
+        band = self.settings.tolerance_S
+        bad = self._bad[at].copy()
+        aim = np.clip(t, floor - band, ceiling + band)
         formed = self._formed[at] | bad
         if not formed.all():
             todo = np.flatnonzero(~formed)
@@ -151,13 +156,19 @@ class WeightProgrammer:
                 bad |= fst["outcome"] == forming.UNFORMABLE
         st = pg.program_direct(be, cells, aim, self.settings, self.policy, skip=bad)
         self._formed[at] = True
-        self._bad[at] = bad
-        stuck = st["outcome"] == pg.STUCK
+        out = st["outcome"]
+        stuck = out == pg.STUCK
         up = stuck & (st["last_dir"] > 0)
         down = stuck & (st["last_dir"] < 0)
-        # the level it stuck at: its best error so far, on the side it came from
-        ceiling[up] = np.minimum(ceiling[up], aim[up] - st["ref_err_S"][up])
-        floor[down] = np.maximum(floor[down], aim[down] + st["ref_err_S"][down])
+        # the level it stuck at: its best error, on the side it came from
+        ceiling[up] = aim[up] - st["ref_err_S"][up]
+        floor[down] = aim[down] + st["ref_err_S"][down]
+        conv = out == pg.CONVERGED
+        ceiling[conv] = np.maximum(ceiling[conv], aim[conv])  # (+inf stays +inf)
+        floor[conv] = np.minimum(floor[conv], aim[conv])
+        hrs_below, lrs_above = stuck_bounds(be.chip.g_min_S, be.chip.g_max_S)
+        self._bad[at] = (bad | (ceiling < hrs_below) | (floor > lrs_above)
+                         | (ceiling - floor < 4 * band))
         self._ceiling_S[at], self._floor_S[at] = ceiling, floor
         self.last = st
         return st

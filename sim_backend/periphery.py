@@ -31,9 +31,10 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-_clip: np.ufunc = (getattr(np, "_core", None) or np.core).umath.clip
-"""The clip ufunc itself (numpy ≥ 2 keeps it in ``np._core``, 1.26 in ``np.core``):
-``np.clip``'s Python wrapper costs as much as the clip on the MVM hot path."""
+try:  # the clip ufunc itself: np.clip's Python wrapper costs as much as the clip here
+    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]
+except ImportError:  # numpy 1.26
+    from numpy.core.umath import clip as _clip  # type: ignore[no-redef]
 
 
 def ir_drop_matrix(G: F64, r_ohm: float) -> F64:
@@ -82,7 +83,9 @@ class MvmKernel:
         self.row_sum_S: F64 = row_sum_S
         """Physical conductance on each row (both cells of a pair), S — for the energy."""
         self._scaled: dict[float, tuple[F32, F32, np.float32]] = {}
-        self._work: dict[int, tuple[F32, F32, F32, F32]] = {}
+        self._work: dict[int, tuple[F32, F32, F32]] = {}
+        self._row_sum = np.append(row_sum_S, 0.0).astype(np.float32)
+        """Row conductances and a 0 for the constant input: Σ_i x_i² ΣG_i per vector."""
         self._clip_hi = np.float32(self.levels_out)
 
     def _for_range(self, adc_range_A: float) -> tuple[F32, F32, np.float32]:
@@ -100,19 +103,17 @@ class MvmKernel:
             self._scaled[adc_range_A] = hit
         return hit
 
-    def _buffers(self, batch: int) -> tuple[F32, F32, F32, F32]:
+    def _buffers(self, batch: int) -> tuple[F32, F32, F32]:
         """Work arrays for one batch size, kept between calls: the DAC codes, their squares
-        beside a constant-1 column (it feeds the output-referred variance), the variance,
-        and the row conductances tiled over the batch (one dot product gives the energy)."""
+        beside a constant-1 column (it feeds the output-referred variance) and the
+        variance."""
         bufs = self._work.get(batch)
         if bufs is None:
             n_in = self._M.shape[0]
             codes = np.empty((batch, n_in), dtype=np.float32)
             squared = np.ones((batch, n_in + 1), dtype=np.float32)
             var = np.empty((batch, self.n_out), dtype=np.float32)
-            row_sum = np.append(self.row_sum_S, 0.0).astype(np.float32)  # 0: the constant
-            tiled = np.tile(row_sum, (batch, 1))
-            bufs = (codes, squared, var, tiled)
+            bufs = (codes, squared, var)
             self._work[batch] = bufs
         return bufs
 
@@ -127,12 +128,12 @@ class MvmKernel:
         then added, clipped, rounded and scaled in the output array (the one allocation,
         since the caller keeps it)."""
         w, var_aug, lsb = self._for_range(adc_range_A)
-        codes, squared, var, tiled = self._buffers(inputs_V.shape[0])
+        codes, squared, var = self._buffers(inputs_V.shape[0])
         np.multiply(inputs_V, self.inv_lsb_in, out=codes, dtype=np.float32)
         np.rint(codes, out=codes)
         y: F32 = np.matmul(codes, w)
         np.square(codes, out=squared[:, : codes.shape[1]])
-        energy_code2_S = float(np.vdot(squared, tiled))
+        energy_code2_S = float(np.matmul(squared, self._row_sum).sum())
         if self.noisy and noise is not None:
             np.matmul(squared, var_aug, out=var)
             np.sqrt(var, out=var)

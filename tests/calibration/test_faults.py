@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from calibration.faults import ColumnRemap, classify, hrs_below
+from calibration.faults import ColumnRemap, classify, stuck_bounds
 from labctl.runs.store import FAULT_CODES, CalibrationRecord
 
 from .conftest import run_protocol
@@ -24,15 +24,16 @@ def test_classify() -> None:
     assert code.tolist() == [LRS, HRS, UNF, OK]
 
 
-def test_a_cell_stuck_going_up_inside_the_window_is_not_a_fault() -> None:
-    """One-way verdicts: stuck going up at 25 µS (it did SET; its transistor caps it) is no
-    fault, stuck going up at 0.8 µS is stuck at HRS, stuck going down is stuck at LRS."""
-    g = np.array([25e-6, 0.8e-6, 30e-6])
-    t = np.array([38e-6, 20e-6, 5e-6])
-    stuck = np.array([True, True, True])
-    code = classify(np.zeros(3, bool), stuck, g, t, went_up=np.array([True, True, False]),
-                    hrs_below_S=hrs_below(1e-6, 40e-6))
-    assert code.tolist() == [FAULT_CODES["unknown"], HRS, LRS]
+def test_a_stuck_verdict_is_a_fault_only_where_the_cell_never_switched() -> None:
+    """One-way verdicts in a 1–40 µS window: stuck going up at 25 µS (it SET; its transistor
+    caps it) is ok, going up at 0.8 µS stuck at HRS; stuck going down at 60 µS is stuck at
+    LRS, going down at 1.5 µS (it RESET, slowly) ok."""
+    g = np.array([25e-6, 0.8e-6, 60e-6, 1.5e-6])
+    t = np.array([38e-6, 20e-6, 5e-6, 1.0e-6])
+    code = classify(np.zeros(4, bool), np.ones(4, bool), g, t,
+                    went_up=np.array([True, True, False, False]), window_S=(1e-6, 40e-6))
+    assert code.tolist() == [OK, HRS, LRS, OK]
+    assert np.allclose(stuck_bounds(1e-6, 40e-6), (10.75e-6, 20.5e-6))
 
 
 def test_column_remap_moves_faulty_columns_to_good_spares() -> None:

@@ -75,21 +75,45 @@ def test_a_cell_stuck_one_way_is_reprogrammed_the_other_way() -> None:
     assert np.median(g[up] / level[up]) > 0.9
 
 
-def test_a_cell_stuck_both_ways_is_left_alone() -> None:
-    """A stuck-LRS cell (a fault of the simulated die) sticks going down and going up; after
-    both verdicts the programmer skips it for every target, so it costs no more pulses."""
-    be = SimBackend("default_180nm", seed=3)
+def _fault_cells(be: SimBackend, code: int, n: int) -> Cells:
     m = be._macro
-    n = m.n_rows * m.n_cols
-    fault = m._faults(np.arange(n, dtype=np.int64))[0]
-    flat = int(np.flatnonzero(fault == 1)[0])  # Fault.STUCK_LRS on tile 0
-    cells = Cells(np.array([0]), np.array([flat // m.n_cols]), np.array([flat % m.n_cols]))
+    fault = m._faults(np.arange(m.n_rows * m.n_cols, dtype=np.int64))[0]
+    flat = np.flatnonzero(fault == code)[:n]
+    return Cells(np.zeros(len(flat), np.int64), flat // m.n_cols, flat % m.n_cols)
+
+
+def test_stuck_cells_are_left_alone_after_one_verdict_where_they_sit() -> None:
+    """A stuck-LRS cell (≥ 30 µS, above the window's upper half) asked to go down, and a
+    stuck-HRS cell asked to go up, are written off after that one verdict: the next call
+    gives them no pulse, whatever the target — only lower targets for the LRS cells."""
+    be = SimBackend("default_180nm", seed=3)
     pf = make_program_fn()
-    g_stuck = float(be.read(cells, n_average=8)[0])
-    pf(be, cells, np.array([g_stuck - 10e-6]))  # down: stuck
-    pf(be, cells, np.array([g_stuck + 10e-6]))  # up: stuck
-    st = pf(be, cells, np.array([g_stuck - 5e-6]))
-    assert st["outcome"][0] == pg.SKIPPED and st["n_pulses"][0] == 0
+    lrs, hrs = _fault_cells(be, 1, 3), _fault_cells(be, 2, 3)
+    pf(be, lrs, np.full(len(lrs), 5e-6))
+    pf(be, hrs, np.full(len(hrs), 30e-6))
+    for cells, t in ((lrs, 3e-6), (lrs, 10e-6), (hrs, 20e-6)):
+        st = pf(be, cells, np.full(len(cells), t))
+        assert np.all(st["outcome"] == pg.SKIPPED) and not st["n_pulses"].any()
+
+
+def test_a_floor_holds_a_low_target_at_the_level_reached_and_a_bound_can_move() -> None:
+    """The bounds the programmer keeps: a target below a cell's floor is aimed one band
+    under it; a converged aim past a bound becomes the new bound; a healthy cell with a
+    ceiling and a floor far apart stays writable."""
+    be = SimBackend("default_180nm", seed=3)
+    cells = Cells.block(0, range(0, 2), range(0, 2))
+    pf = make_program_fn()
+    pf(be, cells, np.full(4, 10e-6))
+    at = (cells.tile, cells.row, cells.col)
+    pf._floor_S[at] = 8e-6  # as if the cells had stuck going down at 8 µS
+    pf._ceiling_S[at] = 30e-6
+    band = WEIGHT_SETTINGS.tolerance_S
+    st = pf(be, cells, np.full(4, 2e-6))
+    g = be.read(cells, n_average=8)
+    conv = st["outcome"] == pg.CONVERGED
+    assert conv.any() and np.all(np.abs(g[conv] - (8e-6 - band)) < 2 * band)
+    assert np.allclose(pf._floor_S[at][conv], 8e-6 - band)  # it went one band further
+    assert not pf._bad[at].any()
 
 
 def test_program_fn_skips_cells_the_record_marks_faulty() -> None:
