@@ -199,13 +199,15 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   of the window, healthy cells stick going *up* — and over the curve episode and the
   1,024-pair episode those verdicts marked 16 k healthy cells of wafer die 3 (seed 3)
   bad, 2.4 × its true faults, each left holding a stale weight. The programmer now keeps
-  the level a cell stuck at in each direction, aims later targets past it at that level,
-  and skips only cells stuck both ways (`calibration/weights.py`); the calibration
-  record's fault classification got the same correction (`calibration/faults.py`). On
-  that die chip / float went 0.857 → 0.936 (the 512-pair curve episode first on the same
-  cells, as in the bench). A re-read of every cell at the age of use with the digital
-  fault correction redone from it, and fitting the output layer's trims to the float
-  model's output, changed nothing measurable after that (0.928, 0.936 on the same die).
+  the level a cell last stuck at in each direction, aims later targets at most one
+  acceptance band past it, and writes a cell off only where the verdicts say it never
+  switched (`calibration/weights.py`); the calibration record's fault classification got
+  the same correction (`calibration/faults.py`). On that die chip / float went 0.857 →
+  0.936 with a first version of the fix (the 512-pair curve episode first on the same
+  cells, as in the bench). Two other remedies on the same die: a re-read of every cell at
+  the age of use with the digital fault correction redone from it gave 0.882 before the
+  fix (against 0.857) and 0.928 after it (against 0.936); fitting the output layer's
+  trims to the float model's output gave 0.856 before the fix. Neither was kept.
   Rewriting cells whose target drifted past the threshold since their last write (instead
   of dropping every small move) did not change recall (0.59 → 0.58). What remains is the
   static per-cell error after an hour of relaxation: the float weights re-read from the
