@@ -193,21 +193,23 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   copies do not fit the chip's eight tiles beside the other two matrices). The query-time
   refit on keys that are never queried and two MVMs averaged per query took chip 0 from
   0.890 to 0.910 × float; four MVMs per query gained ≤ 0.015 on the bench's wafer dies.
-  What held the wafer dies below 0.9 (worst 0.857) was the weight programmer, not the
-  device: it remembered every verify-write "stuck" verdict as a dead cell and never wrote
-  that cell again. A verdict is one-way — on a die whose transistors cannot source the top
-  of the window, healthy cells stick going *up* — and over the curve episode and the
-  1,024-pair episode those verdicts marked 16 k healthy cells of wafer die 3 (seed 3)
-  bad, 2.4 × its true faults, each left holding a stale weight. The programmer now keeps
-  the level a cell last stuck at in each direction, aims later targets at most one
-  acceptance band past it, and writes a cell off only where the verdicts say it never
-  switched (`calibration/weights.py`); the calibration record's fault classification got
-  the same correction (`calibration/faults.py`). On that die chip / float went 0.857 →
-  0.936 with a first version of the fix (the 512-pair curve episode first on the same
-  cells, as in the bench). Two other remedies on the same die: a re-read of every cell at
-  the age of use with the digital fault correction redone from it gave 0.882 before the
-  fix (against 0.857) and 0.928 after it (against 0.936); fitting the output layer's
-  trims to the float model's output gave 0.856 before the fix. Neither was kept.
+  What held the wafer dies below 0.9 (worst 0.857 in the previous bench run) was the
+  weight programmer, not the device: it remembered every verify-write "stuck" verdict as a
+  dead cell and never wrote that cell again. A verdict is one-way — on a die whose
+  transistors cannot source the top of the window, healthy cells stick going *up* — and
+  over the curve episode and the 1,024-pair episode those verdicts marked 16 k healthy
+  cells of this wafer's die 3 bad, 2.4 × its true faults (counted against the simulator's
+  own fault map, a diagnostic outside the product), each left holding a stale weight. The
+  programmer now keeps the level a cell last stuck at in each direction, aims later
+  targets at most one acceptance band past it, and writes a cell off only where the
+  verdicts say it never switched (`calibration/weights.py`); the calibration record's
+  fault classification got the same correction (`calibration/faults.py`). With it the
+  worst die is the {fw_recall_ratio_worst} above. Two other remedies were measured on die
+  3 (`run_fast_weights` with the bench's parameters on that die's station): a re-read of
+  every cell at the age of use with the digital fault correction redone from it gave 0.882
+  against 0.857 before the programmer fix and 0.928 against 0.936 after a first version of
+  it; fitting the output layer's trims to the float model's output gave 0.856 against
+  0.857. Neither was kept.
   Rewriting cells whose target drifted past the threshold since their last write (instead
   of dropping every small move) did not change recall (0.59 → 0.58). What remains is the
   static per-cell error after an hour of relaxation: the float weights re-read from the
