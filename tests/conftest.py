@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+
 from hypothesis import HealthCheck, settings
+
+# The Ctrl+C tests need a deliverable SIGINT. A suite started in the background of a
+# non-interactive shell (`nohup .ci/run &`) inherits SIGINT *ignored*, which Python keeps and
+# passes on to every child through exec — the right behaviour for `labctl run` under nohup,
+# and the wrong premise for those tests. Restoring Python's handler here gives the children
+# the default disposition again.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 settings.register_profile(
     "labctl", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
