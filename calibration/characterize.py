@@ -177,8 +177,7 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], level: np.ndarray,
                     went_up=st["last_dir"] > 0,
                     window_S=(ctx.chip.g_min_S, ctx.chip.g_max_S))
     for mask, fault in ((stuck & (code == FAULT_CODES["stuck_lrs"]), "stuck_lrs"),
-                        (stuck & (code == FAULT_CODES["stuck_hrs"]), "stuck_hrs"),
-                        (ok | (stuck & (code == FAULT_CODES["ok"])), "ok")):
+                        (stuck & (code == FAULT_CODES["stuck_hrs"]), "stuck_hrs"), (ok, "ok")):
         c = cells.subset(mask)
         ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
     ctx.touch_calibration()

@@ -16,7 +16,8 @@ So when the verify-write's direction is known the classification asks where the 
 stuck going up in the bottom quarter of the window (it never SET) is stuck at HRS, stuck going
 down in the upper half (it never RESET; the simulator's stuck-LRS cells sit at ≥ 30 µS, i.e.
 at or above the upper half of the default 1–40 µS window) is stuck at LRS, and anything else
-switched — the cell is ``ok``, capped below that target (:func:`stuck_bounds`).
+switched, capped short of that target: no fault is recorded for it (``unknown``: a stuck verdict
+mid-window does not show the cell healthy either, so it is not marked ``ok``).
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def classify(unformed: np.ndarray, stuck: np.ndarray, g_S: np.ndarray,
     """Per-cell fault codes from a forming mask, a verify-write stuck mask and a read.
 
     With the verify-write's last direction (``went_up``) and the chip's window (``window_S``
-    = (g_min, g_max)), a stuck cell is a fault only where it sits (:func:`stuck_bounds`);
-    without them, by its read against its target."""
+    = (g_min, g_max)), a stuck cell is a fault only where it sits (:func:`stuck_bounds`) and
+    ``unknown`` elsewhere; without them, by its read against its target."""
     code = np.full(g_S.shape, FAULT_CODES["ok"], np.int8)
     if went_up is None or window_S is None:
         code[stuck & (g_S > target_S)] = FAULT_CODES["stuck_lrs"]
         code[stuck & (g_S <= target_S)] = FAULT_CODES["stuck_hrs"]
     else:
         hrs_below, lrs_above = stuck_bounds(*window_S)
+        code[stuck] = FAULT_CODES["unknown"]
         code[stuck & went_up & (g_S < hrs_below)] = FAULT_CODES["stuck_hrs"]
         code[stuck & ~went_up & (g_S > lrs_above)] = FAULT_CODES["stuck_lrs"]
     code[unformed] = FAULT_CODES["unformed"]

@@ -157,7 +157,7 @@ def _report(ctx: StepContext, st: Mapping[str, np.ndarray], target: np.ndarray,
         code = classify(np.zeros(stuck.shape, bool), stuck, g_final, target,
                         went_up=st["last_dir"] > 0,
                         window_S=(ctx.chip.g_min_S, ctx.chip.g_max_S))
-        for fault in ("stuck_lrs", "stuck_hrs", "ok"):  # ok: it switched, capped short
+        for fault in ("stuck_lrs", "stuck_hrs"):  # the rest switched: no fault to record
             c = cells.subset(stuck & (code == FAULT_CODES[fault]))
             ctx.calibration.mark_faults(c.tile, c.row, c.col, fault)
     if conv.any():

@@ -17,9 +17,10 @@ A verify-write "stuck" verdict is one-directional: the cell made no progress ove
 pulses towards its target. On a die whose transistors cannot source the top of the window
 (low β, high V_th) healthy cells get it going up, and they still move down as well as any.
 So the programmer remembers, per cell, the level it last stuck at going up (its ceiling) and
-going down (its floor), and aims a later target at most one acceptance band past them — as
-close as the cell can go, while a cell that can now go further moves its bound (a converged
-aim past a bound becomes the bound). A cell is skipped for good only when the verdicts say it
+going down (its floor), and aims a later target past one of them one acceptance band inside
+it: as close as the cell goes, and within its reach, so the verify-write converges there
+instead of spending another dozen pulses on a level the cell just failed to pass (the bound
+is its best read, noise included). A cell is skipped for good only when the verdicts say it
 cannot switch, by the fault classification's own rule (:func:`calibration.faults.stuck_bounds`):
 stuck going up in the bottom quarter of the window, stuck going down in its upper half, or
 stuck both ways within four acceptance bands of one level. Remembering every verdict as a dead
@@ -144,7 +145,7 @@ class WeightProgrammer:
         ceiling, floor = self._ceiling_S[at], self._floor_S[at]
         band = self.settings.tolerance_S
         bad = self._bad[at].copy()
-        aim = np.clip(t, floor - band, ceiling + band)
+        aim = np.clip(t, floor + band, ceiling - band)  # one band inside: within its reach
         formed = self._formed[at] | bad
         if not formed.all():
             todo = np.flatnonzero(~formed)
@@ -163,9 +164,6 @@ class WeightProgrammer:
         # the level it stuck at: its best error, on the side it came from
         ceiling[up] = aim[up] - st["ref_err_S"][up]
         floor[down] = aim[down] + st["ref_err_S"][down]
-        conv = out == pg.CONVERGED
-        ceiling[conv] = np.maximum(ceiling[conv], aim[conv])  # (+inf stays +inf)
-        floor[conv] = np.minimum(floor[conv], aim[conv])
         hrs_below, lrs_above = stuck_bounds(be.chip.g_min_S, be.chip.g_max_S)
         self._bad[at] = (bad | (ceiling < hrs_below) | (floor > lrs_above)
                          | (ceiling - floor < 4 * band))

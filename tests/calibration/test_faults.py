@@ -26,13 +26,14 @@ def test_classify() -> None:
 
 def test_a_stuck_verdict_is_a_fault_only_where_the_cell_never_switched() -> None:
     """One-way verdicts in a 1–40 µS window: stuck going up at 25 µS (it SET; its transistor
-    caps it) is ok, going up at 0.8 µS stuck at HRS; stuck going down at 60 µS is stuck at
-    LRS, going down at 1.5 µS (it RESET, slowly) ok."""
+    caps it) is no fault (unknown), going up at 0.8 µS stuck at HRS; stuck going down at
+    60 µS is stuck at LRS, going down at 1.5 µS (it RESET, slowly) unknown."""
     g = np.array([25e-6, 0.8e-6, 60e-6, 1.5e-6])
     t = np.array([38e-6, 20e-6, 5e-6, 1.0e-6])
     code = classify(np.zeros(4, bool), np.ones(4, bool), g, t,
                     went_up=np.array([True, True, False, False]), window_S=(1e-6, 40e-6))
-    assert code.tolist() == [OK, HRS, LRS, OK]
+    unknown = FAULT_CODES["unknown"]
+    assert code.tolist() == [unknown, HRS, LRS, unknown]
     assert np.allclose(stuck_bounds(1e-6, 40e-6), (10.75e-6, 20.5e-6))
 
 

@@ -67,12 +67,23 @@ def test_a_cell_stuck_one_way_is_reprogrammed_the_other_way() -> None:
     assert up.mean() > 0.7  # the rest gave up on a pulse or alternation limit
     st2 = pf(be, cells, np.full(len(cells), 10e-6))
     assert (st2["outcome"][up] == pg.CONVERGED).mean() > 0.9
-    # a target above the level it stuck at is aimed at that level (the cell's top, within
-    # its cycle-to-cycle spread) instead of being left where the last target put it
+    # a target above the level it stuck at is aimed one band inside it (within the cell's
+    # reach), others as asked
     level = 200e-6 - st["ref_err_S"]
-    pf(be, cells, np.full(len(cells), 200e-6))
-    g = be.read(cells, n_average=8)
-    assert np.median(g[up] / level[up]) > 0.9
+    band = WEIGHT_SETTINGS.tolerance_S
+    aims: list[np.ndarray] = []
+    real = pg.program_direct
+
+    def spy(be_, cells_, target_S, *args, **kw):  # type: ignore[no-untyped-def]
+        aims.append(np.array(target_S))
+        return real(be_, cells_, target_S, *args, **kw)
+
+    t = np.where(np.arange(len(cells)) % 2 == 0, 200e-6, 5e-6)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pg, "program_direct", spy)
+        pf(be, cells, t)
+    want = np.where(up, np.minimum(t, level - band), t)
+    assert np.allclose(aims[-1][healthy], want[healthy])
 
 
 def _fault_cells(be: SimBackend, code: int, n: int) -> Cells:
@@ -96,24 +107,28 @@ def test_stuck_cells_are_left_alone_after_one_verdict_where_they_sit() -> None:
         assert np.all(st["outcome"] == pg.SKIPPED) and not st["n_pulses"].any()
 
 
-def test_a_floor_holds_a_low_target_at_the_level_reached_and_a_bound_can_move() -> None:
-    """The bounds the programmer keeps: a target below a cell's floor is aimed one band
-    under it; a converged aim past a bound becomes the new bound; a healthy cell with a
-    ceiling and a floor far apart stays writable."""
+def test_a_floor_holds_a_low_target_inside_it_and_close_bounds_write_a_cell_off() -> None:
+    """A target below a cell's floor is aimed one band above the floor; a cell whose ceiling
+    and floor lie within four bands of each other (stuck both ways at one level) is written
+    off; one whose bounds are far apart stays writable."""
     be = SimBackend("default_180nm", seed=3)
     cells = Cells.block(0, range(0, 2), range(0, 2))
     pf = make_program_fn()
     pf(be, cells, np.full(4, 10e-6))
     at = (cells.tile, cells.row, cells.col)
+    band = WEIGHT_SETTINGS.tolerance_S
     pf._floor_S[at] = 8e-6  # as if the cells had stuck going down at 8 µS
     pf._ceiling_S[at] = 30e-6
-    band = WEIGHT_SETTINGS.tolerance_S
     st = pf(be, cells, np.full(4, 2e-6))
     g = be.read(cells, n_average=8)
     conv = st["outcome"] == pg.CONVERGED
-    assert conv.any() and np.all(np.abs(g[conv] - (8e-6 - band)) < 2 * band)
-    assert np.allclose(pf._floor_S[at][conv], 8e-6 - band)  # it went one band further
+    assert conv.mean() > 0.7 and np.all(np.abs(g[conv] - (8e-6 + band)) < 2 * band)
     assert not pf._bad[at].any()
+    pf._ceiling_S[at] = 8e-6 + 3 * band  # both ways within four bands of one level
+    pf(be, cells, np.full(4, 2e-6))
+    assert pf._bad[at].all()
+    st = pf(be, cells, np.full(4, 20e-6))
+    assert np.all(st["outcome"] == pg.SKIPPED) and not st["n_pulses"].any()
 
 
 def test_program_fn_skips_cells_the_record_marks_faulty() -> None:

@@ -201,7 +201,7 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   cells of this wafer's die 3 bad, 2.4 × its true faults (counted against the simulator's
   own fault map, a diagnostic outside the product), each left holding a stale weight. The
   programmer now keeps the level a cell last stuck at in each direction, aims later
-  targets at most one acceptance band past it, and writes a cell off only where the
+  targets past it one acceptance band inside it, and writes a cell off only where the
   verdicts say it never switched (`calibration/weights.py`); the calibration record's
   fault classification got the same correction (`calibration/faults.py`). With it the
   worst die is the {fw_recall_ratio_worst} above. Two other remedies were measured on die
