@@ -213,7 +213,8 @@ Cost, kept apart: one-time forming and initial programming {fw_onetime_pulses:,.
   Rewriting cells whose target drifted past the threshold since their last write (instead
   of dropping every small move) did not change recall (0.59 → 0.58). What remains is the
   static per-cell error after an hour of relaxation: the float weights re-read from the
-  cells give 0.85–0.91 × float before the per-column refit.
+  cells give 0.84–0.90 × float before the per-column refit (the five wafer dies, final
+  programmer).
 - **Diffusion.** Before the remedies below the ratio was 2.30 mean / 4.06 worst over
   chips 0–4. Measured per layer on an independent calibration batch at 1 h, the chip's
   error came from: (1) DAC clipping — a sample pushed past the first layer's input range
