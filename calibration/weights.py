@@ -144,7 +144,7 @@ class WeightProgrammer:
         t = np.asarray(targets_S, np.float64).reshape(-1)
         ceiling, floor = self._ceiling_S[at], self._floor_S[at]
         band = self.settings.tolerance_S
-        bad = self._bad[at].copy()
+        bad = self._bad[at]  # a copy (fancy indexing)
         aim = np.clip(t, floor + band, ceiling - band)  # one band inside: within its reach
         formed = self._formed[at] | bad
         if not formed.all():

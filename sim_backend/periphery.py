@@ -80,12 +80,11 @@ class MvmKernel:
         self._out_var_A2 = output_sigma_A**2
         self.noisy = read_sigma_rel > 0 or output_sigma_A > 0
         self.n_out = M.shape[1]
-        self.row_sum_S: F64 = row_sum_S
-        """Physical conductance on each row (both cells of a pair), S — for the energy."""
         self._scaled: dict[float, tuple[F32, F32, np.float32]] = {}
         self._work: dict[int, tuple[F32, F32, F32]] = {}
         self._row_sum = np.append(row_sum_S, 0.0).astype(np.float32)
-        """Row conductances and a 0 for the constant input: Σ_i x_i² ΣG_i per vector."""
+        """Physical conductance on each row (both cells of a pair), S, and a 0 for the
+        constant input: Σ_i x_i² ΣG_i per vector, for the energy."""
         self._clip_hi = np.float32(self.levels_out)
 
     def _for_range(self, adc_range_A: float) -> tuple[F32, F32, np.float32]:

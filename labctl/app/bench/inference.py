@@ -73,28 +73,25 @@ def _scalars(out: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in scalars(out).items()}
 
 
-def neural_field_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
-    """The workload as a user runs it: its defaults, the default mapping alone on the chip."""
+def _neural_field(chip: BackendBase, seed: int, quick: bool, **params: Any) -> dict[str, float]:
     from calibration.weights import make_program_fn
     from labctl.inference.field_recon import run_neural_field
 
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S}
+    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S, **params}
     if quick:
         p.update(prior_steps=60, finetune_steps=20, n=128)
     return _scalars(run_neural_field(chip, p, program_fn=make_program_fn()))
+
+
+def neural_field_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
+    """The workload as a user runs it: its defaults, the default mapping alone on the chip."""
+    return _neural_field(chip, seed, quick)
 
 
 def mappings_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:
     """Every mapping programmed side by side on a fresh copy of the same die (residual with
     two pairs: with three the three mappings need more columns than the chip has)."""
-    from calibration.weights import make_program_fn
-    from labctl.inference.field_recon import run_neural_field
-
-    p: dict[str, Any] = {"seed": seed, "age_at_use_s": AGE_AT_USE_S,
-                         "compare_mappings": True, "n_pairs": 2}
-    if quick:
-        p.update(prior_steps=60, finetune_steps=20, n=128)
-    return _scalars(run_neural_field(chip, p, program_fn=make_program_fn()))
+    return _neural_field(chip, seed, quick, compare_mappings=True, n_pairs=2)
 
 
 def cone_beam_chip(chip: BackendBase, seed: int, quick: bool) -> dict[str, float]:

@@ -41,7 +41,7 @@ def _programmed(ir_drop: bool, seed: int = 7) -> tuple[BackendBase, np.ndarray]:
 
 
 ROUNDS = 5
-"""Rounds of interleaved MVM / floor calls, a fresh pair of arrays' state each."""
+"""Rounds of interleaved MVM / floor calls on the same programmed chip."""
 
 
 def run(quick: bool = False) -> dict[str, float]:
