@@ -110,10 +110,10 @@ class Macro:
         )
         self.energy = EnergyModel(preset)
         self.ledger = Ledger()
-        self._tile_version = np.zeros(a.n_tiles, dtype=np.int64)
+        self._tile_version = [0] * a.n_tiles
         self._tile_cache: dict[int, _TileCache] = {}
         self._kernels: dict[tuple[int, int, int, int, int, bool], tuple[MvmKernel, int, float]] = {}
-        self._mvm_stream_pos = np.zeros(a.n_tiles, dtype=np.int64)
+        self._mvm_stream_pos = [0] * a.n_tiles
         """Position in each tile's MVM output-noise stream (values drawn so far)."""
         self._g_floor = preset.relaxation.floor_S
         self._pool: F32 | None = None
@@ -382,7 +382,7 @@ class Macro:
             lo = tile * self.cells_per_tile
             idx = np.arange(lo, lo + self.cells_per_tile, dtype=np.int64)
             g, hold = self._array_state(idx, t)
-            c = _TileCache(int(self._tile_version[tile]), hold, g.reshape(self.n_rows, self.n_cols))
+            c = _TileCache(self._tile_version[tile], hold, g.reshape(self.n_rows, self.n_cols))
             self._tile_cache[tile] = c
         return c.G_S
 
@@ -400,7 +400,7 @@ class Macro:
             ii = idx[tiles == tile]
             g, hold = self._array_state(ii, t_s)
             c.G_S.reshape(-1)[ii - tile * self.cells_per_tile] = g
-            c.version = int(self._tile_version[tile])
+            c.version = self._tile_version[tile]
             c.valid_until_s = min(c.valid_until_s, hold)
 
     def _kernel(self, tile: int, rows: slice, cols: slice, differential: bool) -> MvmKernel:
@@ -444,7 +444,7 @@ class Macro:
         one contiguous slice (two at a lap boundary) and the noise never repeats in step.
         """
         n = batch * n_out
-        q0 = int(self._mvm_stream_pos[tile])
+        q0 = self._mvm_stream_pos[tile]
         self._mvm_stream_pos[tile] += n
         size = self.preset.periphery.noise_pool_size
         if self._pool is None:

@@ -31,12 +31,6 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-try:  # the clip ufunc itself: np.clip's Python wrapper costs as much as the clip here
-    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]
-except ImportError:  # numpy 1.26
-    from numpy.core.umath import clip as _clip  # type: ignore[no-redef]
-
-
 def ir_drop_matrix(G: F64, r_ohm: float) -> F64:
     """Effective conductance matrix with IR drop, G / (1 + ε) (see module docstring)."""
     R = G.shape[0]
@@ -54,9 +48,9 @@ def ir_drop_matrix(G: F64, r_ohm: float) -> F64:
 class MvmKernel:
     """The cached, ready-to-multiply form of one array block.
 
-    Weights are stored pre-scaled so the hot path is: DAC codes, one matmul for the signal
-    and one for the noise variance (both already in ADC LSB units), one fused noise step,
-    and the ADC (saturate, round, scale). Scaled copies are cached per ADC range.
+    Weights are stored pre-scaled so the hot path is: the DAC loop, one matmul for the
+    signal and one for the noise variance (both already in ADC LSB units), and the ADC loop
+    (noise, saturate, round, scale). Scaled copies are cached per ADC range.
     """
 
     def __init__(
@@ -82,10 +76,15 @@ class MvmKernel:
         self.n_out = M.shape[1]
         self._scaled: dict[float, tuple[F32, F32, np.float32]] = {}
         self._work: dict[int, tuple[F32, F32, F32]] = {}
-        self._row_sum = np.append(row_sum_S, 0.0).astype(np.float32)
-        """Physical conductance on each row (both cells of a pair), S, and a 0 for the
-        constant input: Σ_i x_i² ΣG_i per vector, for the energy."""
+        self._row_sum = np.asarray(row_sum_S, dtype=np.float64)
+        """Physical conductance on each row (both cells of a pair), S: Σ_i x_i² ΣG_i, for
+        the energy."""
+        self._code2_per_row = np.empty(M.shape[0])
+        """Σ over a batch of each row's squared DAC code (written by the DAC loop)."""
         self._clip_hi = np.float32(self.levels_out)
+        from sim_backend import periphery_loops  # numba: imported with the first kernel
+
+        self._loops = periphery_loops
 
     def _for_range(self, adc_range_A: float) -> tuple[F32, F32, np.float32]:
         """Weights scaled to ADC LSBs: the signal matrix, the variance matrix augmented with
@@ -121,24 +120,19 @@ class MvmKernel:
     ) -> tuple[F32, float]:
         """(column currents A, Σ_batch Σ_i codes_i² · ΣG_i in code²·S — for the energy).
 
-        DAC codes go into a kept buffer and their squares beside a constant-1 column, which
-        adds the periphery variance in the variance matmul; then two matmuls (signal,
-        variance) and the rest in place on float32: σ·ξ is written over the variance buffer,
-        then added, clipped, rounded and scaled in the output array (the one allocation,
-        since the caller keeps it)."""
+        The DAC loop writes the codes and, beside a constant-1 column, their squares (the
+        constant adds the periphery variance in the variance matmul); then two matmuls
+        (signal, variance) and the ADC loop in place on the output array, the one
+        allocation, since the caller keeps it (:mod:`sim_backend.periphery_loops`)."""
+        loops = self._loops
         w, var_aug, lsb = self._for_range(adc_range_A)
         codes, squared, var = self._buffers(inputs_V.shape[0])
-        np.multiply(inputs_V, self.inv_lsb_in, out=codes, dtype=np.float32)
-        np.rint(codes, out=codes)
+        loops.dac(inputs_V, self.inv_lsb_in, codes, squared, self._code2_per_row)
+        energy_code2_S = float(np.dot(self._code2_per_row, self._row_sum))
         y: F32 = np.matmul(codes, w)
-        np.square(codes, out=squared[:, : codes.shape[1]])
-        energy_code2_S = float(np.matmul(squared, self._row_sum).sum())
         if self.noisy and noise is not None:
             np.matmul(squared, var_aug, out=var)
-            np.sqrt(var, out=var)
-            np.multiply(var, noise, out=var)
-            np.add(y, var, out=y)
-        _clip(y, -self._clip_hi, self._clip_hi, out=y)
-        np.rint(y, out=y)
-        np.multiply(y, lsb, out=y)
+            loops.adc_noisy(y, var, noise, self._clip_hi, lsb)
+        else:
+            loops.adc(y, self._clip_hi, lsb)
         return y, energy_code2_S

@@ -27,7 +27,8 @@ def place(macro: Macro, cells: Cells, g_S: np.ndarray) -> None:
     macro.relax_rate_S2[idx] = rate
     macro.relax_t0_s[idx] = t0
     macro._walk_k[idx] = -1
-    macro._tile_version[np.unique(cells.tile)] += 1
+    for tile in np.unique(cells.tile):
+        macro._tile_version[int(tile)] += 1
 
 
 def healthy(macro: Macro, cells: Cells) -> np.ndarray:
