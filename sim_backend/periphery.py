@@ -127,6 +127,11 @@ class MvmKernel:
         loops = self._loops
         w, var_aug, lsb = self._for_range(adc_range_A)
         codes, squared, var = self._buffers(inputs_V.shape[0])
+        if inputs_V.shape != codes.shape or (noise is not None and noise.shape != var.shape):
+            raise ValueError(  # the loops index without bounds checks
+                f"MVM kernel of {codes.shape[1]} inputs × {self.n_out} outputs got inputs "
+                f"{inputs_V.shape} and noise {None if noise is None else noise.shape}"
+            )
         loops.dac(inputs_V, self.inv_lsb_in, codes, squared, self._code2_per_row)
         energy_code2_S = float(np.dot(self._code2_per_row, self._row_sum))
         y: F32 = np.matmul(codes, w)

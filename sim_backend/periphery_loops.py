@@ -12,16 +12,30 @@ what keeps the analog MVM within 3× of the float32 matmul (``labctl bench``, se
 Every step is the same float32 operation numpy would do, in the same order, with no fast-math
 (no reassociation, no fused multiply-add), so the outputs are bit-identical to the numpy
 formulation ``tests/sim_backend/test_periphery_loops.py`` keeps as the reference. The
-functions compile on first call and are cached on disk (``cache=True``).
+functions compile on first call and are cached on disk: beside this file, else in the
+user's cache directory, else (nothing writable, e.g. a read-only install and home) not at
+all; ``NUMBA_CACHE_DIR`` names another directory. The loops do not check shapes:
+:meth:`sim_backend.periphery.MvmKernel.run` does before calling them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+def _compiled(fn: Callable[..., None]) -> Any:
+    """``fn`` compiled, cached on disk where a cache directory is writable."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function …: no locator available"
+        return njit(cache=False, nogil=True)(fn)
+
+
+@_compiled
 def dac(
     inputs_V: np.ndarray, inv_lsb_per_V: np.float32, codes: np.ndarray, squared: np.ndarray,
     code2_per_row: np.ndarray,
@@ -40,7 +54,7 @@ def dac(
             code2_per_row[i] += s
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def adc_noisy(
     y: np.ndarray, var: np.ndarray, noise: np.ndarray, full_scale: np.float32, lsb: np.float32
 ) -> None:  # pragma: no cover - compiled; covered through MvmKernel.run
@@ -54,7 +68,7 @@ def adc_noisy(
             y[b, j] = np.rint(v) * lsb
 
 
-@njit(cache=True, nogil=True)
+@_compiled
 def adc(y: np.ndarray, full_scale: np.float32, lsb: np.float32) -> None:  # pragma: no cover
     """:func:`adc_noisy` without noise (a noiseless preset)."""
     batch, n_out = y.shape
