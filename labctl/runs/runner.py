@@ -42,7 +42,7 @@ from labctl.runs.progress import resolve_mode
 from labctl.runs.protocol import Protocol, check_against_chip, load_protocol, parse_protocol_text
 from labctl.runs.replay import plan_resume, replay
 from labctl.runs.run_loop import Runner, RunOptions, RunOutcome
-from labctl.runs.store.lock import RunFileLock
+from labctl.runs.store.lock import RunFileLock, run_file_path
 from labctl.runs.store.reader import RunReader
 from labctl.runs.store.schema import Kind
 from labctl.runs.store.writer import RunWriter
@@ -70,7 +70,7 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
         raise ConfigError("labctl run", "PROTOCOL", "give a protocol file (or --resume RUN.h5)")
     protocol = load_protocol(opts.protocol, reg)                    # 1. the file, no backend
     spec, seed = _effective_station(opts.station, opts.seed)        # 2. the station file
-    out = Path(opts.out) if opts.out else _default_out(protocol)
+    out = run_file_path(opts.out) if opts.out else _default_out(protocol)
     _check_outputs(out, opts)              # writable, before the lock file and any operation
     lock = RunFileLock.acquire(out)        # held until the run's file is closed for good
     try:
@@ -95,7 +95,7 @@ def run(opts: RunOptions, *, registry: Mapping[str, RoutineSpec] | None = None) 
 
 
 def _resume(opts: RunOptions, reg: dict[str, RoutineSpec]) -> RunOutcome:
-    path = Path(str(opts.resume))
+    path = run_file_path(str(opts.resume))
     if not path.is_file():
         raise ConfigError(str(path), "(file)", "run file not found")
     lock = RunFileLock.acquire(path)       # before reading: the file must not change under us

@@ -45,6 +45,37 @@ def test_second_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:
     RunFileLock.acquire(run).release()
 
 
+def test_a_symlink_to_a_held_run_file_is_refused_and_resume_keeps_the_link(
+        tmp_path: Path) -> None:
+    """Every name of one run file takes the same lock: through a symbolic link a second
+    writer is refused, and a writer through the link writes the target, not a copy."""
+    run = tmp_path / "r.h5"
+    link = tmp_path / "link.h5"
+    link.symlink_to(run.name)
+    with RunWriter.create(run, {"chip_id": "c"}) as w:
+        w.record(Kind.EVENT, payload={"n": 1})
+        with pytest.raises(RunFileBusy):
+            RunFileLock.acquire(link)
+        with pytest.raises(RunFileBusy):
+            RunWriter.continue_file(link, {})
+    with RunWriter.continue_file(link, {"resume_count": 1}) as w:
+        w.record(Kind.EVENT, payload={"n": 2})
+    assert link.is_symlink() and not lock_path(run).exists()
+    assert _committed(run) == 2
+
+
+def test_a_run_file_with_a_second_hard_link_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "r.h5"
+    with RunWriter.create(run, {"chip_id": "c"}) as w:
+        w.record(Kind.EVENT, payload={"n": 1})
+    os.link(run, tmp_path / "other.h5")
+    with pytest.raises(ConfigError, match="2 names .hard links.*copy it"):
+        RunFileLock.acquire(tmp_path / "other.h5")
+    with pytest.raises(ConfigError, match="hard links"):
+        RunWriter.continue_file(run, {})
+    RunFileLock.acquire(tmp_path / "fresh.h5").release()  # a new name is fine
+
+
 HOLDER = textwrap.dedent("""
     import sys, time
     from labctl.runs.store import RunFileLock

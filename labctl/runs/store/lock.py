@@ -61,6 +61,17 @@ class RunFileBusy(RequestRejected):
             f"that process to finish (or stop it), then retry; nothing was applied to the chip.")
 
 
+def run_file_path(path: str | Path) -> Path:
+    """The run file ``path`` names, with a symbolic link followed to its target.
+
+    The lock file sits beside the run file and is named after it, so every name of one file
+    must lead to the same lock: two writers through a link and through its target would
+    otherwise both get one. Following the link also makes resume replace the target, not the
+    link. (Hard links are refused by :meth:`RunFileLock.acquire` instead.)"""
+    p = Path(path)
+    return Path(os.path.realpath(p)) if p.is_symlink() else p
+
+
 def lock_path(run_path: Path) -> Path:
     return run_path.with_name(f".{run_path.name}.lock")
 
@@ -83,7 +94,7 @@ class RunFileLock:
     @classmethod
     def acquire(cls, run_path: str | Path) -> RunFileLock:
         """Take the lock or raise :class:`RunFileBusy` naming the live holder (no waiting)."""
-        run = Path(run_path)
+        run = run_file_path(run_path)
         path = lock_path(run)
         while True:
             try:
@@ -107,6 +118,7 @@ class RunFileLock:
             if same:
                 break
             os.close(fd)
+        _refuse_hard_links(run, fd)
         stale = _read_holder(fd)
         me = Holder(os.getpid(), socket.gethostname(),
                     dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -145,6 +157,20 @@ class RunFileLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _refuse_hard_links(run: Path, fd: int) -> None:
+    """A run file with a second hard link could be written through the other name under
+    another lock; refuse it (and let the lock go) before anything is read or applied."""
+    try:
+        n_names = os.stat(run).st_nlink
+    except FileNotFoundError:
+        return
+    if n_names > 1:
+        os.close(fd)
+        raise ConfigError(str(run), "(file)", f"has {n_names} names (hard links), so one lock "
+                          "cannot cover it and a second writer could use the other name; copy "
+                          f"it to a new name (cp {run} NEW.h5) and use the copy")
 
 
 def try_lock(run_path: str | Path) -> RunFileLock | None:

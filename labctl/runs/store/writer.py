@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.core.errors import ConfigError, StorageFault
-from labctl.runs.store.lock import RunFileLock
+from labctl.runs.store.lock import RunFileLock, run_file_path
 from labctl.runs.store.schema import (
     DATA_COLUMNS,
     DATASETS,
@@ -110,7 +110,7 @@ class RunWriter:
                lock: RunFileLock | None = None) -> RunWriter:
         """A new run file with provenance ``attrs`` (str / number values, or JSON-able).
         ``lock``: the file's lock, already taken (default: take it now)."""
-        final = Path(path)
+        final = run_file_path(path)
         own = lock is None
         lock = RunFileLock.acquire(final) if lock is None else lock
         try:
@@ -138,7 +138,7 @@ class RunWriter:
                       lock: RunFileLock | None = None) -> RunWriter:
         """Reopen an interrupted run for appending: copy its committed prefix into a fresh
         file that atomically replaces it, and return a writer positioned after it."""
-        final = Path(path)
+        final = run_file_path(path)
         own = lock is None
         lock = RunFileLock.acquire(final) if lock is None else lock
         try:
