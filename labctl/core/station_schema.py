@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from labctl.core.envelope import RATED_MAX, SafetyEnvelope
 from labctl.core.errors import ConfigError, ConfigErrors
-from labctl.core.validation import did_you_mean, key_error, validate_model
+from labctl.core.validation import did_you_mean, key_error, no_control_characters, validate_model
 
 BACKENDS = ("sim", "instruments")
 TOPOLOGIES = ("board", "board+smu+pulsegen")
@@ -37,7 +37,7 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 ChipId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S",
                               description="the socketed die's id (its calibration record "
-                              "is keyed by it)")]
+                              "is keyed by it)"), AfterValidator(no_control_characters)]
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="seed of the simulated chip")]
 PresetRef = Annotated[str, Field(min_length=1, max_length=4096,
                                  description="a named simulator preset (default_180nm, ideal) "

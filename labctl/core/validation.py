@@ -41,6 +41,25 @@ def shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def control_characters(text: str) -> str | None:
+    """The problem with a name holding control characters (NUL, newline, escape …), else
+    ``None``. Names go into HDF5 string attributes, file names and one-line reports; NUL
+    cannot be stored in the first at all."""
+    bad = sorted({c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0})
+    if not bad:
+        return None
+    codes = ", ".join(f"U+{ord(c):04X}" for c in bad[:4])
+    return f"must not contain control characters (found {codes}); use printable text"
+
+
+def no_control_characters(text: str) -> str:
+    """A pydantic ``AfterValidator`` form of :func:`control_characters`."""
+    problem = control_characters(text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
 def dotted(loc: tuple[Any, ...], prefix: str = "") -> str:
     """``('steps', 1, 'params')`` → ``steps[1].params`` (after ``prefix``)."""
     out = prefix.rstrip(".")

@@ -33,7 +33,7 @@ from labctl.core.envelope import SafetyEnvelope
 from labctl.core.errors import ConfigError, ConfigErrors
 from labctl.core.routine import RoutineSpec
 from labctl.core.routine_params import ParamError, model_for, validate
-from labctl.core.validation import did_you_mean, shown
+from labctl.core.validation import control_characters, did_you_mean, shown
 
 TOP_KEYS = ("name", "description", "routine", "params", "steps")
 STEP_KEYS = ("routine", "params", "name")
@@ -133,6 +133,8 @@ def _parse_step(i: int, raw: Any, key: str, registry: Mapping[str, RoutineSpec],
     name = raw.get("name", routine)
     if not isinstance(name, str):
         problems.append((f"{prefix}name", "must be a string"))
+    elif (problem := control_characters(name)) is not None:
+        problems.append((f"{prefix}name", problem))
     if not isinstance(routine, str) or routine not in registry:
         hint = did_you_mean(routine, list(registry)) if isinstance(routine, str) else ""
         problems.append((f"{prefix}routine", f"must be one of {', '.join(sorted(registry))}"
@@ -168,6 +170,9 @@ def _opt_str(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]],
     v = data.get(key, default)
     if not isinstance(v, str):
         problems.append((key, f"must be a string, got {type(v).__name__}"))
+        return default
+    if key == "name" and (problem := control_characters(v)) is not None:
+        problems.append((key, problem))
         return default
     return v
 

@@ -145,3 +145,26 @@ def test_mutated_stations_end_in_a_clear_error_or_a_valid_station(
             open_backend(spec).close()  # the preset and its overrides are checked here
     except ConfigError as e:
         _clear(e, source)
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "line\nbreak", "esc\x1b[31m"])
+def test_names_with_control_characters_are_refused_before_any_file(
+        bad: str, tmp_path: Path) -> None:
+    """A NUL cannot be stored in an HDF5 string (it crashed the run file's creation); a
+    newline or an escape would garble one-line reports. Refused where the name is read."""
+    from labctl.runs.store import RunWriter
+
+    protocol = yaml.safe_load((ROOT / "protocols" / "quickstart.yaml").read_text())
+    protocol["name"] = bad
+    with pytest.raises(ConfigError, match="control characters"):
+        parse_protocol_text(yaml.safe_dump(protocol), "p.yaml", REG, ROOT / "protocols")
+    protocol["name"] = "ok"
+    protocol.setdefault("steps", [{}])[0]["name"] = bad
+    with pytest.raises(ConfigError, match="control characters"):
+        parse_protocol_text(yaml.safe_dump(protocol), "p.yaml", REG, ROOT / "protocols")
+    with pytest.raises(ConfigError, match="chip_id.*control characters"):
+        parse_station({"station": {"backend": "sim", "chip_id": bad}}, "s.yaml", tmp_path)
+    if "\x00" in bad:  # the writer's own net, for any text attribute
+        with pytest.raises(ConfigError, match="NUL"):
+            RunWriter.create(tmp_path / "r.h5", {"chip_id": bad})
+        assert not list(tmp_path.glob("*r.h5*"))

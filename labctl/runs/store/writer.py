@@ -348,6 +348,9 @@ def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["schema_version"] = SCHEMA_VERSION
         for k, v in attrs.items():
+            if isinstance(v, str) and "\0" in v:  # HDF5 strings end at NUL: refuse, not cut
+                raise ConfigError(str(final), k, "contains a NUL character, which a run file "
+                                  "cannot store; use printable text")
             f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v, default=_jsonable)
         log = f.create_group("log")
         for name, (dtype, chunk) in DATASETS.items():
