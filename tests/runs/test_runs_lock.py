@@ -69,7 +69,7 @@ def test_a_run_file_with_a_second_hard_link_is_refused(tmp_path: Path) -> None:
     with RunWriter.create(run, {"chip_id": "c"}) as w:
         w.record(Kind.EVENT, payload={"n": 1})
     os.link(run, tmp_path / "other.h5")
-    with pytest.raises(ConfigError, match="2 names .hard links.*copy it"):
+    with pytest.raises(ConfigError, match=r"2 names \(hard links\).*copy it"):
         RunFileLock.acquire(tmp_path / "other.h5")
     with pytest.raises(ConfigError, match="hard links"):
         RunWriter.continue_file(run, {})

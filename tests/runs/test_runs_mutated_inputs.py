@@ -162,7 +162,7 @@ def test_names_with_control_characters_are_refused_before_any_file(
     protocol.setdefault("steps", [{}])[0]["name"] = bad
     with pytest.raises(ConfigError, match="control characters"):
         parse_protocol_text(yaml.safe_dump(protocol), "p.yaml", REG, ROOT / "protocols")
-    with pytest.raises(ConfigError, match="chip_id.*control characters"):
+    with pytest.raises(ConfigError, match=r"chip_id.*control characters"):
         parse_station({"station": {"backend": "sim", "chip_id": bad}}, "s.yaml", tmp_path)
     if "\x00" in bad:  # the writer's own net, for any text attribute
         with pytest.raises(ConfigError, match="NUL"):
