@@ -108,6 +108,22 @@ def test_data_view_has_units_dims_and_region_coordinates(finished: Path) -> None
         assert int(ds["row"][0]) == 2
 
 
+def test_export_into_a_directory_or_an_unwritable_place(
+        finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A directory as --out gets RUN.nc in it; an unwritable place is a clear error (exit 2)
+    naming the option, before anything is read or written."""
+    target = tmp_path / "exports"
+    target.mkdir()
+    assert cli_main(["export", str(finished), "--out", str(target)]) == 0
+    assert (target / finished.with_suffix(".nc").name).is_file()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli_main(["export", str(finished), "--out", str(blocker / "r.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("**/.*.partial"))
+
+
 def test_export_two_lines_to_xarray_and_pandas(finished: Path, tmp_path: Path) -> None:
     """`labctl export RUN.h5` then `xr.open_datatree(RUN.nc)`: one group per step, units,
     named dims, the region as coordinates, pulses and reads as tables; scalars as CSV."""

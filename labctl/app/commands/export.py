@@ -27,21 +27,25 @@ PROVENANCE_KEYS = ("run_id", "created_utc", "labctl_version", "host", "protocol_
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_file", metavar="RUN.h5")
-    p.add_argument("--out", metavar="RUN.nc", help="netCDF file (default: RUN.nc beside "
-                   "RUN.h5); the scalars go to the same name with _scalars.csv")
+    p.add_argument("--out", metavar="RUN.nc", help="netCDF file, or a directory to write "
+                   "RUN.nc in (default: RUN.nc beside RUN.h5); the scalars go to the same "
+                   "name with _scalars.csv")
     p.add_argument("--no-operations", action="store_true",
                    help="leave out the per-step pulse and read tables")
 
 
 def main(args: argparse.Namespace) -> int:
+    from labctl.core.errors import ConfigError
+    from labctl.core.output_paths import check_writable_dir
     from labctl.runs.store.reader import RunReader
 
     run = Path(args.run_file)
     out = Path(args.out) if args.out else run.with_suffix(".nc")
+    if out.is_dir():  # a directory given: the default name, in it
+        out = out / run.with_suffix(".nc").name
     if out.resolve() == run.resolve():
-        from labctl.core.errors import ConfigError
-
         raise ConfigError("labctl export", "--out", "must differ from the run file")
+    check_writable_dir(out.parent if str(out.parent) else Path("."), "--out")
     with RunReader(run) as rd:
         nc, csv_path = export(rd, out, operations=not args.no_operations)
         for d in rd.damage:
