@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from labctl.core.backend import BackendBase, Capabilities, PulseKind
 from labctl.core.cells import Cells, FloatArray
 from labctl.core.clock import VirtualClock
 from labctl.core.envelope import SafetyEnvelope
+from labctl.core.errors import RequestRejected
 from sim_backend.macro import Macro
 from sim_backend.preset import Preset
 from sim_backend.presets import load_preset
@@ -95,6 +97,17 @@ class SimBackend(BackendBase):
         adc_range_A: float,
     ) -> npt.NDArray[np.floating[Any]]:
         return self._macro.mvm_current(tile, inputs_V, rows, cols, differential, adc_range_A)
+
+    def noise_streams(self) -> list[int]:
+        """Each tile's position in its MVM output-noise stream (values drawn so far)."""
+        return list(self._macro.mvm_stream_positions)
+
+    def restore_noise_streams(self, positions: Sequence[int]) -> None:
+        pos = [int(p) for p in positions]
+        if len(pos) != self._chip.n_tiles or min(pos, default=0) < 0:
+            raise RequestRejected(f"noise stream positions must be {self._chip.n_tiles} "
+                                  f"non-negative integers, got {positions!r}")
+        self._macro.mvm_stream_positions[:] = pos
 
     def _safe_state(self) -> None:
         """Nothing is driven between operations in the simulator: already safe."""

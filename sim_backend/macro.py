@@ -113,7 +113,7 @@ class Macro:
         self._tile_version = [0] * a.n_tiles
         self._tile_cache: dict[int, _TileCache] = {}
         self._kernels: dict[tuple[int, int, int, int, int, bool], tuple[MvmKernel, int, float]] = {}
-        self._mvm_stream_pos = [0] * a.n_tiles
+        self.mvm_stream_positions = [0] * a.n_tiles
         """Position in each tile's MVM output-noise stream (values drawn so far)."""
         self._g_floor = preset.relaxation.floor_S
         self._pool: F32 | None = None
@@ -444,8 +444,8 @@ class Macro:
         one contiguous slice (two at a lap boundary) and the noise never repeats in step.
         """
         n = batch * n_out
-        q0 = self._mvm_stream_pos[tile]
-        self._mvm_stream_pos[tile] += n
+        q0 = self.mvm_stream_positions[tile]
+        self.mvm_stream_positions[tile] += n
         size = self.preset.periphery.noise_pool_size
         if self._pool is None:
             self._pool = rng.generator(self.seed, _POOL_WORD).standard_normal(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -245,6 +245,18 @@ class BackendBase(abc.ABC):
 
     def safe_state(self) -> None:
         self._safe_state()
+
+    def noise_streams(self) -> list[int] | None:
+        """Positions in random streams this backend draws from that no recorded operation
+        rebuilds (the simulator's MVM output noise: MVMs are not recorded), or ``None``.
+        Checkpoints and step boundaries store them, so that a simulated chip rebuilt by
+        replay on resume continues exactly (:mod:`labctl.runs.replay`)."""
+        return None
+
+    def restore_noise_streams(self, positions: Sequence[int]) -> None:
+        """Set what :meth:`noise_streams` returned (a backend without streams has none)."""
+        if len(positions):
+            raise RequestRejected(f"{type(self).__name__} keeps no noise streams to restore")
 
     def close(self) -> None:
         if self._closed:

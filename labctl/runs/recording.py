@@ -50,6 +50,13 @@ def read_rows(cells: Cells, g_S: npt.ArrayLike) -> np.ndarray:
     return rows
 
 
+def noise_streams(backend: BackendBase) -> dict[str, list[int]]:
+    """``{"noise_streams": positions}`` for a record's payload, or nothing for a backend
+    without such streams (see :meth:`BackendBase.noise_streams`)."""
+    positions = backend.noise_streams()
+    return {} if positions is None else {"noise_streams": positions}
+
+
 def write_ahead(writer: RunWriter, backend: BackendBase, kind: Kind, step: int,
                 batches: Sequence[PulseBatch], payload: Mapping[str, Any],
                 arrays: Mapping[str, npt.ArrayLike] | None = None) -> None:
@@ -68,8 +75,9 @@ def write_ahead(writer: RunWriter, backend: BackendBase, kind: Kind, step: int,
                         rows["width_s"], None if b.compliance_A is None else rows["compliance_A"])
         parts.append(rows)
         counts.append([PulseKind(b.kind).value, len(rows)])
+    streams = noise_streams(backend) if kind == Kind.CHECKPOINT else {}
     writer.record(kind, step=step, t_chip_s=backend.clock.now(),
-                  payload={**payload, "batches": counts}, arrays=arrays,
+                  payload={**payload, "batches": counts, **streams}, arrays=arrays,
                   pulses=np.concatenate(parts) if parts else None)
 
 

@@ -88,11 +88,14 @@ def replay(reader: RunReader, backend: BackendBase, plan: ResumePlan) -> dict[st
     """Apply the committed operations up to ``plan.cut_seq`` to ``backend`` (a simulator)."""
     n_pulses = n_reads = 0
     clock = backend.clock
+    streams: list[int] | None = None
     for r in reader.all():
         if r.seq > plan.cut_seq:
             break
         if r.seq in plan.skip:
             continue
+        if r.kind in (Kind.STEP_BEGIN, Kind.CHECKPOINT, Kind.STEP_END):
+            streams = r.payload.get("noise_streams", streams)
         _advance(clock, r)
         if r.kind == Kind.READ:
             rows = r.reads()
@@ -105,6 +108,8 @@ def replay(reader: RunReader, backend: BackendBase, plan: ResumePlan) -> dict[st
     cut = next((r for r in reader.all() if r.seq == plan.cut_seq), None)
     if cut is not None:
         _advance(clock, cut)
+    if streams is not None:  # MVMs are not recorded: their noise streams come back this way
+        backend.restore_noise_streams(streams)
     return {"replayed_pulses": n_pulses, "replayed_reads": n_reads}
 
 

@@ -28,7 +28,7 @@ from labctl.core.routine import Checkpoint, ResumeState, RoutineSpec, StepContex
 from labctl.runs.fast_forward import ResumeDiverged
 from labctl.runs.progress import ProgressSubscriber, open_progress
 from labctl.runs.protocol import Protocol, Step
-from labctl.runs.recording import RecordingBackend, write_ahead
+from labctl.runs.recording import RecordingBackend, noise_streams, write_ahead
 from labctl.runs.store.schema import Kind
 from labctl.runs.store.writer import RunWriter
 
@@ -203,7 +203,7 @@ class Runner:
         if not begun:
             self.writer.record(Kind.STEP_BEGIN, step=step.index, t_chip_s=self.backend.clock.now(),
                                payload={"routine": step.routine, "name": step.name,
-                                        "params": step.params})
+                                        "params": step.params, **noise_streams(self.backend)})
         ctx = StepContext(backend=self.rec, params=step.params, step=step.index, seed=self.seed,
                           calibration=self.calibration, sink=self, resume=resume,
                           base_dir=self.protocol.base_dir)
@@ -236,7 +236,7 @@ class Runner:
                                    run_path=str(self.writer.path)) from e
             self.event(step.index, "calibration record saved", path=str(saved))
         self.writer.record(Kind.STEP_END, step=step.index, t_chip_s=self.backend.clock.now(),
-                           payload={"status": "completed"})
+                           payload={"status": "completed", **noise_streams(self.backend)})
 
     def _commit(self, step: Step, ck: Checkpoint) -> None:
         if self.rec.fast_forwarding and not ck.pulses:

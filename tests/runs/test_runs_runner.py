@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CHIP_SHAPE, KILL_PROTOCOL, write
+from conftest import CHIP_SHAPE, KILL_PROTOCOL, REPO, write
 
 from labctl.app.cli import main as cli_main
 from labctl.core.errors import LabctlError
@@ -318,3 +318,33 @@ def test_replay_only_when_the_chip_lives_in_this_process() -> None:
     live = {"station": {"backend": "instruments"},
             "instruments": {"board": {"type": "FpgaTestBoard", "address": "COM3"}}}
     assert not chip_state_in_process(parse_station(live, "x"))
+
+
+@pytest.mark.parametrize(("routine", "k"), [("compensate", 0), ("refresh", 0), ("refresh", 1),
+                                            ("characterize", 0)])
+def test_resume_after_an_mvm_step_reproduces_its_figures(
+        tmp_path: Path, routine: str, k: int) -> None:
+    """MVMs are not recorded, so the simulator's MVM output-noise streams are not rebuilt by
+    replay; checkpoints and step boundaries carry their positions instead. A run stopped
+    inside the compensation step (after MVM-based steps) and resumed gives the uninterrupted
+    run's figures to the last digit, MVM errors included."""
+    reg = load_registry()
+    protocol = str(REPO / "protocols" / "quickstart.yaml")
+    ref = run(RunOptions(protocol=protocol, out=str(tmp_path / "ref.h5"), progress=False,
+                         calibration_dir=str(tmp_path / "cal-ref")), registry=reg)
+    assert ref.status == "completed"
+    out = tmp_path / "int.h5"
+    o = run(RunOptions(protocol=protocol, out=str(out), interactive=False, progress=False,
+                       calibration_dir=str(tmp_path / "cal-int")),
+            registry=_with_sigint_after(reg, routine, k))
+    assert o.status == "aborted"
+    assert run(RunOptions(resume=str(out), progress=False,
+                          calibration_dir=str(tmp_path / "cal-int")),
+               registry=reg).status == "completed"
+
+    def results(path: Path) -> list[dict[str, Any]]:
+        with RunReader(path) as rd:
+            return [r.payload for r in rd.of_kind(Kind.RESULT) if 2 <= r.step <= 4]
+
+    assert results(out) == results(tmp_path / "ref.h5")
+    np.testing.assert_array_equal(_counts(out), _counts(tmp_path / "ref.h5"))
