@@ -34,13 +34,19 @@ forming), ``as_formed`` (after one FORM at a gate that does not cap the filament
 transistor saturates), ``reset_kinetics`` / ``set_kinetics`` (one pulse from a known state),
 ``levels`` (verify-written levels read at ages), ``noise`` (single reads at delays after a
 first one).
+
+Every value of a CSV is checked on import (:data:`RANGES`, :data:`MAX_ADDRESS`; the table in
+docs/simulator.md says why each bound): finite, and in a range the fit can use. Currents
+may be negative (read noise at low conductance).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +133,7 @@ class Table:
 def from_named_arrays(named: Iterable[tuple[str, np.ndarray]], source: str) -> Table:
     """The twin table from a run file's arrays: every ``twin<k>_<column>`` chunk, in order
     (the caller reads the file; calibration does not know the run store). Raises
-    ConfigError if there are none (not a twin run)."""
+    ConfigError if there are none (not a twin run) or they hold no rows."""
     chunks: dict[int, dict[str, np.ndarray]] = {}
     for name, value in named:
         m = _CHUNK.match(name)
@@ -136,7 +142,11 @@ def from_named_arrays(named: Iterable[tuple[str, np.ndarray]], source: str) -> T
     if not chunks:
         raise ConfigError(source, "(arrays)", "no twin measurements in this run file; run "
                           "protocols/twin.yaml, or fit a CSV export (docs/simulator.md)")
-    return Table.concat([Table(chunks[k]) for k in sorted(chunks)])
+    table = Table.concat([Table(chunks[k]) for k in sorted(chunks)])
+    if not len(table):
+        raise ConfigError(source, "(arrays)", "no measurement rows in the twin measurements; "
+                          "the run stopped before its first measurement")
+    return table
 
 
 def write_csv(t: Table, path: str | Path) -> Path:
@@ -153,33 +163,145 @@ def write_csv(t: Table, path: str | Path) -> Path:
     return p
 
 
-def load_csv(path: str | Path) -> Table:
-    """Read a CSV in the documented format. Errors name the line and column."""
+# ---------------------------------------------------------------------------------------
+# CSV import. A lab's export is input, not trusted: every cell is checked against what the
+# fit can use, so a bad value is refused here, naming its line and column, instead of
+# surfacing as a NaN in the preset (which the preset loader then refuses).
+# ---------------------------------------------------------------------------------------
+MAX_ADDRESS = 1 << 20
+"""tile, row and col must be below this: :meth:`Table.key` packs an address into 20 bits
+per field, so a larger value would merge two cells (or overflow the key)."""
+MAX_ABS_V = 100.0
+"""No read, gate or pulse voltage of a 1T1R chip comes near 100 V: a larger value is a unit
+slip (mV written as V) or garbage, and its square would overflow in the fit."""
+MIN_ABS_READ_V = 1e-3
+"""The fit reads g = current_A / read_V: below 1 mV (or at 0) a read measures the
+instrument's offset, not the cell, and g is meaningless or infinite."""
+MAX_ABS_A = 1.0
+"""A cell's read current is below 1 mA: 1 A catches µA or nA written as A."""
+MAX_TARGET_S = 1.0
+"""A programmed level is below 1 mS: 1 S catches µS written as S."""
+
+_Rule = tuple[Callable[[float], bool], str]
+_VOLTAGE: _Rule = (lambda x: abs(x) <= MAX_ABS_V, "within ±100 V (check the unit: V)")
+_CURRENT: _Rule = (lambda x: abs(x) <= MAX_ABS_A,
+                   "within ±1 A (check the unit: A; either sign is fine, read noise takes "
+                   "low currents below zero)")
+_NONNEG_S: _Rule = (lambda x: x >= 0, "≥ 0 s")
+RANGES: dict[str, _Rule] = {
+    "time_s": _NONNEG_S,
+    "read_V": (lambda x: MIN_ABS_READ_V <= abs(x) <= MAX_ABS_V,
+               "1 mV ≤ |read_V| ≤ 100 V (the fit divides current_A by it)"),
+    "gate_V": _VOLTAGE,
+    "current_A": _CURRENT,
+    "n_average": (lambda x: x >= 1 and x == math.floor(x), "a whole number ≥ 1"),
+    "stimulus_V": _VOLTAGE,
+    "pulse_gate_V": _VOLTAGE,
+    "width_s": (lambda x: x > 0, "> 0 s"),
+    "before_A": _CURRENT,
+    "target_S": (lambda x: 0 < x <= MAX_TARGET_S, "> 0 and ≤ 1 S (check the unit: S)"),
+    "age_s": _NONNEG_S,
+    "delay_s": _NONNEG_S,
+}
+"""Allowed range of each number column (every value must also be finite; see the module
+docstring for what each column means)."""
+
+
+def _read_text(path: str | Path) -> str:
+    """The file as text: UTF-8, with or without the byte-order mark Excel's "CSV UTF-8"
+    writes. Read whole so a decoding error can name its line."""
     src = str(path)
-    with Path(path).open(newline="", encoding="utf-8") as f:
-        rd = csv.DictReader(f)
-        header = rd.fieldnames or []
-        missing = [c for c in ("measurement", *REQUIRED) if c not in header]
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(src, "(file)", "measurement file not found; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(src, "(file)", "is a directory; give a CSV or a run file") from None
+    except OSError as e:
+        raise ConfigError(src, "(file)", f"cannot read: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(src, f"line {line}",
+                          f"cannot read as UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                          f"{e.start}); export the measurements as CSV in UTF-8 (Excel: "
+                          f"'CSV UTF-8')") from None
+
+
+def _value(src: str, line: int, column: str, text: str) -> float | int:
+    """One non-empty cell of a number column, checked against :data:`RANGES`."""
+    where = f"line {line}: {column}"
+    if column in _INT:
+        try:
+            i = int(text)
+        except ValueError:
+            raise ConfigError(src, where, f"must be a whole number; got {text[:40]!r}") from None
+        if not 0 <= i < MAX_ADDRESS:
+            raise ConfigError(src, where, f"must be in 0 … {MAX_ADDRESS - 1} (a cell address); "
+                              f"got {text[:40]!r}")
+        return i
+    try:
+        x = float(text)
+    except ValueError:
+        raise ConfigError(src, where, f"must be a number; got {text[:40]!r}") from None
+    if not math.isfinite(x):
+        fix = ("a required column needs a measured value: fix or drop the row"
+               if column in REQUIRED else "leave the cell empty where it was not measured")
+        raise ConfigError(src, where, f"must be a finite number; got {text[:40]!r} ({fix})")
+    ok, allowed = RANGES[column]
+    if not ok(x):
+        raise ConfigError(src, where, f"must be {allowed}; got {text[:40]!r}")
+    return x
+
+
+def _is_blank(row: dict[str | Any, Any]) -> bool:
+    """A row with every cell empty (spreadsheets write them below the data)."""
+    return not any(v.strip() for v in row.values() if isinstance(v, str))
+
+
+def load_csv(path: str | Path) -> Table:
+    """Read a CSV in the documented format. Every problem — unreadable file, bad header, a
+    value outside :data:`RANGES`, no rows — is a ConfigError naming the file, line and
+    column; blank rows are skipped."""
+    src = str(path)
+    rd = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    data: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    try:
+        if rd.fieldnames is None:
+            raise ConfigError(src, "(header)", "empty file; expected a header row with the "
+                              f"column names {', '.join(COLUMNS)}")
+        rd.fieldnames = [h.strip() for h in rd.fieldnames]
+        missing = [c for c in ("measurement", *REQUIRED) if c not in rd.fieldnames]
         if missing:
             raise ConfigError(src, "(header)", f"missing column(s) {', '.join(missing)}; "
                               f"expected {', '.join(COLUMNS)}")
-        data: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-        for line, row in enumerate(rd, start=2):
-            m = (row.get("measurement") or "").strip()
-            if m not in MEASUREMENTS:
-                raise ConfigError(src, f"line {line}: measurement",
-                                  f"must be one of {', '.join(MEASUREMENTS)}; got {m!r}")
-            data["measurement"].append(MEASUREMENTS.index(m))
-            for c in COLUMNS[1:]:
-                text = (row.get(c) or "").strip()
-                if not text:
-                    if c in REQUIRED:
-                        raise ConfigError(src, f"line {line}: {c}", "required, but empty")
-                    data[c].append(1.0 if c == "n_average" else np.nan)
-                    continue
-                try:
-                    data[c].append(int(text) if c in _INT else float(text))
-                except ValueError:
-                    raise ConfigError(src, f"line {line}: {c}",
-                                      f"must be a number; got {text!r}") from None
+        for row in rd:
+            if not _is_blank(row):
+                _append_row(src, rd.line_num, row, data)
+    except csv.Error as e:
+        raise ConfigError(src, f"line {rd.line_num}", f"not valid CSV ({e})") from None
+    if not data["measurement"]:
+        raise ConfigError(src, "(rows)", "no measurement rows below the header; add one row "
+                          "per cell and measurement (docs/simulator.md)")
     return Table({k: np.asarray(v) for k, v in data.items()})
+
+
+def _append_row(src: str, line: int, row: dict[str | Any, Any], data: dict[str, list[Any]]) -> None:
+    """Check one row and append its values to ``data`` (empty optional cells as NaN, or 1
+    for ``n_average``)."""
+    m = (row.get("measurement") or "").strip()
+    if m not in MEASUREMENTS:
+        raise ConfigError(src, f"line {line}: measurement",
+                          f"must be one of {', '.join(MEASUREMENTS)}; got {m[:40]!r}")
+    values: dict[str, Any] = {"measurement": MEASUREMENTS.index(m)}
+    for c in COLUMNS[1:]:
+        text = (row.get(c) or "").strip()
+        if text:
+            values[c] = _value(src, line, c, text)
+        elif c in REQUIRED:
+            raise ConfigError(src, f"line {line}: {c}", "required, but empty")
+        else:
+            values[c] = 1.0 if c == "n_average" else np.nan
+    for c, v in values.items():
+        data[c].append(v)

@@ -30,9 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_table(path: str) -> td.Table:
-    """The twin measurement table of a run file or a CSV."""
+    """The twin measurement table of a run file or a CSV. A missing path or a directory is
+    refused here, before the suffix picks the reader, so both formats say it the same way."""
     from calibration import twin_data as td
+    from labctl.core.errors import ConfigError
 
+    if Path(path).is_dir():
+        raise ConfigError(path, "(file)", "is a directory; give a CSV or a run file")
+    if not Path(path).exists():
+        raise ConfigError(path, "(file)", "measurement file not found; check the path")
     if path.lower().endswith(".csv"):
         return td.load_csv(path)
     from labctl.runs.store.reader import RunReader
