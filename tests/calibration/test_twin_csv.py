@@ -65,6 +65,19 @@ def test_cli_refuses_nan_with_exit_2_and_writes_no_preset(
     assert not out.exists()
 
 
+def test_a_fit_the_simulator_cannot_load_is_refused_and_not_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every row is valid (a negative current is read noise around a tiny one), but survey
+    reads that average below zero fit a negative pristine conductance: refused by name."""
+    p = _csv(tmp_path, "survey,0,0,0,0.0,0.2,2.0,-1e-9,,,", "survey,0,0,1,0.0,0.2,2.0,-2e-9,,,")
+    out = tmp_path / "o.yaml"
+    assert cli(["fit", str(p), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "switching.pristine_S" in err and "nothing was written" in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("*o.yaml*"))
+
+
 def test_accepted_values(tmp_path: Path) -> None:
     """Negative currents (read noise at low G; a negative read voltage), an integral
     n_average written as a float (write_csv does), blank rows, spaces in the header."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from calibration import twin_data as td
@@ -57,8 +57,8 @@ def main(args: argparse.Namespace) -> int:
         td.write_csv(table, args.export_csv)
     fit = fitting.fit_twin(table)
     src = Path(args.data).name
-    path = fitting.write_twin_preset(fit, args.out, name=args.name,
-                                     description=f"fitted by labctl fit to {src}")
+    path = _write_loadable(fit, Path(args.out), name=args.name,
+                           description=f"fitted by labctl fit to {src}")
     print(f"fitted {len(fit.estimates)} parameters from {len(table)} measurement rows:")
     for key, e in fit.estimates.items():
         if isinstance(e.value, list):
@@ -71,3 +71,24 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {key}: {why}")
     print(f"preset written to {path}")
     return 0
+
+
+def _write_loadable(fit: Any, out: Path, *, name: str, description: str) -> Path:
+    """Write the preset only if the simulator loads it: data that pass every row check can
+    still fit a value no chip has (a pristine conductance averaged below 0 from noisy reads).
+    Such a fit is refused naming the field, and no file is left."""
+    from calibration import fitting
+    from labctl.core.errors import ConfigError, ConfigErrors
+    from sim_backend.presets import load_preset
+
+    tmp = out.with_name(f".{out.name}.partial")
+    fitting.write_twin_preset(fit, tmp, name=name, description=description)
+    try:
+        load_preset(tmp)
+    except ConfigError as e:
+        tmp.unlink(missing_ok=True)
+        hint = ("the measurements fit a value the simulator cannot take; check the rows that "
+                "identify it (docs/simulator.md, the twin's measurements); nothing was written")
+        raise ConfigErrors("labctl fit", [(k, f"{p} — {hint}") for k, p in e.problems]) from None
+    tmp.replace(out)
+    return out
