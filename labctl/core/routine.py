@@ -115,8 +115,8 @@ class StepContext:
             report(self.step, done, total, what)
 
     def earlier_results(self) -> dict[int, dict[str, Any]]:
-        """Key figures earlier steps saved in this process (step index → figures); steps
-        finished before a resume are not included."""
+        """Key figures earlier steps saved (step index → figures); after a resume, those of
+        steps finished before it come from the run file."""
         return {k: dict(v) for k, v in getattr(self.sink, "step_results", {}).items()
                 if k < self.step}
 

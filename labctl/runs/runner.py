@@ -149,6 +149,10 @@ def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
         _check_recorded_params(rd, protocol)
         plan = plan_resume(rd, len(protocol.steps))
         reexecute = recorded_ops(rd, plan.reexecute)
+        earlier: dict[int, dict[str, Any]] = {}  # for steps that read them (the report)
+        for r in rd.of_kind(Kind.RESULT):
+            if 0 <= r.step < plan.first_step:
+                earlier.setdefault(r.step, {}).update(r.payload)
         backend = backends.open_backend(spec)
         try:
             if backend.chip.chip_id != attrs.get("chip_id"):
@@ -174,6 +178,7 @@ def _resume_locked(opts: RunOptions, reg: dict[str, RoutineSpec], path: Path,
         backend.close()
         raise
     runner = Runner(protocol, reg, backend, writer, calibration, seed=seed, opts=opts)
+    runner.step_results.update(earlier)
     if reexecute:
         replayed = chip_state_in_process(spec) and backend.capabilities.virtual_clock
         runner.rec.fast_forward = FastForward(reexecute, live_chip=not replayed)

@@ -326,8 +326,9 @@ def test_resume_after_an_mvm_step_reproduces_its_figures(
         tmp_path: Path, routine: str, k: int) -> None:
     """MVMs are not recorded, so the simulator's MVM output-noise streams are not rebuilt by
     replay; checkpoints and step boundaries carry their positions instead. A run stopped
-    inside the compensation step (after MVM-based steps) and resumed gives the uninterrupted
-    run's figures to the last digit, MVM errors included."""
+    inside an MVM-using step and resumed gives the uninterrupted run's figures to the last
+    digit, MVM errors included; its report, read from the file for the steps finished before
+    the resume, is the uninterrupted run's too."""
     reg = load_registry()
     protocol = str(REPO / "protocols" / "quickstart.yaml")
     ref = run(RunOptions(protocol=protocol, out=str(tmp_path / "ref.h5"), progress=False,
@@ -344,7 +345,7 @@ def test_resume_after_an_mvm_step_reproduces_its_figures(
 
     def results(path: Path) -> list[dict[str, Any]]:
         with RunReader(path) as rd:
-            return [r.payload for r in rd.of_kind(Kind.RESULT) if 2 <= r.step <= 4]
+            return [r.payload for r in rd.of_kind(Kind.RESULT) if r.step >= 2]
 
     assert results(out) == results(tmp_path / "ref.h5")
     np.testing.assert_array_equal(_counts(out), _counts(tmp_path / "ref.h5"))
