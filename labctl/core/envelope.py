@@ -152,7 +152,8 @@ class SafetyEnvelope:
             worst = v[bad][np.argmax(np.abs(v[bad]))]
             rng = f"{lo:g} V ≤ {name} ≤ {limit_V:g} V"
             hint = f"Scale the request into {limit_name}." if limit_name else ""
-            raise EnvelopeViolation(name, rng, f"{worst:g} V", int(bad.sum()), hint=hint)
+            raise EnvelopeViolation(name, rng, f"{_shown(worst, lo, limit_V)} V",
+                                    int(bad.sum()), hint=hint)
 
     def check_pulse(
         self,
@@ -173,7 +174,7 @@ class SafetyEnvelope:
             raise EnvelopeViolation(
                 "width",
                 f"{self.min_width_s:g} s ≤ width ≤ {self.max_width_s:g} s",
-                f"{worst:g} s",
+                f"{_shown(worst, self.min_width_s, self.max_width_s)} s",
                 int(bad.sum()),
             )
         if compliance_A is not None:
@@ -187,13 +188,20 @@ class SafetyEnvelope:
             raise EnvelopeViolation(
                 "compliance",
                 f"0 A < compliance ≤ {self.max_compliance_A:g} A",
-                f"{c[bad][0]:g} A",
+                f"{_shown(c[bad][0], self.max_compliance_A)} A",
                 int(bad.sum()),
             )
 
     def check_read(self, read_V: npt.ArrayLike, gate_V: npt.ArrayLike) -> None:
         self.check_voltage("read voltage", read_V, self.max_read_V, allow_negative=True)
         self.check_voltage("gate (WL)", gate_V, self.max_gate_V)
+
+
+def _shown(value: float, *limits: float) -> str:
+    """``value`` as ``%g``, or in full where ``%g`` would print it as one of the limits it
+    broke (4.0000001 V against 4 V would read "4 V is outside 0 V ≤ … ≤ 4 V")."""
+    short = f"{value:g}"
+    return repr(float(value)) if short in {f"{lim:g}" for lim in limits} else short
 
 
 def as_float64(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:

@@ -62,6 +62,9 @@ class Protocol:
 
 def load_protocol(path: str | Path, registry: Mapping[str, RoutineSpec]) -> Protocol:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(str(p), "(file)", "is a directory; give a protocol file (e.g. "
+                          "protocols/quickstart.yaml)")
     if not p.is_file():
         raise ConfigError(str(p), "(file)", "protocol file not found")
     try:

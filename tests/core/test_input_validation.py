@@ -253,3 +253,19 @@ def test_unwritable_plot_outdir(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["plot", str(out), "--outdir", str(blocker / "plots")]) == 2
     err = capsys.readouterr().err
     assert "--outdir" in err and "Traceback" not in err
+
+
+def test_a_value_just_outside_the_envelope_is_shown_in_full() -> None:
+    """%g would print 4.0000001 V as "4 V", which reads as inside "0 V ≤ … ≤ 4 V"."""
+    from labctl.core.envelope import SafetyEnvelope
+    from labctl.core.errors import EnvelopeViolation
+
+    env = SafetyEnvelope()
+    limit = env.terminal_limit_V("BL")
+    with pytest.raises(EnvelopeViolation, match=r"= 4\.0000001 V") as e:
+        env.check_pulse("BL", [limit + 1e-7], [1.0], [1e-6])
+    assert e.value.offending != f"{limit:g} V"
+    with pytest.raises(EnvelopeViolation, match=r"width = 0\.001000000001 s"):
+        env.check_pulse("BL", [1.0], [1.0], [env.max_width_s * (1 + 1e-9)])
+    with pytest.raises(EnvelopeViolation, match=r"= 5 V"):  # far outside: short form
+        env.check_pulse("BL", [5.0], [1.0], [1e-6])
