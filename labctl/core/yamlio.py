@@ -22,6 +22,7 @@ do.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,10 @@ def load(text: str, source: str = "(YAML text)", limits: Limits = LIMITS) -> Any
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = e.problem or e.context or str(e)
         if "duplicate key" in str(problem) or "duplicate key" in str(e.context):
-            problem = f"{str(problem).strip()} (a key appears twice; keep one)"
+            # ruamel shows a mapping or list value as an empty placeholder: say nothing of it
+            problem = re.sub(r' with value "(\{\}|\[\])" \(original value: "(\{\}|\[\])"\)',
+                             "", str(problem).strip())
+            problem = f"{problem} (a key appears twice; keep one)"
         raise ConfigError(source, "(syntax)", f"not valid YAML{where}: {problem}") from None
     except YAMLError as e:
         raise ConfigError(source, "(syntax)", f"not valid YAML: {e}") from None

@@ -60,6 +60,12 @@ def test_hostile_yaml_is_refused_with_a_clear_error(text: str, match: str) -> No
         yamlio.load(text, "f.yaml")
 
 
+def test_a_duplicate_mapping_key_is_named_without_placeholder_values() -> None:
+    with pytest.raises(ConfigError) as e:
+        yamlio.load("region:\n  tile: 0\nregion:\n  tile: 1\n", "f.yaml")
+    assert 'duplicate key "region"' in str(e.value) and "{}" not in str(e.value)
+
+
 def test_yaml_1_2_not_1_1() -> None:
     data = yamlio.load("t: 1:40\nb: yes\nf: 1e-4\nn: no\n")
     assert data == {"t": "1:40", "b": "yes", "f": 1e-4, "n": "no"}
