@@ -58,5 +58,6 @@ def main(args: argparse.Namespace) -> int:
         for p in written:
             print(p)
         if not written:
-            print(f"{run}: no plottable arrays yet")
+            print(f"{run}: no plottable arrays (none recorded yet, or none readable: "
+                  f"labctl show {run} says which)")
     return 0

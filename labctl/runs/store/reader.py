@@ -176,7 +176,7 @@ class RunReader:
                                    f"({err})")
         if n < len(self.records):
             self._damaged(f"records #{n + 1}–#{len(self.records)} are committed but their "
-                               f"data cannot be read; what follows shows records #1–#{n}")
+                               f"data cannot be read; {_shown_prefix(n)}")
             self.records = self.records[:n]
         text = self._cache.get("text", np.zeros(0, np.uint8)).tobytes()
         out: list[Record] = []
@@ -188,7 +188,7 @@ class RunReader:
                     raise ValueError("payload is not a JSON object")
             except ValueError as e:
                 self._damaged(f"record #{int(r['seq'])} has an unreadable payload ({e}); "
-                                   f"what follows shows records #1–#{len(out)}")
+                                   f"{_shown_prefix(len(out))}")
                 break
             out.append(Record(int(r["seq"]), Kind(int(r["kind"])), int(r["step"]),
                               float(r["t_wall_s"]), float(r["t_chip_s"]), payload, r, self))
@@ -340,3 +340,10 @@ def _read_prefix(ds: h5py.Dataset, want: int) -> tuple[np.ndarray, str]:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0][:160]
+
+
+def _shown_prefix(n: int) -> str:
+    """What a damaged file's readers go on to show: its first ``n`` records, or nothing."""
+    if n == 0:
+        return "no record can be shown"
+    return "what follows shows record #1" if n == 1 else f"what follows shows records #1–#{n}"
