@@ -99,7 +99,12 @@ class SimBackend(BackendBase):
         return self._macro.mvm_current(tile, inputs_V, rows, cols, differential, adc_range_A)
 
     def noise_streams(self) -> list[int]:
-        """Each tile's position in its MVM output-noise stream (values drawn so far)."""
+        """Each tile's position in its MVM output-noise stream (values drawn so far).
+
+        Taking them also ends the tiles' MVM snapshots (the next MVM retakes its tile's):
+        snapshots are not recorded either, so a run resumed from this point — whose rebuilt
+        chip has none — and the uninterrupted run see the same conductances."""
+        self._macro.drop_mvm_snapshots()
         return list(self._macro.mvm_stream_positions)
 
     def restore_noise_streams(self, positions: Sequence[int]) -> None:

@@ -386,6 +386,13 @@ class Macro:
             self._tile_cache[tile] = c
         return c.G_S
 
+    def drop_mvm_snapshots(self) -> None:
+        """Forget every tile's MVM snapshot and kernels; the next MVM retakes them."""
+        for tile in self._tile_cache:
+            self._tile_version[tile] += 1
+        self._tile_cache.clear()
+        self._kernels.clear()
+
     def _refresh_cached_tiles(self, idx: I64, t_s: float) -> None:
         """After a pulse, update cached tile matrices in place (only the switched cells)
         instead of recomputing every cell of the tile on the next MVM."""

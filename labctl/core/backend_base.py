@@ -250,7 +250,9 @@ class BackendBase(abc.ABC):
         """Positions in random streams this backend draws from that no recorded operation
         rebuilds (the simulator's MVM output noise: MVMs are not recorded), or ``None``.
         Checkpoints and step boundaries store them, so that a simulated chip rebuilt by
-        replay on resume continues exactly (:mod:`labctl.runs.replay`)."""
+        replay on resume continues exactly (:mod:`labctl.runs.replay`). Taking them may end
+        state derived from unrecorded operations (the simulator retakes its MVM snapshots),
+        so that the run and a resume from this point agree."""
         return None
 
     def restore_noise_streams(self, positions: Sequence[int]) -> None:

@@ -349,3 +349,64 @@ def test_resume_after_an_mvm_step_reproduces_its_figures(
 
     assert results(out) == results(tmp_path / "ref.h5")
     np.testing.assert_array_equal(_counts(out), _counts(tmp_path / "ref.h5"))
+
+
+TWO_COMPENSATIONS = """
+name: comp
+steps:
+  - routine: forming
+    params: {region: {tile: 0, rows: [0, 32], cols: [0, 32]}, formed_threshold_S: 2.0e-6}
+  - routine: verify_write
+    params:
+      region: {tile: 0, rows: [0, 32], cols: [0, 32]}
+      target: {kind: random_uniform, low_S: 1.0e-6, high_S: 40.0e-6}
+      policy: {kind: gate}
+      tolerance_S: 1.0e-6
+  - routine: compensate
+    params: &comp
+      region: {tile: 0, rows: [0, 32], cols: [0, 32]}
+      target: {kind: random_uniform, low_S: 1.0e-6, high_S: 40.0e-6}
+      wait_s: 0.0
+      baseline_age_s: 1.0e6
+  - routine: compensate
+    name: second
+    params: *comp
+"""
+
+
+@pytest.mark.parametrize("stop_in_call", [1, 2])
+def test_resume_sees_the_mvm_snapshot_the_uninterrupted_run_saw(
+        tmp_path: Path, stop_in_call: int) -> None:
+    """With no wait between MVMs, the uninterrupted run would hold one conductance snapshot
+    across a checkpoint or a step boundary, which a resumed (rebuilt) chip does not have:
+    those points retake it in both, so the figures agree (a stop at the first compensation's
+    checkpoint, and at the start of the second)."""
+    reg = load_registry()
+    spec = reg["compensate"]
+    calls = {"n": 0}
+
+    def poke(ctx: StepContext) -> Iterator[Checkpoint]:
+        calls["n"] += 1
+        for i, ck in enumerate(spec.run(ctx)):
+            if calls["n"] == stop_in_call and i == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield ck
+
+    poked = {**reg, "compensate": RoutineSpec(spec.name, spec.doc, spec.params, poke,
+                                              spec.check)}
+    proto = write(tmp_path / "two.yaml", TWO_COMPENSATIONS)
+    ref = run(RunOptions(protocol=str(proto), out=str(tmp_path / "ref.h5"), progress=False,
+                         seed=3, calibration_dir=str(tmp_path / "c1")), registry=reg)
+    assert ref.status == "completed"
+    out = tmp_path / "int.h5"
+    o = run(RunOptions(protocol=str(proto), out=str(out), progress=False, seed=3,
+                       interactive=False, calibration_dir=str(tmp_path / "c2")), registry=poked)
+    assert o.status == "aborted"
+    assert run(RunOptions(resume=str(out), progress=False, calibration_dir=str(tmp_path / "c2")),
+               registry=reg).status == "completed"
+
+    def results(path: Path) -> dict[int, dict[str, Any]]:
+        with RunReader(path) as rd:
+            return {r.step: r.payload for r in rd.of_kind(Kind.RESULT)}
+
+    assert results(out) == results(tmp_path / "ref.h5")
