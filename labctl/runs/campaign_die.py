@@ -127,6 +127,8 @@ def _run(task: DieTask) -> tuple[str, str, str]:
             with RunReader(path) as rd:
                 complete = rd.complete
         except ConfigError:
+            if _has_records(path):  # a real run that cannot be read now: never start afresh
+                raise
             # Killed while the file was being created, before its record log existed: no
             # record, so no pulse. Keep the remains for a look and start afresh.
             path.rename(path.with_name(f"{path.name}.unreadable-{int(time.time())}"))
@@ -138,6 +140,19 @@ def _run(task: DieTask) -> tuple[str, str, str]:
     o = run(RunOptions(protocol=task.protocol, station=task.station, out=str(path),
                        seed=task.seed, **common))  # type: ignore[arg-type]
     return o.status, o.message, "fresh"
+
+
+def _has_records(path: Path) -> bool:
+    """Whether ``path`` holds a run file's record log with at least one record (so pulses
+    may have been applied), however unreadable it is otherwise."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            records = f.get("log/records")
+            return records is not None and records.shape[0] > 0
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 @contextlib.contextmanager

@@ -147,3 +147,25 @@ def test_two_processes_on_one_run_file(tmp_path: Path, kill_reference: tuple) ->
         assert [r.kind for r in rd.all()].count(Kind.RUN_START) == 1
         assert not rd.of_kind(Kind.RESUME)
     assert sorted(p.name for p in tmp_path.glob(".r.h5*")) == []
+
+
+def test_readers_open_a_hard_linked_file_with_leftover_temp_files(tmp_path: Path) -> None:
+    """Opening a run file tidies a dead writer's temp files under the lock; a file the lock
+    refuses (a second hard link) is read untidied, not refused (a campaign took the refusal
+    for an unreadable die and ran it again from scratch)."""
+    run = tmp_path / "r.h5"
+    with RunWriter.create(run, {"chip_id": "c"}) as w:
+        w.record(Kind.EVENT, payload={"n": 1})
+    os.link(run, tmp_path / "backup.h5")
+    leftover = tmp_path / ".r.h5.999999.tmp"
+    leftover.write_bytes(b"x")
+    assert _committed(run) == 1
+    assert leftover.exists() and not lock_path(run).exists()
+
+
+def test_a_symlink_loop_is_refused_without_leaving_a_lock(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.h5"
+    loop.symlink_to(loop.name)
+    with pytest.raises(ConfigError, match="cannot be examined"):
+        RunFileLock.acquire(loop)
+    assert not list(tmp_path.glob(".*.lock"))

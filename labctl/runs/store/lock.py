@@ -161,23 +161,33 @@ class RunFileLock:
 
 def _refuse_hard_links(run: Path, fd: int) -> None:
     """A run file with a second hard link could be written through the other name under
-    another lock; refuse it (and let the lock go) before anything is read or applied."""
+    another lock; refuse it (and let the lock go, removing its file as a release does)
+    before anything is read or applied. So is a path that cannot be examined (a symlink
+    loop)."""
     try:
         n_names = os.stat(run).st_nlink
     except FileNotFoundError:
         return
-    if n_names > 1:
-        os.close(fd)
-        raise ConfigError(str(run), "(file)", f"has {n_names} names (hard links), so one lock "
-                          "cannot cover it and a second writer could use the other name; copy "
-                          f"it to a new name (cp {run} NEW.h5) and use the copy")
+    except OSError as e:
+        problem = f"cannot be examined ({e.strerror}); give the run file's own path"
+    else:
+        if n_names <= 1:
+            return
+        problem = (f"has {n_names} names (hard links), so one lock cannot cover it and a "
+                   f"second writer could use the other name; copy it to a new name (cp {run} "
+                   "NEW.h5) and use the copy")
+    with contextlib.suppress(OSError):
+        os.unlink(lock_path(run))
+    os.close(fd)
+    raise ConfigError(str(run), "(file)", problem)
 
 
 def try_lock(run_path: str | Path) -> RunFileLock | None:
-    """The lock if it is free right now, else ``None`` (for readers tidying up)."""
+    """The lock if it is free right now, else ``None`` (for readers tidying up: a file the
+    lock refuses — busy, hard-linked — is simply not tidied)."""
     try:
         return RunFileLock.acquire(run_path)
-    except RunFileBusy:
+    except RequestRejected:
         return None
 
 
