@@ -186,3 +186,17 @@ def _table_or_config_error(p: Path) -> None:
     assert len(t) > 0
     for c in td.REQUIRED:
         assert bool((abs(t[c].astype(float)) < float("inf")).all()), c
+
+
+def test_fit_out_may_be_a_directory_and_a_refused_fit_leaves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _csv(tmp_path, "survey,0,0,0,0.0,0.2,2.0,-1e-9,,,")
+    target = tmp_path / "presets"
+    target.mkdir()
+    assert cli(["fit", str(bad), "--out", str(target),
+                "--export-csv", str(tmp_path / "m-out.csv")]) == 2
+    assert not list(target.iterdir()) and not (tmp_path / "m-out.csv").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli(["fit", str(bad), "--out", str(blocker / "p.yaml")]) == 2
+    assert "--out" in capsys.readouterr().err

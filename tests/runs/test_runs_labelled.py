@@ -244,3 +244,15 @@ def _has_step_end(path: Path) -> bool:
             return bool(rd.of_kind(Kind.STEP_END))
     except (ConfigError, OSError):
         return False
+
+
+def test_export_never_overwrites_a_run_file(finished: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other.h5"
+    other.write_bytes(finished.read_bytes())
+    before = other.read_bytes()
+    assert cli_main(["export", str(finished), "--out", str(other)]) == 2
+    assert "labctl run file" in capsys.readouterr().err
+    assert other.read_bytes() == before
+    assert cli_main(["export", str(finished), "--out", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / finished.with_suffix(".nc").name).is_file()

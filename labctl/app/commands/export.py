@@ -36,16 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from labctl.core.errors import ConfigError
-    from labctl.core.output_paths import check_writable_dir
+    from labctl.core.output_paths import output_file
     from labctl.runs.store.reader import RunReader
 
     run = Path(args.run_file)
-    out = Path(args.out) if args.out else run.with_suffix(".nc")
-    if out.is_dir():  # a directory given: the default name, in it
-        out = out / run.with_suffix(".nc").name
+    given = args.out if args.out else run.with_suffix(".nc")
+    out = output_file(given, run.with_suffix(".nc").name, "--out")
     if out.resolve() == run.resolve():
         raise ConfigError("labctl export", "--out", "must differ from the run file")
-    check_writable_dir(out.parent if str(out.parent) else Path("."), "--out")
     with RunReader(run) as rd:
         nc, csv_path = export(rd, out, operations=not args.no_operations)
         for d in rd.damage:

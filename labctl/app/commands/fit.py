@@ -51,14 +51,18 @@ def load_table(path: str) -> td.Table:
 def main(args: argparse.Namespace) -> int:
     from calibration import fitting
     from calibration import twin_data as td
+    from labctl.core.output_paths import output_file
 
+    out = output_file(args.out, "fitted.yaml", "--out")
+    csv_out = output_file(args.export_csv, "measurements.csv", "--export-csv") \
+        if args.export_csv else None
     table = load_table(args.data)
-    if args.export_csv:
-        td.write_csv(table, args.export_csv)
     fit = fitting.fit_twin(table)
     src = Path(args.data).name
-    path = _write_loadable(fit, Path(args.out), name=args.name,
+    path = _write_loadable(fit, out, name=args.name,
                            description=f"fitted by labctl fit to {src}")
+    if csv_out is not None:  # after the preset: a refused fit writes nothing
+        td.write_csv(table, csv_out)
     print(f"fitted {len(fit.estimates)} parameters from {len(table)} measurement rows:")
     for key, e in fit.estimates.items():
         if isinstance(e.value, list):
@@ -82,13 +86,14 @@ def _write_loadable(fit: Any, out: Path, *, name: str, description: str) -> Path
     from sim_backend.presets import load_preset
 
     tmp = out.with_name(f".{out.name}.partial")
-    fitting.write_twin_preset(fit, tmp, name=name, description=description)
     try:
+        fitting.write_twin_preset(fit, tmp, name=name, description=description)
         load_preset(tmp)
+        tmp.replace(out)
     except ConfigError as e:
-        tmp.unlink(missing_ok=True)
         hint = ("the measurements fit a value the simulator cannot take; check the rows that "
                 "identify it (docs/simulator.md, the twin's measurements); nothing was written")
         raise ConfigErrors("labctl fit", [(k, f"{p} — {hint}") for k, p in e.problems]) from None
-    tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone once renamed; removed after any failure
     return out
