@@ -168,3 +168,13 @@ def test_names_with_control_characters_are_refused_before_any_file(
         with pytest.raises(ConfigError, match="NUL"):
             RunWriter.create(tmp_path / "r.h5", {"chip_id": bad})
         assert not list(tmp_path.glob("*r.h5*"))
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_file(tmp_path: Path) -> None:
+    """A protocol or run file named in another encoding reaches the run file's attributes
+    as a surrogate-escaped string, which HDF5 cannot store (it crashed with a traceback)."""
+    from labctl.runs.store import RunWriter
+
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        RunWriter.create(tmp_path / "r.h5", {"protocol_source": "t\udcff.yaml"})
+    assert not list(tmp_path.iterdir())

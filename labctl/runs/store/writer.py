@@ -351,6 +351,12 @@ def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
             if isinstance(v, str) and "\0" in v:  # HDF5 strings end at NUL: refuse, not cut
                 raise ConfigError(str(final), k, "contains a NUL character, which a run file "
                                   "cannot store; use printable text")
+            if isinstance(v, str) and not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:  # a file name in another encoding than UTF-8
+                    raise ConfigError(str(final), k, f"{v!r} is not valid UTF-8 text (a file "
+                                      "name in another encoding?); rename it") from None
             f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v, default=_jsonable)
         log = f.create_group("log")
         for name, (dtype, chunk) in DATASETS.items():
