@@ -54,6 +54,17 @@ class ChipInfo:
         }
     )
 
+    def __post_init__(self) -> None:
+        """A chip id names files and run records and appears in one-line reports; whatever
+        built it (a station, a preset's name, a board's ident string), it is plain text."""
+        from labctl.core.errors import ConfigError
+        from labctl.core.validation import control_characters
+
+        problem = control_characters(self.chip_id)
+        if problem is not None:
+            raise ConfigError(f"chip {self.chip_id!r}", "chip_id", f"{problem} (it comes from "
+                              "the station's chip_id, the preset's name or the board's ident)")
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["terminals"] = dict(self.terminals)

@@ -150,9 +150,10 @@ class SafetyEnvelope:
         bad = (v < lo) | (v > limit_V)
         if bad.any():
             worst = v[bad][np.argmax(np.abs(v[bad]))]
-            rng = f"{lo:g} V ≤ {name} ≤ {limit_V:g} V"
+            v_txt, (lo_txt, hi_txt) = _shown(worst, lo, limit_V)
+            rng = f"{lo_txt} V ≤ {name} ≤ {hi_txt} V"
             hint = f"Scale the request into {limit_name}." if limit_name else ""
-            raise EnvelopeViolation(name, rng, f"{_shown(worst, lo, limit_V)} V",
+            raise EnvelopeViolation(name, rng, f"{v_txt} V",
                                     int(bad.sum()), hint=hint)
 
     def check_pulse(
@@ -171,10 +172,11 @@ class SafetyEnvelope:
         bad = (w < self.min_width_s) | (w > self.max_width_s)
         if bad.any():
             worst = w[bad][0]
+            v_txt, (lo_txt, hi_txt) = _shown(worst, self.min_width_s, self.max_width_s)
             raise EnvelopeViolation(
                 "width",
-                f"{self.min_width_s:g} s ≤ width ≤ {self.max_width_s:g} s",
-                f"{_shown(worst, self.min_width_s, self.max_width_s)} s",
+                f"{lo_txt} s ≤ width ≤ {hi_txt} s",
+                f"{v_txt} s",
                 int(bad.sum()),
             )
         if compliance_A is not None:
@@ -185,10 +187,11 @@ class SafetyEnvelope:
         _check_finite("compliance", c)
         bad = (c <= 0) | (c > self.max_compliance_A)
         if bad.any():
+            v_txt, (hi_txt,) = _shown(c[bad][0], self.max_compliance_A)
             raise EnvelopeViolation(
                 "compliance",
-                f"0 A < compliance ≤ {self.max_compliance_A:g} A",
-                f"{_shown(c[bad][0], self.max_compliance_A)} A",
+                f"0 A < compliance ≤ {hi_txt} A",
+                f"{v_txt} A",
                 int(bad.sum()),
             )
 
@@ -197,11 +200,17 @@ class SafetyEnvelope:
         self.check_voltage("gate (WL)", gate_V, self.max_gate_V)
 
 
-def _shown(value: float, *limits: float) -> str:
-    """``value`` as ``%g``, or in full where ``%g`` would print it as one of the limits it
-    broke (4.0000001 V against 4 V would read "4 V is outside 0 V ≤ … ≤ 4 V")."""
-    short = f"{value:g}"
-    return repr(float(value)) if short in {f"{lim:g}" for lim in limits} else short
+def _shown(value: float, *limits: float) -> tuple[str, tuple[str, ...]]:
+    """``value`` and ``limits`` as text: ``%g``, or all in full where ``%g`` would print the
+    value as one of the limits it broke (4.0000001 V against 4 V would read "4 V is outside
+    0 V ≤ … ≤ 4 V") or a limit rounded past the value (2.5432061 against 2.543206)."""
+    short = [f"{value:g}", *(f"{lim:g}" for lim in limits)]
+    if short[0] not in short[1:] and all(float(t) != value for t in short[1:]):
+        full_needed = any((float(t) - value) * (lim - value) <= 0 for t, lim in
+                          zip(short[1:], limits, strict=True))
+        if not full_needed:
+            return short[0], tuple(short[1:])
+    return repr(float(value)), tuple(repr(float(lim)) for lim in limits)
 
 
 def as_float64(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:

@@ -275,3 +275,12 @@ def test_a_value_just_outside_the_envelope_is_shown_in_full() -> None:
         env.check_pulse("BL", [1.0], [1.0], [env.max_width_s * (1 + 1e-9)])
     with pytest.raises(EnvelopeViolation, match=r"= 5 V"):  # far outside: short form
         env.check_pulse("BL", [5.0], [1.0], [1e-6])
+
+
+def test_a_limit_rounded_past_the_value_is_shown_in_full_too() -> None:
+    from labctl.core.envelope import SafetyEnvelope
+    from labctl.core.errors import EnvelopeViolation
+
+    with pytest.raises(EnvelopeViolation) as e:
+        SafetyEnvelope().check_voltage("gate (WL)", [2.5432061], 2.543206)
+    assert "2.5432061 V" in str(e.value) and "≤ 2.543206 V" in str(e.value)

@@ -178,3 +178,13 @@ def test_a_file_name_that_is_not_utf8_is_refused_before_any_file(tmp_path: Path)
     with pytest.raises(ConfigError, match="not valid UTF-8"):
         RunWriter.create(tmp_path / "r.h5", {"protocol_source": "t\udcff.yaml"})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_chip_id_from_a_preset_name_is_plain_text_too(tmp_path: Path) -> None:
+    """The simulator builds its chip id from the preset's name: a name with an escape
+    sequence or a newline is refused there, whatever file it came from."""
+    from sim_backend import SimBackend, load_preset
+
+    preset = load_preset("default_180nm").with_changes(name="evil\x1b[31mRED\nline2")
+    with pytest.raises(ConfigError, match="control characters"):
+        SimBackend(preset, seed=1)

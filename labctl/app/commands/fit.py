@@ -51,8 +51,12 @@ def load_table(path: str) -> td.Table:
 def main(args: argparse.Namespace) -> int:
     from calibration import fitting
     from calibration import twin_data as td
+    from labctl.core.errors import ConfigError
     from labctl.core.output_paths import output_file
+    from labctl.core.validation import control_characters
 
+    if (problem := control_characters(args.name)) is not None:  # it becomes chip ids
+        raise ConfigError("command line", "--name", problem)
     out = output_file(args.out, "fitted.yaml", "--out")
     csv_out = output_file(args.export_csv, "measurements.csv", "--export-csv") \
         if args.export_csv else None
