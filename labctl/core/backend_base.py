@@ -116,7 +116,10 @@ class BackendBase(abc.ABC):
                 "backend",
                 "mvm_input_max_V",
                 f"DAC full scale {chip.mvm_input_max_V} V exceeds the envelope's "
-                f"max_read_V {envelope.max_read_V} V",
+                f"max_read_V {envelope.max_read_V} V: an MVM could drive a row above the read "
+                "limit. Lower the DAC full scale to at most the read limit (a simulated "
+                "station: overrides: {periphery: {mvm_input_max_V: ...}}; instruments: "
+                "chip: {mvm_input_max_V: ...}) or, if the chip allows it, raise max_read_V",
             )
         self._chip = chip
         self._envelope = envelope

@@ -284,3 +284,11 @@ def test_a_limit_rounded_past_the_value_is_shown_in_full_too() -> None:
     with pytest.raises(EnvelopeViolation) as e:
         SafetyEnvelope().check_voltage("gate (WL)", [2.5432061], 2.543206)
     assert "2.5432061 V" in str(e.value) and "≤ 2.543206 V" in str(e.value)
+
+
+def test_a_dac_above_the_read_limit_says_how_to_fix_it() -> None:
+    from labctl.core.envelope import SafetyEnvelope
+    from sim_backend import SimBackend
+
+    with pytest.raises(ConfigError, match=r"overrides: \{periphery: \{mvm_input_max_V"):
+        SimBackend("default_180nm", seed=0, envelope=SafetyEnvelope(max_read_V=0.05))
