@@ -56,8 +56,7 @@ def check_new_file(path: str | Path, option: str) -> Path:
 def output_file(given: str | Path, default_name: str, option: str) -> Path:
     """Where a command writes the file named by ``option``: ``given`` itself, or
     ``default_name`` inside it when ``given`` is a directory (or ends with a path
-    separator, for one to be created). Checked writable before anything runs; an existing
-    labctl run file is never overwritten (it may be another run's only record)."""
+    separator, for one to be created). Checked writable before anything runs."""
     text = str(given)
     p = Path(text)
     if p.is_dir() or text.endswith(("/", os.sep)):
@@ -65,20 +64,4 @@ def output_file(given: str | Path, default_name: str, option: str) -> Path:
     check_writable_dir(p.parent if str(p.parent) else Path("."), option)
     if p.is_dir():
         raise ConfigError("command line", option, f"{p} is a directory; give a file name")
-    if p.is_file() and _is_run_file(p):
-        raise ConfigError("command line", option, f"{p} is a labctl run file; it is never "
-                          "overwritten — choose another name")
     return p
-
-
-def _is_run_file(p: Path) -> bool:
-    try:
-        with p.open("rb") as fh:
-            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
-                return False
-        import h5py
-
-        with h5py.File(p, "r") as f:
-            return str(f.attrs.get("format", "")) == "labctl-run"
-    except (OSError, ValueError):
-        return False

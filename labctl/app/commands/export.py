@@ -37,13 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from labctl.core.errors import ConfigError
     from labctl.core.output_paths import output_file
-    from labctl.runs.store.reader import RunReader
+    from labctl.runs.store.reader import RunReader, refuse_run_file
 
     run = Path(args.run_file)
     given = args.out if args.out else run.with_suffix(".nc")
     out = output_file(given, run.with_suffix(".nc").name, "--out")
     if out.resolve() == run.resolve():
         raise ConfigError("labctl export", "--out", "must differ from the run file")
+    refuse_run_file(out, "--out")
     with RunReader(run) as rd:
         nc, csv_path = export(rd, out, operations=not args.no_operations)
         for d in rd.damage:

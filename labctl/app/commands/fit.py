@@ -54,12 +54,16 @@ def main(args: argparse.Namespace) -> int:
     from labctl.core.errors import ConfigError
     from labctl.core.output_paths import output_file
     from labctl.core.validation import control_characters
+    from labctl.runs.store.reader import refuse_run_file
 
     if (problem := control_characters(args.name)) is not None:  # it becomes chip ids
         raise ConfigError("command line", "--name", problem)
     out = output_file(args.out, "fitted.yaml", "--out")
     csv_out = output_file(args.export_csv, "measurements.csv", "--export-csv") \
         if args.export_csv else None
+    for path, option in ((out, "--out"), (csv_out, "--export-csv")):
+        if path is not None:
+            refuse_run_file(path, option)
     table = load_table(args.data)
     fit = fitting.fit_twin(table)
     src = Path(args.data).name

@@ -347,3 +347,18 @@ def _shown_prefix(n: int) -> str:
     if n == 0:
         return "no record can be shown"
     return "what follows shows record #1" if n == 1 else f"what follows shows records #1–#{n}"
+
+
+def refuse_run_file(path: Path, option: str) -> None:
+    """An output that would overwrite a labctl run file is refused: it may be another run's
+    only record (``labctl export A.h5 --out B.h5`` replaced B)."""
+    if not path.is_file():
+        return
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+    except (OSError, ValueError):
+        return  # not HDF5 (or unreadable): not a run file to protect
+    if str(fmt) == FORMAT_NAME:
+        raise ConfigError("command line", option, f"{path} is a labctl run file; it is never "
+                          "overwritten — choose another name")
