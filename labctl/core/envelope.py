@@ -204,12 +204,11 @@ def _shown(value: float, *limits: float) -> tuple[str, tuple[str, ...]]:
     """``value`` and ``limits`` as text: ``%g``, or all in full where ``%g`` would print the
     value as one of the limits it broke (4.0000001 V against 4 V would read "4 V is outside
     0 V ≤ … ≤ 4 V") or a limit rounded past the value (2.5432061 against 2.543206)."""
-    short = [f"{value:g}", *(f"{lim:g}" for lim in limits)]
-    if short[0] not in short[1:] and all(float(t) != value for t in short[1:]):
-        full_needed = any((float(t) - value) * (lim - value) <= 0 for t, lim in
-                          zip(short[1:], limits, strict=True))
-        if not full_needed:
-            return short[0], tuple(short[1:])
+    v_txt, lim_txt = f"{value:g}", tuple(f"{lim:g}" for lim in limits)
+    misleading = v_txt in lim_txt or any(  # a rounded limit on the value or across it
+        (float(t) - value) * (lim - value) <= 0 for t, lim in zip(lim_txt, limits, strict=True))
+    if not misleading:
+        return v_txt, lim_txt
     return repr(float(value)), tuple(repr(float(lim)) for lim in limits)
 
 

@@ -76,7 +76,7 @@ def load(text: str, source: str = "(YAML text)", limits: Limits = LIMITS) -> Any
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = e.problem or e.context or str(e)
         if "duplicate key" in str(problem) or "duplicate key" in str(e.context):
-            # ruamel shows a mapping or list value as an empty placeholder: say nothing of it
+            # ruamel prints a mapping or list value as {} or []: drop that clause, it shows nothing
             problem = re.sub(r' with value "(\{\}|\[\])" \(original value: "(\{\}|\[\])"\)',
                              "", str(problem).strip())
             problem = f"{problem} (a key appears twice; keep one)"

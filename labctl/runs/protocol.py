@@ -88,6 +88,8 @@ def parse_protocol_text(text: str, source: str, registry: Mapping[str, RoutineSp
             problems.append((str(key), f"unknown top-level key{did_you_mean(str(key), TOP)}; "
                              f"allowed: {', '.join(TOP_KEYS)}"))
     name = _opt_str(data, "name", problems, default=Path(source).stem)
+    if (problem := control_characters(name)) is not None:
+        problems.append(("name", problem))
     description = _opt_str(data, "description", problems, default="")
     raw_steps: list[Any] = []
     keys: list[str] = []
@@ -173,9 +175,6 @@ def _opt_str(data: Mapping[str, Any], key: str, problems: list[tuple[str, str]],
     v = data.get(key, default)
     if not isinstance(v, str):
         problems.append((key, f"must be a string, got {type(v).__name__}"))
-        return default
-    if key == "name" and (problem := control_characters(v)) is not None:
-        problems.append((key, problem))
         return default
     return v
 

@@ -45,13 +45,17 @@ def _counts(path: Path) -> np.ndarray:
         return rd.pulse_counts(CHIP_SHAPE)
 
 
-def _with_sigint_after(reg: dict[str, RoutineSpec], routine: str, k: int) -> dict[str, Any]:
-    """A registry whose ``routine`` sends this process SIGINT after its k-th checkpoint."""
+def _with_sigint_after(reg: dict[str, RoutineSpec], routine: str, k: int,
+                       in_call: int | None = None) -> dict[str, Any]:
+    """A registry whose ``routine`` sends this process SIGINT after its k-th checkpoint (in
+    its ``in_call``-th step only, when given)."""
     spec = reg[routine]
+    calls = {"n": 0}
 
     def run_and_poke(ctx: StepContext) -> Iterator[Checkpoint]:
+        calls["n"] += 1
         for i, ck in enumerate(spec.run(ctx)):
-            if i == k:
+            if i == k and in_call in (None, calls["n"]):
                 os.kill(os.getpid(), signal.SIGINT)
             yield ck
 
@@ -382,18 +386,7 @@ def test_resume_sees_the_mvm_snapshot_the_uninterrupted_run_saw(
     those points retake it in both, so the figures agree (a stop at the first compensation's
     checkpoint, and at the start of the second)."""
     reg = load_registry()
-    spec = reg["compensate"]
-    calls = {"n": 0}
-
-    def poke(ctx: StepContext) -> Iterator[Checkpoint]:
-        calls["n"] += 1
-        for i, ck in enumerate(spec.run(ctx)):
-            if calls["n"] == stop_in_call and i == 0:
-                os.kill(os.getpid(), signal.SIGINT)
-            yield ck
-
-    poked = {**reg, "compensate": RoutineSpec(spec.name, spec.doc, spec.params, poke,
-                                              spec.check)}
+    poked = _with_sigint_after(reg, "compensate", 0, in_call=stop_in_call)
     proto = write(tmp_path / "two.yaml", TWO_COMPENSATIONS)
     ref = run(RunOptions(protocol=str(proto), out=str(tmp_path / "ref.h5"), progress=False,
                          seed=3, calibration_dir=str(tmp_path / "c1")), registry=reg)

@@ -348,15 +348,8 @@ def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["schema_version"] = SCHEMA_VERSION
         for k, v in attrs.items():
-            if isinstance(v, str) and "\0" in v:  # HDF5 strings end at NUL: refuse, not cut
-                raise ConfigError(str(final), k, "contains a NUL character, which a run file "
-                                  "cannot store; use printable text")
-            if isinstance(v, str) and not v.isascii():
-                try:
-                    v.encode("utf-8")
-                except UnicodeEncodeError:  # a file name in another encoding than UTF-8
-                    raise ConfigError(str(final), k, f"{v!r} is not valid UTF-8 text (a file "
-                                      "name in another encoding?); rename it") from None
+            if isinstance(v, str):
+                _check_storable(final, k, v)
             f.attrs[k] = v if isinstance(v, str | int | float) else json.dumps(v, default=_jsonable)
         log = f.create_group("log")
         for name, (dtype, chunk) in DATASETS.items():
@@ -369,6 +362,19 @@ def _new_file(final: Path, attrs: Mapping[str, Any]) -> tuple[h5py.File, Path]:
         _discard(f, tmp)
         raise
     return f, tmp
+
+
+def _check_storable(final: Path, key: str, text: str) -> None:
+    """HDF5 string attributes end at NUL and must be UTF-8: refuse, never cut or crash (a
+    surrogate-escaped file name in another encoding raised a UnicodeEncodeError)."""
+    if "\0" in text:
+        raise ConfigError(str(final), key, "contains a NUL character, which a run file cannot "
+                          "store; use printable text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(str(final), key, f"{text!r} is not valid UTF-8 text (a file name in "
+                          "another encoding?); rename it") from None
 
 
 def _abandon(f: h5py.File, handles: dict[str, h5py.Dataset] | None = None) -> None:
