@@ -145,10 +145,10 @@ def _run(task: DieTask) -> tuple[str, str, str]:
 def _has_records(path: Path) -> bool:
     """Whether ``path`` holds a run file's record log with at least one record (so pulses
     may have been applied), however unreadable it is otherwise."""
-    import h5py
+    from labctl.runs.store.h5open import open_for_reading
 
-    try:
-        with h5py.File(path, "r") as f:
+    try:  # SWMR read, bounded: the file is damaged
+        with open_for_reading(path) as f:
             records = f.get("log/records")
             return records is not None and records.shape[0] > 0
     except (OSError, ValueError, KeyError):

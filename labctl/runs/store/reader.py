@@ -354,8 +354,8 @@ def refuse_run_file(path: Path, option: str) -> None:
     only record (``labctl export A.h5 --out B.h5`` replaced B)."""
     if not path.is_file():
         return
-    try:
-        with h5py.File(path, "r") as f:
+    try:  # SWMR read, bounded: the file may be a live run's or a damaged one
+        with open_for_reading(path) as f:
             fmt = f.attrs.get("format")
     except (OSError, ValueError):
         return  # not HDF5 (or unreadable): not a run file to protect
